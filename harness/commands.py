@@ -1,0 +1,160 @@
+"""The CLI's subcommands, kept apart from argument parsing so they read top to bottom."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from harness.errors import EXIT_OK, ConfigError
+from harness.matrix import (
+    Cell,
+    Matrix,
+    Selection,
+    adhoc_channel,
+    expand_cells,
+    load_matrix,
+)
+
+EXTERNAL_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "kubeconfig",
+                    "controller")
+
+
+def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
+    matrix = load_matrix(args.matrix)
+    defaults = matrix.defaults
+    platforms = tuple(args.platform) or defaults.platforms
+    if "all" in platforms:
+        platforms = tuple(matrix.platforms)
+    explicit = bool(args.channel or args.upgrade)
+    channels = tuple(args.channel) if explicit else defaults.channels
+    upgrades = tuple(args.upgrade) if explicit else defaults.upgrades
+    if args.mlflow_version:
+        if args.channel:
+            raise ConfigError("--mlflow-version and --channel are alternatives",
+                              hint="use one: a channel from matrix.yaml, or an MLflow version")
+        channel = adhoc_channel(args.mlflow_version)
+        matrix = _with_channel(matrix, channel)
+        channels = (channel.name,)
+        upgrades = upgrades if args.upgrade else ()
+    matrix, upgrades = _adhoc_upgrades(matrix, upgrades)
+    selection = Selection(platforms=platforms, channels=channels, upgrades=upgrades,
+                          scenarios=tuple(args.scenario) or defaults.scenarios)
+    cells = expand_cells(matrix, selection)
+    if not cells:
+        raise ConfigError("the selection has no cells",
+                          hint="check --platform/--channel/--scenario against `mlflow-matrix list`")
+    return matrix, cells
+
+
+def _with_channel(matrix: Matrix, channel: Any) -> Matrix:
+    import dataclasses
+
+    return dataclasses.replace(matrix, channels={**matrix.channels, channel.name: channel})
+
+
+def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...]) -> tuple[Matrix, tuple[str, ...]]:
+    """`--upgrade 2.20.0:3.1.0`: a side that is a version, not a channel, becomes a channel."""
+    resolved = []
+    for label in upgrades:
+        if ":" not in label:
+            raise ConfigError(f"--upgrade {label!r} is not FROM:TO",
+                              hint="write e.g. --upgrade 2.15/stable:2.22/stable")
+        sides = []
+        for side in label.split(":", 1):
+            if side not in matrix.channels and side and side[0].isdigit() and "/" not in side:
+                channel = adhoc_channel(side)
+                matrix = _with_channel(matrix, channel)
+                side = channel.name
+            sides.append(side)
+        resolved.append(":".join(sides))
+    return matrix, tuple(resolved)
+
+
+def _provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in EXTERNAL_OPTIONS
+            if getattr(args, name, None) is not None}
+
+
+def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    matrix, cells = selected_cells(args)
+    if args.dry_run:
+        return _print_plan(matrix, cells, args)
+    from harness.runner import Runner, RunOptions
+
+    options = RunOptions(reports_dir=args.reports_dir.resolve(), parallel=args.parallel,
+                         keep=args.keep, keep_on_failure=args.keep_on_failure,
+                         pytest_args=tuple(pytest_args),
+                         provisioner_options=_provisioner_options(args))
+    return Runner(matrix, cells, options).run()
+
+
+def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    matrix, cells = selected_cells(args)
+    return _print_plan(matrix, cells, args)
+
+
+def _print_plan(matrix: Matrix, cells: list[Cell], args: argparse.Namespace) -> int:
+    from harness.planning import plan_lines
+
+    for line in plan_lines(matrix, cells, _provisioner_options(args)):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    matrix = load_matrix(args.matrix)
+    print(f"matrix: {matrix.path}\n\nplatforms:")
+    for p in matrix.platforms.values():
+        default = " (default)" if p.name in matrix.defaults.platforms else ""
+        print(f"  {p.name:<22} kind={p.kind:<14} {p.description}{default}")
+    print("\nchannels:")
+    for c in matrix.channels.values():
+        flags = " experimental" if c.experimental else ""
+        default = " (default)" if c.name in matrix.defaults.channels else ""
+        pins = ", ".join(matrix.requirements_for(c)) or "-"
+        print(f"  {c.name:<16} MLflow {c.mlflow_version:<8} pins: {pins}{flags}{default}")
+    print("\nupgrade paths:")
+    for u in matrix.upgrades:
+        default = " (default)" if f"{u.source}:{u.target}" in matrix.defaults.upgrades else ""
+        print(f"  {u.source}:{u.target}{default}")
+    print("\nscenario suites:")
+    for s in matrix.suites.values():
+        where = "all platforms" if s.platforms is None else ", ".join(s.platforms)
+        print(f"  {s.name:<12} {s.description} [{where}]")
+    if matrix.known_defects:
+        print("\nknown defects:")
+        for d in matrix.known_defects:
+            print(f"  {d.id}: {d.summary} ({d.link})")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    from harness.lifecycle import platform_up
+
+    return platform_up(args)
+
+
+def cmd_down(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    from harness.lifecycle import platform_down
+
+    return platform_down(args)
+
+
+def cmd_janitor(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    from harness.lifecycle import janitor
+
+    return janitor(args.reports_dir.resolve(), dry_run=args.dry_run)
+
+
+def cmd_report(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    from harness.reporting.matrix_page import write_matrix_page
+
+    reports = args.reports_dir.resolve()
+    if not reports.is_dir():
+        raise ConfigError(f"no reports at {reports}", hint="run `tox -e matrix` first")
+    matrix = load_matrix(args.matrix) if args.matrix else None
+    paths = write_matrix_page(reports, matrix)
+    for path in paths:
+        print(path)
+    return EXIT_OK
+

@@ -1,0 +1,143 @@
+"""`up`, `down` and `janitor`: platform lifecycle outside a run, and cleanup after crashes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError
+from harness.procs import same_process, stop_group
+from harness.state import RunState, new_run_id, read_state
+from provisioners.base import RunContext, load_provisioner_class
+
+
+def _provisioner(args: argparse.Namespace, name: str, state: RunState):  # type: ignore[no-untyped-def]
+    from harness.commands import _provisioner_options
+    from harness.matrix import load_matrix
+
+    matrix = load_matrix(args.matrix)
+    if name not in matrix.platforms:
+        raise ConfigError(f"unknown platform {name!r}",
+                          hint=f"use one of: {', '.join(matrix.platforms)}")
+    platform = matrix.platforms[name]
+    context = RunContext(run_id=state.run_id, platform=platform,
+                         work_dir=Path(tempfile.gettempdir()), state=state,
+                         env_for=lambda c: None,  # type: ignore[arg-type,return-value]
+                         options=_provisioner_options(args))
+    return load_provisioner_class(platform.kind)(context)
+
+
+def platform_up(args: argparse.Namespace) -> int:
+    if len(args.platform) != 1:
+        raise ConfigError("`up` takes exactly one --platform")
+    run_id = new_run_id()
+    state = RunState(args.reports_dir.resolve() / "state" / f"{run_id}.json", run_id)
+    substrate = _provisioner(args, args.platform[0], state).up()
+    state.finish("up")
+    print(f"{substrate.name} is up (run id {run_id})")
+    if substrate.kubeconfig:
+        print(f"kubeconfig: {substrate.kubeconfig}")
+    print(f"release it with: mlflow-matrix down --platform {args.platform[0]}")
+    return EXIT_OK
+
+
+def platform_down(args: argparse.Namespace) -> int:
+    reports = args.reports_dir.resolve()
+    if not args.platform and not args.run_id:
+        raise ConfigError("say what to release",
+                          hint="pass --platform NAME and/or --run-id ID (see reports/state/)")
+    code = EXIT_OK
+    if args.run_id:
+        path = reports / "state" / f"{args.run_id}.json"
+        if not path.is_file():
+            raise ConfigError(f"no state file for run {args.run_id} in {path.parent}",
+                              hint="list the run ids with `ls reports/state`")
+        code = max(code, release_state(path, force=True))
+    for name in args.platform:
+        state = RunState(Path(tempfile.mkdtemp(prefix="mlflow-matrix-down-")) / "s.json", "down")
+        _provisioner(args, name, state).down()
+        print(f"{name}: down")
+    return code
+
+
+def janitor(reports: Path, *, dry_run: bool = False) -> int:
+    """Release resources recorded by runs whose harness process is gone."""
+    state_dir = reports / "state"
+    paths = sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []
+    code = EXIT_OK
+    found = False
+    for path in paths:
+        body = read_state(path)
+        if not body["resources"]:
+            continue
+        if body["status"] == "running" and _alive(body["pid"]):
+            print(f"{body['run_id']}: still running (pid {body['pid']}); left alone")
+            continue
+        found = True
+        code = max(code, release_state(path, force=False, dry_run=dry_run))
+    if not found:
+        print("janitor: nothing to release")
+    return code
+
+
+def release_state(path: Path, *, force: bool, dry_run: bool = False) -> int:
+    body = read_state(path)
+    code = EXIT_OK
+    for resource in body["resources"]:
+        what = f"{resource['type']} {resource.get('name') or resource.get('path') or ''}".strip()
+        if dry_run:
+            print(f"{body['run_id']}: would release {what}")
+            continue
+        try:
+            _release(resource)
+            print(f"{body['run_id']}: released {what}")
+        except Exception as exc:
+            print(f"{body['run_id']}: could not release {what}: {exc}")
+            code = EXIT_INFRASTRUCTURE
+    if not dry_run and code == EXIT_OK:
+        data = read_state(path)
+        data["resources"] = []
+        data["status"] = "released"
+        import json
+
+        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return code
+
+
+def _release(resource: dict) -> None:
+    kind = resource["type"]
+    if kind == "process":
+        if same_process(resource["pid"], resource.get("started")) or (resource.get("started") \
+                is None and _alive(resource["pid"])):
+            stop_group(resource["pgid"], timeout=15)
+    elif kind == "dir":
+        target = Path(resource["path"])
+        if not target.name.startswith("mlflow-matrix-"):
+            raise ConfigError(f"refusing to delete {target}: not an mlflow-matrix temp dir")
+        shutil.rmtree(target, ignore_errors=True)
+    elif kind == "juju-model":
+        from harness.juju import destroy_recorded_model
+
+        destroy_recorded_model(resource)
+    else:
+        from provisioners.base import load_provisioner_class as load
+
+        cls = load(resource["kind"]) if "kind" in resource else None
+        release = getattr(cls, "release_recorded", None)
+        if release is None:
+            raise ConfigError(f"no way to release a {kind!r} resource",
+                              hint="release it by hand; its details are in the state file")
+        release(resource)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

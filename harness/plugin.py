@@ -1,0 +1,149 @@
+"""The pytest plugin loaded inside every cell (`pytest -p harness.plugin`).
+
+It runs in the cell's MLflow virtualenv, so it may import only pytest, allure, mlflow, boto3
+and the standard library. Scenarios get everything through its fixtures: they never learn
+which platform they run on except through `cell` (for labels and skip reasons).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+
+import allure
+import pytest
+
+from harness.endpoint import CELL_ENV, DEFECTS_ENV, MANIFEST_ENV, PHASE_ENV, CellInfo, Endpoint
+
+FEATURES = {
+    "tracking": "Tracking",
+    "artifacts": "Artifacts",
+    "registry": "Model registry",
+    "persistence": "Persistence",
+    "upgrade": "Upgrades",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "phase(name): runs only in that phase of a phased suite")
+    config.addinivalue_line("markers", "large: moves large payloads; deselect with -m 'not large'")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    phase = os.environ.get(PHASE_ENV)
+    if phase:
+        kept = [i for i in items if _phase_of(i) in (phase, None)]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+    else:
+        dropped = [i for i in items if _phase_of(i) is not None]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if _phase_of(i) is None]
+    for defect in json.loads(os.environ.get(DEFECTS_ENV) or "[]"):
+        for item in items:
+            if any(_matches(item, pattern) for pattern in defect["tests"]):
+                item.add_marker(pytest.mark.xfail(
+                    strict=True, reason=f"known defect {defect['id']}: {defect['summary']}"))
+                item.user_properties.append(("known_defect", defect))
+
+
+def _phase_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("phase")
+    return marker.args[0] if marker else None
+
+
+def _matches(item: pytest.Item, pattern: str) -> bool:
+    nodeid = item.nodeid.split("::", 1)
+    short = f"{Path(nodeid[0]).name}::{nodeid[1]}" if len(nodeid) == 2 else item.nodeid
+    return fnmatch.fnmatchcase(short, pattern) or fnmatch.fnmatchcase(item.nodeid, pattern)
+
+
+def suite_of(item: pytest.Item) -> str:
+    name = Path(str(item.fspath)).stem
+    return name[len("test_"):] if name.startswith("test_") else name
+
+
+@pytest.fixture(scope="session")
+def endpoint() -> Endpoint:
+    """The deployment under test: tracking URI, MLflow version, S3 endpoint, bucket, keys."""
+    return Endpoint.from_env()
+
+
+@pytest.fixture(scope="session")
+def cell() -> CellInfo:
+    return CellInfo.from_env()
+
+
+@pytest.fixture(scope="session")
+def mlflow_client(endpoint: Endpoint):
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(endpoint.tracking_uri)
+    return MlflowClient(tracking_uri=endpoint.tracking_uri)
+
+
+@pytest.fixture(scope="session")
+def s3(endpoint: Endpoint):
+    """A boto3 client for the deployment's bucket store, to check artifacts where they land."""
+    if not endpoint.s3_endpoint_url or not endpoint.s3_credentials:
+        pytest.skip("this platform exposes no S3 endpoint to the harness")
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint.s3_endpoint_url,
+        aws_access_key_id=endpoint.s3_credentials.access_key,
+        aws_secret_access_key=endpoint.s3_credentials.secret_key,
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest):
+    """Names that never collide across tests, parallel workers and repeated runs on one server."""
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40].strip("-")
+    token = uuid.uuid4().hex[:8]
+
+    def make(suffix: str = "") -> str:
+        return f"mm-{base}-{token}" + (f"-{suffix}" if suffix else "")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def manifest_path() -> Path:
+    """Where a phased suite writes what it created, for the next phase to verify."""
+    path = os.environ.get(MANIFEST_ENV)
+    if not path:
+        pytest.skip("not running as a phased suite (no manifest)")
+    return Path(path)
+
+
+@pytest.fixture(autouse=True)
+def _allure_labels(request: pytest.FixtureRequest) -> None:
+    """Labels that keep the same test on two platforms apart and group it by platform/suite."""
+    if os.environ.get(CELL_ENV) is None:
+        return
+    info = CellInfo.from_env()
+    suite = suite_of(request.node)
+    allure.dynamic.label("platform", info.platform)
+    allure.dynamic.label("channel", info.channel)
+    allure.dynamic.label("mlflow_version", info.mlflow_version)
+    allure.dynamic.label("scenario", suite)
+    allure.dynamic.parent_suite(info.platform)
+    allure.dynamic.suite(suite)
+    allure.dynamic.sub_suite(info.channel)
+    allure.dynamic.epic("Charmed MLflow")
+    allure.dynamic.feature(FEATURES.get(suite, suite))
+    allure.dynamic.parameter("platform", info.platform)
+    allure.dynamic.parameter("channel", info.channel)
+    for name, defect in request.node.user_properties:
+        if name == "known_defect":
+            allure.dynamic.link(defect["link"], name=f"known defect {defect['id']}")
+            allure.dynamic.tag("known-defect")

@@ -1,0 +1,1 @@
+"""Report writers: Allure results for lifecycle phases, environment files, the matrix page."""

