@@ -25,6 +25,7 @@ DEFAULT_MATRIX = Path(__file__).resolve().parent.parent / "matrix.yaml"
 SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 UPGRADE_SCENARIO = "upgrade"
+DETECT = "detect"  # an `external` cell's version: read from the server's /version
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ class Matrix:
 
     def requirements_for(self, channel: Channel) -> tuple[str, ...]:
         """Install pins for an MLflow version: the data-driven table plus the channel's own."""
+        if channel.mlflow_version == DETECT:
+            return channel.constraints
         version = Version(channel.mlflow_version)
         pins = [
             req
@@ -598,6 +601,8 @@ def _example_upgrade(matrix: Matrix) -> str:
 
 def adhoc_channel(version: str) -> Channel:
     """A channel for `--mlflow-version V`: qualify an upstream release before it is charmed."""
+    if version == DETECT:
+        return Channel(name="detected", mlflow_version=DETECT)
     try:
         Version(version)
     except InvalidVersion:

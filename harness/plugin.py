@@ -17,7 +17,15 @@ from pathlib import Path
 import allure
 import pytest
 
-from harness.endpoint import CELL_ENV, DEFECTS_ENV, MANIFEST_ENV, PHASE_ENV, CellInfo, Endpoint
+from harness.endpoint import (
+    CELL_ENV,
+    DEFECTS_ENV,
+    MANIFEST_ENV,
+    PHASE_ENV,
+    SERVER_LOG_ENV,
+    CellInfo,
+    Endpoint,
+)
 
 FEATURES = {
     "tracking": "Tracking",
@@ -147,3 +155,15 @@ def _allure_labels(request: pytest.FixtureRequest) -> None:
         if name == "known_defect":
             allure.dynamic.link(defect["link"], name=f"known defect {defect['id']}")
             allure.dynamic.tag("known-defect")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On a failure, attach the tail of the MLflow server's log: the other half of the story."""
+    outcome = yield
+    report = outcome.get_result()
+    log = os.environ.get(SERVER_LOG_ENV)
+    if report.failed and report.when == "call" and log and Path(log).is_file():
+        lines = Path(log).read_text(encoding="utf-8", errors="replace").splitlines()[-300:]
+        allure.attach("\n".join(lines), name="mlflow server log (last 300 lines)",
+                      attachment_type=allure.attachment_type.TEXT)

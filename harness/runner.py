@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness.endpoint import CELL_ENV, DEFECTS_ENV, MANIFEST_ENV, PHASE_ENV, CellInfo, Endpoint
+from harness.endpoint import (
+    CELL_ENV,
+    DEFECTS_ENV,
+    MANIFEST_ENV,
+    PHASE_ENV,
+    SERVER_LOG_ENV,
+    CellInfo,
+    Endpoint,
+)
 from harness.envs import MlflowEnv, ensure_env
 from harness.errors import (
     EXIT_INFRASTRUCTURE,
@@ -34,7 +42,7 @@ from harness.errors import (
     Interrupted,
     MatrixError,
 )
-from harness.matrix import Cell, Channel, KnownDefect, Matrix
+from harness.matrix import DETECT, Cell, Channel, KnownDefect, Matrix, adhoc_channel
 from harness.procs import stop_group
 from harness.redact import redact, redact_tree
 from harness.reporting.allure_results import (
@@ -282,8 +290,8 @@ class Runner:
             deployment = self._deployment(slot.provisioner, substrate, cell_dir, cell)
             channels = [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else [])
             for channel in channels:
-                self._phase(outcome, "environment", lambda c=channel: self.env_for(c),
-                            label=f"MLflow {channel.mlflow_version} environment")
+                if channel.mlflow_version != DETECT:
+                    self._environment(outcome, channel)
             endpoint = self._phase(outcome, "deploy", lambda: deployment.deploy(cell.channel))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
             if cell.upgrade_to:
@@ -377,10 +385,22 @@ class Runner:
                 return defect
         return None
 
+    def _environment(self, outcome: CellOutcome, channel: Channel) -> MlflowEnv:
+        return self._phase(outcome, "environment", lambda: self.env_for(channel),
+                           label=f"MLflow {channel.mlflow_version} environment")
+
+    def _client_env(self, outcome: CellOutcome, endpoint: Endpoint) -> MlflowEnv:
+        """The client must match the server: use the version the server reports."""
+        channel = outcome.cell.channel
+        if endpoint.mlflow_version != channel.mlflow_version:
+            channel = adhoc_channel(endpoint.mlflow_version)
+            return self._environment(outcome, channel)
+        return self.env_for(channel)
+
     def _scenario_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
                         cell_dir: Path) -> None:
         cell = outcome.cell
-        env = self.env_for(cell.channel)
+        env = self._client_env(outcome, endpoint)
         self._pytest(outcome, env, endpoint, cell_dir, cell.scenarios, phase=None,
                      deployment=deployment)
         if RESTART_SUITE in cell.scenarios:
@@ -436,7 +456,8 @@ class Runner:
                 "--alluredir", str(results), "-p", "no:cacheprovider", "-q", "-rfEX",
                 f"--junitxml={cell_dir / ('junit' + ('-' + phase if phase else '') + '.xml')}",
                 *self.options.pytest_args]
-        child_env = self._child_env(env, endpoint, cell, phase, manifest, informational)
+        child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
+                                    deployment)
         what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else "")
         self.progress(f"{cell.title}  {what} with MLflow {env.mlflow_version} client… "
                       f"(log: {log})")
@@ -460,7 +481,8 @@ class Runner:
             outcome.worsen("broken", f"{what}: pytest exited {code}; see {log}")
 
     def _child_env(self, env: MlflowEnv, endpoint: Endpoint, cell: Cell, phase: str | None,
-                   manifest: Path | None, informational: bool) -> dict[str, str]:
+                   manifest: Path | None, informational: bool,
+                   deployment: Deployment) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items()
                 if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "MLFLOW_TRACKING_URI")
                 and not k.startswith(("TOX_", "MLFLOW_MATRIX_", "AWS_", "PYTEST_"))}
@@ -478,6 +500,9 @@ class Runner:
                  "PATH": f"{env.bin_dir}:{base.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
                  "MLFLOW_MATRIX_CLIENT_VERSION": env.mlflow_version,
                  "MLFLOW_MATRIX_INFORMATIONAL": "1" if informational else ""}
+        server_log = getattr(deployment, "server_log", None)
+        if server_log is not None:
+            child[SERVER_LOG_ENV] = str(server_log)
         if phase:
             child[PHASE_ENV] = phase
         if manifest:

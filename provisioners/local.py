@@ -130,6 +130,11 @@ class LocalDeployment:
                                    self.s3, self.db.uri, self.timeout)
         return self.server.start()
 
+    @property
+    def server_log(self) -> Path | None:
+        """The running server's log, attached to failing scenario results."""
+        return self.server.service.log_path if self.server and self.server.service else None
+
     def restart(self) -> Endpoint:
         assert self.server, "deploy() first"
         self.server.stop()
