@@ -327,9 +327,13 @@ class _Loader:
             if "mlflow" not in body:
                 self.fail(f"{key}.mlflow", "channel has no MLflow version",
                           hint="add `mlflow: X.Y.Z` (the upstream MLflow this channel ships)")
-            body = {("mlflow_version" if k == "mlflow" else k): v for k, v in body.items()}
-            channel = self.typed({"name": str(name), **body}, Channel, key)
-            self.version(channel.mlflow_version, f"{key}.mlflow")
+            body = dict(body)
+            version = self.typed(body.pop("mlflow"), str, f"{key}.mlflow")
+            self.version(version, f"{key}.mlflow")
+            if "mlflow_version" in body:
+                self.fail(f"{key}.mlflow_version", "unknown key", hint="write `mlflow:`")
+            channel = self.typed({"name": str(name), "mlflow_version": version, **body},
+                                 Channel, key)
             channels[str(name)] = channel
         return channels
 

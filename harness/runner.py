@@ -66,6 +66,7 @@ from provisioners.base import (
 )
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS_DIR_ENV = "MLFLOW_MATRIX_SCENARIOS_DIR"
 RESTART_SUITE = "persistence"
 STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, "failed": EXIT_SCENARIO_FAILED,
                "broken": EXIT_INFRASTRUCTURE, "interrupted": EXIT_INTERRUPTED}
@@ -444,7 +445,8 @@ class Runner:
                 suites: Sequence[str], *, phase: str | None, deployment: Deployment,
                 manifest: Path | None = None, informational: bool = False) -> None:
         cell = outcome.cell
-        files = [str(SCENARIOS_DIR / f"test_{suite}.py") for suite in suites]
+        scenarios_dir = scenarios_root()
+        files = [str(scenarios_dir / f"test_{suite}.py") for suite in suites]
         missing = [f for f in files if not Path(f).is_file()]
         if missing:
             raise MatrixError(f"scenario module missing: {', '.join(missing)}",
@@ -452,7 +454,7 @@ class Runner:
         results = cell_dir / "allure-results"
         log = cell_dir / f"pytest{'-' + phase if phase else ''}.log"
         argv = [str(env.python), "-m", "pytest", *files, "-p", "harness.plugin",
-                "-c", str(SCENARIOS_DIR / "pytest.ini"), "--rootdir", str(SCENARIOS_DIR),
+                "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
                 "--alluredir", str(results), "-p", "no:cacheprovider", "-q", "-rfEX",
                 f"--junitxml={cell_dir / ('junit' + ('-' + phase if phase else '') + '.xml')}",
                 *self.options.pytest_args]
@@ -623,6 +625,11 @@ class Runner:
             "tests": tests,
         }
         (cell_dir / "cell.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
+
+
+def scenarios_root() -> Path:
+    """The scenario suites: the project's own, or another directory of the same shape."""
+    return Path(os.environ.get(SCENARIOS_DIR_ENV) or SCENARIOS_DIR)
 
 
 class _PhaseFailed(Exception):

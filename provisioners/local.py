@@ -266,9 +266,13 @@ class SeaweedS3:
             try:
                 client.create_bucket(Bucket=bucket)
             except ClientError as exc:
-                if exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou",
-                                                     "BucketAlreadyExists"):
+                code = exc.response["Error"]["Code"]
+                if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     return
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+                if 400 <= status < 500 and code not in ("NoSuchBucket", "ServiceUnavailable"):
+                    raise Terminal(f"S3 refused to create bucket {bucket!r}: {code}: "
+                                   f"{exc.response['Error'].get('Message', '')}") from None
                 raise NotYet(str(exc)) from None
             except BotoCoreError as exc:
                 raise NotYet(str(exc)) from None

@@ -1,0 +1,42 @@
+"""Shared fixtures for the harness's own tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def harness_cmd():
+    """`mlflow-matrix` as a subprocess of this interpreter (what `tox -e matrix` runs)."""
+    return [sys.executable, "-m", "harness"]
+
+
+@pytest.fixture
+def slow_scenarios(tmp_path: Path) -> Path:
+    """A scenarios dir whose tracking suite signals it started, then blocks."""
+    root = tmp_path / "scenarios"
+    root.mkdir()
+    shutil.copy(ROOT / "scenarios" / "pytest.ini", root / "pytest.ini")
+    (root / "test_tracking.py").write_text(
+        "import os, time, pathlib\n\n"
+        "def test_blocks(mlflow_client):\n"
+        "    assert mlflow_client.search_experiments()\n"
+        "    pathlib.Path(os.environ['SLOW_SCENARIO_MARKER']).write_text('started')\n"
+        "    time.sleep(300)\n",
+        encoding="utf-8")
+    return root
+
+
+def run_harness(args: list[str], env: dict[str, str] | None = None, timeout: float = 600,
+                ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          cwd=ROOT)
