@@ -29,7 +29,11 @@ _PATTERNS = [
         None,
     ),
     # Authorization headers
-    (re.compile(r"(?P<pre>(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?:\w+\s+)?)(?P<secret>[^\s\"',]+)(?P<post>)"), None),
+    (
+        re.compile(r"(?P<pre>(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?:\w+\s+)?)"
+                   r"(?P<secret>[^\s\"',]+)(?P<post>)"),
+        None,
+    ),
 ]
 
 
