@@ -44,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     phase = os.environ.get(PHASE_ENV)
     if phase:
-        kept = [i for i in items if _phase_of(i) in (phase, None)]
+        kept = [i for i in items if _phase_of(i) == phase]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
     else:
@@ -151,6 +151,11 @@ def _allure_labels(request: pytest.FixtureRequest) -> None:
     allure.dynamic.feature(FEATURES.get(suite, suite))
     allure.dynamic.parameter("platform", info.platform)
     allure.dynamic.parameter("channel", info.channel)
+    if os.environ.get("MLFLOW_MATRIX_INFORMATIONAL"):
+        client = os.environ.get("MLFLOW_MATRIX_CLIENT_VERSION", "?")
+        allure.dynamic.label("informational", "true")
+        allure.dynamic.tag(f"old client {client} (informational)")
+        allure.dynamic.sub_suite(f"{info.channel} · old client {client} (informational)")
     for name, defect in request.node.user_properties:
         if name == "known_defect":
             allure.dynamic.link(defect["link"], name=f"known defect {defect['id']}")

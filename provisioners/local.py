@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import secrets
 import shutil
 import sys
@@ -458,11 +459,20 @@ class MlflowServer:
         code = self.service.exited()
         if code is not None:
             raise Terminal(f"mlflow server (MLflow {self.env.mlflow_version}) exited with code "
-                           f"{code} before it became healthy:\n" + self.service.log_tail(15))
+                           f"{code} before it became healthy: {self._reason()}\n"
+                           + self.service.log_tail(15))
         try:
             _http_get(f"{self.url}/health")
         except OSError as exc:
             raise NotYet(f"/health not OK yet ({exc})") from None
+
+    def _reason(self) -> str:
+        """The server's own words: the last error line of its log."""
+        assert self.service
+        for line in reversed(self.service.log_tail(200).splitlines()):
+            if re.search(r"(Error|Exception)\b.*:", line):
+                return line.split(" ERROR ", 1)[-1].strip()
+        return "see the server log"
 
     def stop(self) -> None:
         if self.service:
