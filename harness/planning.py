@@ -49,9 +49,11 @@ def _scenario_plan(matrix: Matrix, cell: Cell) -> Iterator[str]:
     if cell.upgrade_to:
         target = cell.upgrade_to
         yield f"pytest {suites} [before-upgrade] with the MLflow {cell.channel.mlflow_version} client"
-        migrate = "then `mlflow db upgrade`" if target.migrates_db_on_upgrade else \
-            "no DB migration (the charm does not run one)"
-        yield f"upgrade to {target.name} (MLflow {target.mlflow_version}): {migrate}"
+        migrate = ("`mlflow db upgrade` (the target charm migrates the DB itself)"
+                   if target.migrates_db_on_upgrade
+                   else "no DB migration (the charm does not run one)")
+        yield (f"upgrade to {target.name} (MLflow {target.mlflow_version}): stop the server, "
+               f"{migrate}, start the new server on the same store and bucket")
         yield f"pytest {suites} [after-upgrade] with the MLflow {target.mlflow_version} client"
         yield f"pytest {suites} [old-client] informational, MLflow {cell.channel.mlflow_version}"
     else:
