@@ -86,7 +86,7 @@ def janitor(reports: Path, *, dry_run: bool = False) -> int:
 def release_state(path: Path, *, force: bool, dry_run: bool = False) -> int:
     body = read_state(path)
     code = EXIT_OK
-    for resource in body["resources"]:
+    for resource in reversed(body["resources"]):  # newest first: model before controller
         what = f"{resource['type']} {resource.get('name') or resource.get('path') or ''}".strip()
         if dry_run:
             print(f"{body['run_id']}: would release {what}")

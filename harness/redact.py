@@ -34,6 +34,14 @@ _PATTERNS = [
                    r"(?P<secret>[^\s\"',]+)(?P<post>)"),
         None,
     ),
+    # PEM private keys (kubeconfig client keys, Juju controller and charm certificates)
+    (
+        re.compile(r"(?P<pre>-----BEGIN [A-Z ]*PRIVATE KEY-----)(?P<secret>.*?)"
+                   r"(?P<post>-----END [A-Z ]*PRIVATE KEY-----)", re.DOTALL),
+        None,
+    ),
+    # JSON Web Tokens: Kubernetes service-account tokens, OIDC tokens in kubeconfigs
+    (re.compile(r"(?P<pre>)(?P<secret>eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,})(?P<post>)"), None),
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import provisioners.local as local
 from harness.matrix import Selection, expand_cells, load_matrix
-from harness.runner import Progress, RunOptions, Runner
+from harness.runner import Progress, Runner, RunOptions
 
 
 def _runner(tmp_path: Path, platform: str, **settings) -> Runner:

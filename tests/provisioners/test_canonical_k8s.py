@@ -1,0 +1,108 @@
+"""provisioners.canonical_k8s with fake `snap`, `k8s` and `juju` on PATH."""
+# ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+if "fakes" not in sys.modules:  # tests/fakes by path: tests/ on sys.path would shadow `harness`
+    _spec = importlib.util.spec_from_file_location(
+        "fakes", Path(__file__).resolve().parents[1] / "fakes" / "__init__.py")
+    sys.modules["fakes"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["fakes"])
+
+import pytest
+from fakes.cluster import check_transcript
+from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
+    RUN_ID,
+    cluster,
+    context_for,
+    fake_api,
+    local_channel,
+    stub_mlflow,
+)
+
+from harness import juju as hj
+from harness.errors import InfrastructureError
+from provisioners.canonical_k8s import CanonicalK8sProvisioner
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    hj._PLATFORMS.clear()
+    yield
+    hj._PLATFORMS.clear()
+
+
+def test_plan_is_the_exact_commands_and_runs_nothing(context_for, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a}"))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    lines = CanonicalK8sProvisioner(context_for("canonical-k8s-1.32")).plan()
+    assert lines[1:7] == [
+        "sudo snap install k8s --classic --channel=1.32-classic/stable   (only if absent; "
+        "recorded in the run state first)",
+        "sudo k8s status   → sudo k8s bootstrap only when it reports the node is not part of a "
+        "Kubernetes cluster",
+        "sudo k8s status --wait-ready --timeout 600s",
+        "sudo k8s set load-balancer.cidrs=10.64.140.43/32 load-balancer.l2-mode=true",
+        "sudo k8s enable network dns local-storage load-balancer",
+        "sudo k8s kubectl wait --for=condition=Ready node --all --timeout=600s",
+    ]
+    assert lines[7].startswith("sudo k8s config > ")
+    assert "down: sudo snap remove k8s --purge" in "\n".join(lines)
+
+
+def test_up_bootstraps_and_down_removes_the_snap(cluster, context_for, tmp_path):
+    fake = cluster({"values": {"SUBSTRATE": "k8s/default"}})
+    ctx = context_for("canonical-k8s-1.32")
+    provisioner = CanonicalK8sProvisioner(ctx)
+    substrate = provisioner.up()
+    assert fake.world()["k8s_bootstrapped"] is True
+    assert "client-certificate-data" in substrate.kubeconfig.read_text()
+    dep = hj.JujuDeployment(ctx, substrate, tmp_path / "reports" / "ck8s" / "2.22-stable")
+    endpoint = dep.deploy(local_channel("2.22/stable"))
+    assert endpoint.mlflow_version == "2.22.0"
+    dep.teardown()
+    provisioner.down()
+    assert "k8s" not in fake.world()["snaps"] and ctx.state.resources() == []
+    add_k8s = next(c for c in fake.calls("juju") if c.argv[0] == "add-k8s")
+    assert add_k8s.argv == ["add-k8s", f"mm-{RUN_ID}-canonical-k8s-1-32", "--client",
+                            "--storage", "csi-rawfile-default"]
+    assert add_k8s.stdin["kubeconfig"] is True  # the kubeconfig went on stdin
+    check_transcript("canonical-k8s-up-deploy-down", fake.transcript())
+
+
+def test_a_bootstrapped_node_is_reused_and_only_new_features_are_disabled(cluster, context_for):
+    fake = cluster({"preinstalled_snaps": {"k8s": "1.32-classic/stable"},
+                    "k8s": {"bootstrapped": True, "enabled": ["load-balancer"]}})
+    ctx = context_for("canonical-k8s-1.32", features=("network", "dns", "local-storage",
+                                                      "load-balancer", "ingress"))
+    provisioner = CanonicalK8sProvisioner(ctx)
+    provisioner.up()
+    assert not fake.ran("k8s bootstrap")
+    assert [(r.type, r.data["name"]) for r in ctx.state.resources()] == \
+        [("canonical-k8s-feature", "ingress")]
+    provisioner.down()
+    assert "k8s" in fake.world()["snaps"]
+    assert fake.lines()[-1] == "k8s disable ingress"
+
+
+def test_a_failing_status_that_is_not_about_bootstrap_is_an_error(cluster, context_for,
+                                                                 monkeypatch):
+    cluster({"preinstalled_snaps": {"k8s": "1.32-classic/stable"}})
+    provisioner = CanonicalK8sProvisioner(context_for("canonical-k8s-1.32"))
+    real = provisioner._run
+
+    def broken(*args, **kwargs):
+        if args == ("k8s", "status"):
+            return subprocess.CompletedProcess(args, 1, "", "Error: failed to GET /k8sd/node: "
+                                               "Database is not yet initialized\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(provisioner, "_run", broken)
+    with pytest.raises(InfrastructureError, match="Database is not yet initialized"):
+        provisioner.up()
