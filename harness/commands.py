@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.errors import EXIT_OK, ConfigError
 from harness.matrix import (
+    DETECT,
     Cell,
     Matrix,
     Selection,
@@ -17,14 +18,23 @@ from harness.matrix import (
 
 EXTERNAL_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "kubeconfig",
                     "controller")
+EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
 
 
 def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
     matrix = load_matrix(args.matrix)
     defaults = matrix.defaults
     platforms = tuple(args.platform) or defaults.platforms
-    if "all" in platforms:
-        platforms = tuple(matrix.platforms)
+    if "all" in platforms:  # an external platform only when there is a server to point it at
+        platforms = tuple(n for n, p in matrix.platforms.items() if p.kind != EXTERNAL_KIND
+                          or args.tracking_uri or getattr(p.settings, "tracking_uri", ""))
+    external = tuple(n for n in platforms
+                     if n in matrix.platforms and matrix.platforms[n].kind == EXTERNAL_KIND)
+    platforms = tuple(n for n in platforms if n not in external)
+    if external and not platforms and (args.channel or args.upgrade):
+        raise ConfigError("--platform external tests the MLflow the server runs: --channel and "
+                          "--upgrade do not apply",
+                          hint="drop them, or pass --mlflow-version V to require version V")
     explicit = bool(args.channel or args.upgrade)
     channels = tuple(args.channel) if explicit else defaults.channels
     upgrades = tuple(args.upgrade) if explicit else defaults.upgrades
@@ -37,13 +47,31 @@ def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
         channels = (channel.name,)
         upgrades = upgrades if args.upgrade else ()
     matrix, upgrades = _adhoc_upgrades(matrix, upgrades)
+    scenarios = tuple(args.scenario) or defaults.scenarios
     selection = Selection(platforms=platforms, channels=channels, upgrades=upgrades,
-                          scenarios=tuple(args.scenario) or defaults.scenarios)
-    cells = expand_cells(matrix, selection)
+                          scenarios=scenarios)
+    cells = expand_cells(matrix, selection) if platforms else []
+    if external:
+        detect = matrix.channels[channels[0]] if args.mlflow_version else adhoc_channel(DETECT)
+        matrix = _with_channel(matrix, detect)
+        cells += expand_cells(matrix, Selection(platforms=external, channels=(detect.name,),
+                                                scenarios=scenarios))
+    _check_platform_options(matrix, {cell.platform.name for cell in cells}, args)
     if not cells:
         raise ConfigError("the selection has no cells",
                           hint="check --platform/--channel/--scenario against `mlflow-matrix list`")
     return matrix, cells
+
+
+def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace) -> None:
+    """Bad platform options (e.g. external without --tracking-uri) fail before a run starts."""
+    from provisioners.base import load_provisioner_class
+
+    for name in sorted(names):
+        platform = matrix.platforms[name]
+        check = getattr(load_provisioner_class(platform.kind), "check_options", None)
+        if check is not None:
+            check(platform.settings, _provisioner_options(args))
 
 
 def _with_channel(matrix: Matrix, channel: Any) -> Matrix:
@@ -147,14 +175,24 @@ def cmd_janitor(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 
 def cmd_report(args: argparse.Namespace, pytest_args: list[str]) -> int:
-    from harness.reporting.matrix_page import write_matrix_page
+    """Allure 3 report (reports/allure-report/) and matrix page (reports/matrix.*)."""
+    from harness.reporting.build import build_reports
 
     reports = args.reports_dir.resolve()
-    if not reports.is_dir():
-        raise ConfigError(f"no reports at {reports}", hint="run `tox -e matrix` first")
-    matrix = load_matrix(args.matrix) if args.matrix else None
-    paths = write_matrix_page(reports, matrix)
-    for path in paths:
+    matrix = load_matrix(args.matrix) if args.matrix else _default_matrix()
+    outcome = build_reports(reports, matrix, progress=print)
+    for path in outcome.paths:
         print(path)
+    print(f"{outcome.cells} cell(s); " + ", ".join(f"{name} {seconds:.1f}s"
+                                                  for name, seconds in outcome.timings.items()))
+    if outcome.error is not None:
+        raise outcome.error
     return EXIT_OK
 
+
+def _default_matrix() -> Matrix | None:
+    """./matrix.yaml when it loads (orders rows and columns), else none: reports stand alone."""
+    try:
+        return load_matrix(None)
+    except Exception:
+        return None

@@ -52,6 +52,7 @@ from harness.reporting.allure_results import (
     read_statuses,
     write_phase_result,
 )
+from harness.reporting.enrich import enrich_cell
 from harness.state import RunState, new_run_id
 from harness.waits import CANCEL
 from provisioners.base import (
@@ -68,7 +69,9 @@ from provisioners.base import (
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 SCENARIOS_DIR_ENV = "MLFLOW_MATRIX_SCENARIOS_DIR"
 RESTART_SUITE = "persistence"
-STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, "failed": EXIT_SCENARIO_FAILED,
+KNOWN_DEFECT = "known-defect"
+STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, KNOWN_DEFECT: EXIT_OK,
+               "failed": EXIT_SCENARIO_FAILED,
                "broken": EXIT_INFRASTRUCTURE, "interrupted": EXIT_INTERRUPTED}
 
 
@@ -95,7 +98,7 @@ class CellOutcome:
     kept: bool = False
 
     def worsen(self, status: str, message: str = "") -> None:
-        order = ["passed", "skipped", "failed", "broken", "interrupted"]
+        order = ["passed", "skipped", KNOWN_DEFECT, "failed", "broken", "interrupted"]
         if order.index(status) > order.index(self.status):
             self.status = status
             if message:
@@ -254,7 +257,9 @@ class Runner:
                           f"`mlflow-matrix down --run-id {self.run_id}` releases them")
 
     def _context(self, platform: Any) -> RunContext:
-        options = {"server_start_timeout": self.matrix.timeouts.server_start,
+        timeouts = self.matrix.timeouts
+        options = {"server_start_timeout": timeouts.server_start,
+                   "deploy_timeout": timeouts.deploy, "teardown_timeout": timeouts.teardown,
                    **self.options.provisioner_options}
         return RunContext(run_id=self.run_id, platform=platform,
                           work_dir=self.work_dir / platform.name, state=self.state,
@@ -311,18 +316,41 @@ class Runner:
             outcome.worsen("broken", f"harness error: {exc}")
             self.progress(f"{cell.title}  harness error: {exc}\n{traceback.format_exc()}")
         finally:
+            self._close_cell(outcome, deployment, slot, cell_dir)
+        return outcome
+
+    def _close_cell(self, outcome: CellOutcome, deployment: Deployment | None,
+                    slot: _PlatformSlot, cell_dir: Path) -> None:
+        """Collect, tear down, write results; a bug here still leaves a cell.json behind."""
+        cell = outcome.cell
+        results = cell_dir / "allure-results"
+        try:
             self._collect(outcome, deployment, slot, cell_dir)
+        finally:
             self._teardown(outcome, deployment, slot)
-            outcome.finished = time.time()
+        outcome.finished = time.time()
+        try:
             for phase in outcome.phases:
                 write_phase_result(results, cell, phase)
             redact_tree(cell_dir)
+        except Exception as exc:
+            outcome.worsen("broken", f"harness error while writing results: {exc}")
+            self.progress(f"{cell.title}  harness error while writing results: {exc}\n"
+                          f"{traceback.format_exc()}")
+        try:
             self._write_cell_summary(outcome, cell_dir)
-            self.progress(f"{cell.title}  {outcome.status.upper()}"
-                          f" ({outcome.finished - outcome.started:.0f}s)"
-                          + (f": {outcome.message}" if outcome.status not in ("passed",)
-                             and outcome.message else ""))
-        return outcome
+        except Exception as exc:
+            outcome.worsen("broken", f"harness error while summarising the cell: {exc}")
+            (cell_dir / "cell.json").write_text(json.dumps({
+                "run_id": self.run_id, "platform": cell.platform.name, "cell": cell.id,
+                "channel": cell.channel_label, "mlflow_version": cell.mlflow_label,
+                "status": outcome.status, "message": redact(outcome.message), "counts": {},
+                "phases": [], "tests": [], "duration_s": 0.0}), encoding="utf-8")
+        enrich_cell(cell_dir)  # Allure environment/categories/executor; never raises
+        self.progress(f"{cell.title}  {outcome.status.upper()}"
+                      f" ({outcome.finished - outcome.started:.0f}s)"
+                      + (f": {outcome.message}" if outcome.status not in ("passed",)
+                         and outcome.message else ""))
 
     def _deployment(self, provisioner: Provisioner, substrate: Substrate, cell_dir: Path,
                     cell: Cell) -> Deployment:
@@ -358,7 +386,7 @@ class Runner:
                                               known_defect=_defect_dict(defect)))
             self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
                           + f": {exc.message.splitlines()[0]}")
-            outcome.worsen("broken" if not defect else "passed", exc.message.splitlines()[0])
+            outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
             raise _PhaseFailed() from exc
         except Exception as exc:
             outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
@@ -601,7 +629,12 @@ class Runner:
         tests = [r for r in read_statuses(cell_dir / "allure-results")]
         counts: dict[str, int] = defaultdict(int)
         for result in tests:
-            counts[result["status"]] += 1
+            status = result["status"]
+            if result["known"] and status == "skipped":
+                status = KNOWN_DEFECT
+            counts[f"informational-{status}" if result["informational"] else status] += 1
+        if counts.get(KNOWN_DEFECT):
+            outcome.worsen(KNOWN_DEFECT, outcome.message or "known defects reproduced")
         body = {
             "run_id": self.run_id,
             "platform": cell.platform.name,

@@ -193,6 +193,7 @@ class SeaweedS3:
         self.timeout = timeout
         self.access_key = "mm" + secrets.token_hex(8)
         self.secret_key = secrets.token_urlsafe(24)
+        register_secret(self.access_key)
         register_secret(self.secret_key)
         self.port = 0
         self.service: Service | None = None

@@ -20,6 +20,7 @@ from harness.matrix import Cell
 from harness.redact import redact
 
 PHASE_SUITE = "lifecycle"
+PHASE_TRACE_MARKER = "[mlflow-matrix lifecycle phase:"
 
 
 @dataclass
@@ -81,7 +82,11 @@ def write_phase_result(results_dir: Path, cell: Cell, result: PhaseResult) -> Pa
         "name": f"{result.phase} — {cell.title}",
         "fullName": full_name,
         "status": result.status,
-        "statusDetails": {"message": redact(result.message), "trace": redact(result.trace),
+        "statusDetails": {"message": redact(result.message),
+                          # the marker lets Allure 2 categories.json (no label matchers) tell
+                          # infrastructure failures apart: see harness/reporting/enrich.py
+                          "trace": (f"{PHASE_TRACE_MARKER} {result.phase}]\n{redact(result.trace)}"
+                                    if result.status != "passed" else redact(result.trace)),
                           "known": bool(result.known_defect)},
         "stage": "finished",
         "start": result.start_ms,
@@ -107,8 +112,11 @@ def read_statuses(results_dir: Path) -> list[dict]:
             body = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        labels = {label["name"]: label["value"] for label in body.get("labels", [])}
+        # allure-pytest writes a label without "value" when it has none (e.g. `package` of a
+        # test file outside the rootdir)
+        labels = {label.get("name", ""): label.get("value", "") for label in body.get("labels", [])}
         results.append({
+            "uuid": body.get("uuid", ""),
             "name": body.get("name", ""),
             "fullName": body.get("fullName", ""),
             "status": body.get("status", "unknown"),
@@ -117,7 +125,8 @@ def read_statuses(results_dir: Path) -> list[dict]:
             "known": bool((body.get("statusDetails") or {}).get("known")) or any(
                 tag.get("value") == "known-defect" for tag in body.get("labels", [])
                 if tag.get("name") == "tag"),
-            "duration_ms": max(0, body.get("stop", 0) - body.get("start", 0)),
+            "duration_ms": max(0, (body.get("stop") or 0) - (body.get("start") or 0)),
+            "informational": labels.get("informational") == "true",
         })
     return results
 

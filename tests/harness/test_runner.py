@@ -13,8 +13,10 @@ from harness.matrix import Selection, expand_cells, load_matrix
 from harness.runner import Progress, Runner, RunOptions
 
 
-def _runner(tmp_path: Path, platform: str, **settings) -> Runner:
+def _runner(tmp_path: Path, platform: str, server_start: int = 180, **settings) -> Runner:
     matrix = load_matrix()
+    matrix = dataclasses.replace(
+        matrix, timeouts=dataclasses.replace(matrix.timeouts, server_start=server_start))
     if settings:
         p = matrix.platforms[platform]
         patched = dataclasses.replace(p, settings=dataclasses.replace(p.settings, **settings))
@@ -31,7 +33,7 @@ def _results(cell_dir: Path) -> list[dict]:
 
 
 def test_failed_deploy_is_one_broken_result_with_logs(tmp_path):
-    runner = _runner(tmp_path, "local", bucket="Not_A_Valid_Bucket!")
+    runner = _runner(tmp_path, "local", server_start=20, bucket="Not_A_Valid_Bucket!")
     assert runner.run() == 3
     cell_dir = tmp_path / "reports" / "local" / "2.22-stable"
     results = _results(cell_dir)

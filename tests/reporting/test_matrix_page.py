@@ -1,0 +1,105 @@
+"""reports/matrix.{json,md,html} from a reports tree of real cell results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from html.parser import HTMLParser
+
+from harness.reporting.enrich import enrich_cell
+from harness.reporting.matrix_page import build_model, render_markdown, write_matrix_page
+
+from .conftest import EXPECTED, cell_json
+
+
+def _failing_uuid(reports, column: str, name: str) -> str:
+    for path in (reports / column / "allure-results").glob("*-result.json"):
+        body = json.loads(path.read_text())
+        if body["name"] == name:
+            return body["uuid"]
+    raise AssertionError(f"{name} not in {column}")
+
+
+def test_matrix_json_lists_every_cell_with_status_counts_duration_versions(reports):
+    paths = write_matrix_page(reports)
+    assert [p.name for p in paths] == ["matrix.json", "matrix.md", "matrix.html"]
+    data = json.loads((reports / "matrix.json").read_text())
+    assert {c["column"]: c["status"] for c in data["cells"]} == EXPECTED
+    for cell in data["cells"]:
+        assert set(cell) >= {"status", "counts", "duration_s", "versions", "run_id", "suites",
+                             "phases", "channel", "platform"}
+        assert cell["duration_s"] > 0
+        assert cell["versions"]["platform"] == cell["platform"]
+    by = {c["column"]: c for c in data["cells"]}
+    assert by["local/2.22-stable"]["counts"] == {"failed": 1, "passed": 1}
+    assert by["local-mysql/2.22-stable"]["counts"] == {"known-defect": 1, "passed": 1}
+    assert by["local-mysql/2.22-stable"]["known_defects"] == 1
+    assert by["local-mysql/latest-edge"]["versions"]["mlflow.server"] == "3.14.0"
+
+
+def test_statuses_reasons_and_links(reports):
+    for column in EXPECTED:
+        enrich_cell(reports / column)
+    model = build_model(reports)
+    columns = [c["column"] for c in model["cells"]]
+    assert columns == sorted(EXPECTED, key=lambda k: (k.split("/")[0], k))  # natural order
+    rows = {r["suite"]: r for r in model["rows"]}
+    assert list(rows)[:2] == ["lifecycle", "harness"]
+    demo = dict(zip(columns, rows["demo"]["cells"], strict=True))
+    assert demo["local/2.22-stable"]["display_status"] == "failed"
+    assert demo["local-mysql/2.22-stable"]["display_status"] == "known-defect"
+    assert demo["local/2.15-stable"]["display_status"] == "passed"
+    assert demo["local-bad-s3/2.22-stable"]["display_status"] == "not-run"
+    assert rows["demo"]["open"] and not rows["tracking"]["open"]
+    uuid = _failing_uuid(reports, "local/2.22-stable", "test_deliberate_failure")
+    assert demo["local/2.22-stable"]["link"] == (
+        "allure-report/single-file/index.html#" + hashlib.md5(uuid.encode()).hexdigest())
+    skipped = next(c for c in model["cells"] if c["column"] == "local-mysql/2.15-stable")
+    assert skipped["display_status"] == "skipped" and "MariaDB" in skipped["message"]
+    infra = dict(zip(columns, rows["lifecycle"]["cells"], strict=True))["local-bad-s3/2.22-stable"]
+    assert infra["display_status"] == "broken" and "bucket" in infra["message"].lower()
+    assert model["totals"] == {"failed": 1, "broken": 2, "known-defect": 1, "passed": 2, "skipped": 1}
+
+
+def test_markdown_fits_a_job_summary_and_links_when_published(reports, monkeypatch):
+    model = build_model(reports)
+    text = render_markdown(model)
+    assert len(text.encode()) < 1024 * 1024
+    header = next(line for line in text.splitlines() if line.startswith("|  |"))
+    assert header.count("<br>") == len(EXPECTED)
+    assert "❌ failed" in text and "⏭️ skipped" in text and "🐞" in text
+    assert "](" not in text, "no links without a published URL"
+    linked = render_markdown(model, "https://example.org/run/7/reports")
+    assert "(https://example.org/run/7/reports/allure-report/single-file/index.html#" in linked
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if tag in ("script", "link", "img", "iframe") or re.match(
+                r"(https?:)?//", values.get("src") or values.get("href") or ""):
+            self.found.append(f"<{tag} {values}>")
+
+
+def test_html_has_no_external_assets_and_one_column_per_cell(reports):
+    write_matrix_page(reports)
+    html = (reports / "matrix.html").read_text()
+    parser = _Assets()
+    parser.feed(html)
+    assert parser.found == []
+    assert "@import" not in html and "url(" not in html
+    assert len(re.findall(r'<th class="channel" data-cell="', html)) == len(EXPECTED)
+    assert "The Allure report is not built yet" in html
+    for column in EXPECTED:
+        assert cell_json(reports, column)["run_id"] in html
+
+
+def test_an_empty_reports_dir_still_gets_a_page(tmp_path):
+    paths = write_matrix_page(tmp_path)
+    assert all(p.is_file() for p in paths)
+    assert json.loads((tmp_path / "matrix.json").read_text())["cells"] == []
