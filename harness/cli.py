@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", action="store_true", help="leave every deployment running")
     run.add_argument("--keep-on-failure", action="store_true",
                      help="leave failed or broken deployments running for inspection")
-    run.add_argument("--parallel", type=_positive, default=1, metavar="N",
-                     help="cells to run at once (default 1)")
+    run.add_argument("--parallel", type=_positive, default=None, metavar="N",
+                     help="cells to run at once (default: defaults.parallel in matrix.yaml)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
 
     plan = sub.add_parser("plan", help="print every step a run would take; touch nothing")

@@ -109,7 +109,8 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         return _print_plan(matrix, cells, args)
     from harness.runner import Runner, RunOptions
 
-    options = RunOptions(reports_dir=args.reports_dir.resolve(), parallel=args.parallel,
+    options = RunOptions(reports_dir=args.reports_dir.resolve(),
+                         parallel=args.parallel or matrix.defaults.parallel,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args),
                          provisioner_options=_provisioner_options(args))

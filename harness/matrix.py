@@ -99,6 +99,7 @@ class Selection:
     channels: tuple[str, ...]
     upgrades: tuple[str, ...] = ()
     scenarios: tuple[str, ...] = ()
+    parallel: int = 1
 
 
 @dataclass(frozen=True)

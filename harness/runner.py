@@ -516,10 +516,7 @@ class Runner:
         base = {k: v for k, v in os.environ.items()
                 if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "MLFLOW_TRACKING_URI")
                 and not k.startswith(("TOX_", "MLFLOW_MATRIX_", "AWS_", "PYTEST_"))}
-        shim = self.work_dir / "pythonpath"
-        if not shim.exists():
-            shim.mkdir(parents=True, exist_ok=True)
-            (shim / "harness").symlink_to(Path(harness.__file__).resolve().parent)
+        shim = self._pythonpath()
         info = CellInfo(
             platform=cell.platform.name, cell=cell.id, channel=cell.channel_label,
             mlflow_version=endpoint.mlflow_version, platform_kind=cell.platform.kind,
@@ -538,6 +535,15 @@ class Runner:
         if manifest:
             child[MANIFEST_ENV] = str(manifest)
         return child
+
+    def _pythonpath(self) -> Path:
+        """A dir holding only `harness`, for the cell env's PYTHONPATH (nothing else leaks in)."""
+        shim = self.work_dir / "pythonpath"
+        with self._children_lock:
+            if not (shim / "harness").exists():
+                shim.mkdir(parents=True, exist_ok=True)
+                (shim / "harness").symlink_to(Path(harness.__file__).resolve().parent)
+        return shim
 
     def _run_child(self, argv: list[str], env: dict[str, str], log: Path) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
