@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,7 +61,5 @@ def test_janitor_releases_what_a_killed_run_left(tmp_path, slow_scenarios):
         assert "nothing to release" in again.stdout
     finally:
         for pgid in pgids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass

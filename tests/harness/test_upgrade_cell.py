@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.matrix import Selection, expand_cells, load_matrix
-from harness.runner import Progress, RunOptions, Runner
+from harness.runner import Progress, Runner, RunOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 
