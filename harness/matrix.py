@@ -181,6 +181,7 @@ def defect_applies(defect: KnownDefect, cell: Cell) -> bool:
     if defect.upgrades and (not cell.upgrade_to or cell.channel_label.replace("→", ":") not in
                             {u.replace("→", ":") for u in defect.upgrades}):
         return False
+    versions = [v for v in versions if v != DETECT]
     if defect.mlflow and not any(Version(v) in SpecifierSet(defect.mlflow) for v in versions):
         return False
     if defect.channels and not set(defect.channels) & set(names):

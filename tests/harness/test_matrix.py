@@ -167,3 +167,17 @@ def test_dry_run_prints_plan_without_running(capsys):
     assert "mlflow server --host 127.0.0.1" in out
     assert "--default-artifact-root s3://mlflow/" in out
     assert "mlflow==2.22.0" in out
+
+
+def test_version_bound_defect_never_matches_a_detected_version():
+    import dataclasses
+
+    from harness.matrix import DETECT, KnownDefect, adhoc_channel, defect_applies
+
+    matrix = load_matrix()
+    cell = expand_cells(matrix, Selection(platforms=("local",), channels=("2.22/stable",),
+                                          scenarios=("tracking",)))[0]
+    detected = dataclasses.replace(cell, channel=adhoc_channel(DETECT))
+    defect = KnownDefect(id="x", link="l", summary="s", tests=("t",), mlflow="<3")
+    assert defect_applies(defect, cell)
+    assert not defect_applies(defect, detected)
