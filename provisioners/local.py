@@ -282,8 +282,9 @@ class SeaweedS3:
         wait_for(create, what=f"bucket {bucket!r} to be created", timeout=self.timeout)
 
     def stop(self) -> None:
+        """Short grace: its data dir is deleted next, and weed lingers ~10 s on SIGTERM."""
         if self.service:
-            self.service.stop(timeout=10)
+            self.service.stop(timeout=2)
 
 
 class SqliteStore:
