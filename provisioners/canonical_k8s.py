@@ -100,12 +100,7 @@ class CanonicalK8sProvisioner(SnapClusterProvisioner):
                         self._enabled.append(feature)
                         self._record(f"{self.kind}-feature", name=feature)
                 self._write_marker()
-        self._run("k8s", "kubectl", "wait", "--for=condition=Ready", "node", "--all",
-                  f"--timeout={s.ready_timeout}s", timeout=s.ready_timeout + 60,
-                  what="waiting for the node to be Ready")
-        config = self._run("k8s", "config", what="k8s config")
-        self.write_kubeconfig(config.stdout)
-        return self.substrate()
+        return self.ready_substrate("k8s", ["k8s", "config"], "the node")
 
     def disable(self, feature: str) -> None:
         self._run("k8s", "disable", feature, what=f"k8s disable {feature}")

@@ -139,6 +139,16 @@ class SnapClusterProvisioner:
             return None
         return data if data.get("snap") == self.snap else None
 
+    def ready_substrate(self, cli: str, config_argv: list[str], what: str) -> Substrate:
+        """Wait for every node Ready, then hand out the cluster's kubeconfig."""
+        s = self.settings
+        self._run(cli, "kubectl", "wait", "--for=condition=Ready", "node", "--all",
+                  f"--timeout={s.ready_timeout}s", timeout=s.ready_timeout + 60,
+                  what=f"waiting for {what} to be Ready")
+        config = self._run(*config_argv, what=" ".join(config_argv))
+        self.write_kubeconfig(config.stdout)
+        return self.substrate()
+
     def write_kubeconfig(self, text: str) -> Path:
         if "apiVersion" not in text or "clusters" not in text:
             raise InfrastructureError(f"{self.snap} printed no kubeconfig")
@@ -297,12 +307,7 @@ class MicroK8sProvisioner(SnapClusterProvisioner):
                 self._enabled.append(name)
                 self._record(f"{self.kind}-feature", name=name)
                 self._write_marker()
-        self._run("microk8s", "kubectl", "wait", "--for=condition=Ready", "node", "--all",
-                  f"--timeout={s.ready_timeout}s", timeout=s.ready_timeout + 60,
-                  what="waiting for the MicroK8s node to be Ready")
-        config = self._run("microk8s", "config", what="microk8s config")
-        self.write_kubeconfig(config.stdout)
-        return self.substrate()
+        return self.ready_substrate("microk8s", ["microk8s", "config"], "the MicroK8s node")
 
     def disable(self, feature: str) -> None:
         self._run("microk8s", "disable", feature, what=f"microk8s disable {feature}")

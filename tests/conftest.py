@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -11,6 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# tests/fakes is loaded by path, once: putting tests/ on sys.path would let tests/harness shadow
+# the `harness` package under --import-mode=importlib.
+if "fakes" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(
+        "fakes", Path(__file__).resolve().parent / "fakes" / "__init__.py")
+    sys.modules["fakes"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["fakes"])
 
 
 @pytest.fixture

@@ -5,19 +5,11 @@ with the fake `juju` CLI on PATH (transcripts of each code path)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-
-if "fakes" not in sys.modules:  # tests/fakes by path: tests/ on sys.path would shadow `harness`
-    _spec = importlib.util.spec_from_file_location(
-        "fakes", Path(__file__).resolve().parents[1] / "fakes" / "__init__.py")
-    sys.modules["fakes"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["fakes"])
 
 import jubilant
 import pytest

@@ -3,17 +3,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
-from pathlib import Path
-
-if "fakes" not in sys.modules:  # tests/fakes by path: tests/ on sys.path would shadow `harness`
-    _spec = importlib.util.spec_from_file_location(
-        "fakes", Path(__file__).resolve().parents[1] / "fakes" / "__init__.py")
-    sys.modules["fakes"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["fakes"])
 
 import pytest
 from fakes.cluster import check_transcript

@@ -4,7 +4,6 @@ runner (failing up, unit in error, Ctrl-C, and — opt-in — scenarios against 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -13,12 +12,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-if "fakes" not in sys.modules:  # tests/fakes by path: tests/ on sys.path would shadow `harness`
-    _spec = importlib.util.spec_from_file_location(
-        "fakes", Path(__file__).resolve().parents[1] / "fakes" / "__init__.py")
-    sys.modules["fakes"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["fakes"])
 
 import pytest
 import yaml
