@@ -117,6 +117,7 @@ def link_advisory(advisory: Advisory) -> None:
     allure.dynamic.link(advisory.link, name=advisory.id)
     for extra in advisory.extra_links:
         allure.dynamic.link(extra, name=extra.rsplit("/", 1)[-1])
+    allure.dynamic.title(f"{advisory.id}: {advisory.title}")
     allure.dynamic.label("advisory", advisory.id)
     allure.dynamic.tag(advisory.id)
     allure.dynamic.description(
