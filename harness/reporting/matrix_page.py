@@ -247,8 +247,14 @@ def _row(suite: str, columns: Sequence[Mapping[str, Any]], *, lifecycle: bool = 
 
 
 def _test_key(test: Mapping[str, Any], lifecycle: bool) -> str:
-    """Same test in two columns: same fullName (phase names carry the cell title)."""
-    return str(test.get("fullName") or test.get("name"))
+    """Same test in two columns: same fullName (phase names carry the cell title). Parameters
+    (`test_x[plain]`, `test_x[double-encoded]`) share a fullName, so they are keyed by it and
+    their parameter part: each variant of a probe keeps its own row."""
+    key = str(test.get("fullName") or test.get("name"))
+    name = str(test.get("name", ""))
+    if not lifecycle and name.endswith("]") and "[" in name:
+        key += name[name.index("["):]
+    return key
 
 
 def _test_title(test: Mapping[str, Any], lifecycle: bool) -> str:
