@@ -109,10 +109,11 @@ def merge_reports(out: Path, inputs: Sequence[Path],
     _clear_cells(out)
     for merged in chosen.values():
         shutil.copytree(merged.source, out / merged.platform / merged.cell, symlinks=True)
-    for folder, _ in found:
+    for folder, _ in found:  # run summaries only: never whole earlier runs kept beside them
         for name in COPIED_RUN_DIRS:
-            if (folder / name).is_dir():
-                shutil.copytree(folder / name, out / name, dirs_exist_ok=True)
+            for summary in sorted((folder / name).glob("*.json")):
+                (out / name).mkdir(exist_ok=True)
+                shutil.copyfile(summary, out / name / summary.name)
     (out / MARKER).write_text(json.dumps({
         "merged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "inputs": [str(folder) for folder, _ in found],

@@ -56,6 +56,8 @@ def test_every_cell_of_every_job_lands_on_one_page(reports, tmp_path):
 
     expected = _columns_of_fixture(reports)
     jobs = _split(reports, tmp_path / "artifacts")
+    (jobs[0] / "runs" / "an-earlier-run" / "local").mkdir(parents=True)
+    (jobs[0] / "runs" / "20261126-145445-28b955.json").write_text('{"run_id": "x"}')
     before = {job: _digest(job) for job in jobs}
     out = tmp_path / "site"
     merged = merge_reports(out, jobs, say=lambda text: None)
@@ -63,6 +65,7 @@ def test_every_cell_of_every_job_lands_on_one_page(reports, tmp_path):
     write_matrix_page(out)
     assert _columns(out) == expected
     assert {job: _digest(job) for job in jobs} == before, "inputs must never change"
+    assert [p.name for p in (out / "runs").iterdir()] == ["20261126-145445-28b955.json"]
     marker = json.loads((out / MARKER).read_text())
     assert marker["inputs"] == [str(j.resolve()) for j in jobs]
     assert {c["platform"] for c in marker["cells"]} == {"local", "local-bad-s3", "local-mysql"}
