@@ -251,7 +251,7 @@ def test_every_job_runs_the_readmes_command(nightly, pr):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    assert "tox -e matrix -- ARGS" in readme and "`--platform NAME`" in readme
+    assert "tox -e matrix -- " in readme and "--platform NAME" in readme
     for name in ("platform", "cloud"):
         _, step = _run_step(nightly["jobs"][name])
         assert step["run"].strip().splitlines()[-1].startswith(
