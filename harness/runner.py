@@ -6,6 +6,7 @@ on success, failure, Ctrl-C and SIGTERM; every phase becomes an Allure result of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,10 +20,19 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import harness
+from harness.cell_steps import (
+    Step,
+    cell_steps,
+    context_options,
+    log_path,
+    pytest_argv,
+    suite_files,
+)
 from harness.endpoint import (
     CELL_ENV,
     DEFECTS_ENV,
@@ -53,7 +63,10 @@ from harness.reporting.allure_results import (
     write_phase_result,
 )
 from harness.reporting.enrich import enrich_cell
+from harness.run_folders import finish_run
 from harness.state import RunState, new_run_id
+from harness.summary import CellLine, log_for
+from harness.summary import render as render_summary
 from harness.waits import CANCEL
 from provisioners.base import (
     Deployment,
@@ -68,8 +81,8 @@ from provisioners.base import (
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 SCENARIOS_DIR_ENV = "MLFLOW_MATRIX_SCENARIOS_DIR"
-RESTART_SUITE = "persistence"
 KNOWN_DEFECT = "known-defect"
+INTERRUPTED = "interrupted by Ctrl-C or SIGTERM before it ended"
 STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, KNOWN_DEFECT: EXIT_OK,
                "failed": EXIT_SCENARIO_FAILED,
                "broken": EXIT_INFRASTRUCTURE, "interrupted": EXIT_INTERRUPTED}
@@ -96,13 +109,16 @@ class CellOutcome:
     finished: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
     kept: bool = False
+    log: Path | None = None  # the file to open first when the cell is not green
 
-    def worsen(self, status: str, message: str = "") -> None:
+    def worsen(self, status: str, message: str = "", log: Path | None = None) -> None:
         order = ["passed", "skipped", KNOWN_DEFECT, "failed", "broken", "interrupted"]
         if order.index(status) > order.index(self.status):
             self.status = status
             if message:
                 self.message = message
+            if log is not None:
+                self.log = log
 
 
 class Progress:
@@ -115,9 +131,9 @@ class Progress:
 
     def __call__(self, text: str) -> None:
         elapsed = int(time.monotonic() - self.t0)
-        with self.lock:
-            print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {redact(text)}", file=self.stream,
-                  flush=True)
+        with self.lock, contextlib.suppress(OSError, ValueError):  # a closed terminal: run on
+            print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {redact(text)}",
+                  file=self.stream, flush=True)
 
 
 class _PlatformSlot:
@@ -156,6 +172,7 @@ class Runner:
         self.cells = list(cells)
         self.options = options
         self.progress = progress or Progress()
+        self.started = time.time()
         self.run_id = options.run_id or new_run_id()
         self.reports = options.reports_dir
         self.state = RunState(self.reports / "state" / f"{self.run_id}.json", self.run_id)
@@ -237,30 +254,27 @@ class Runner:
         self.state.finish("interrupted" if interrupted else "finished")
         summary = [{"platform": o.cell.platform.name, "cell": o.cell.id, "status": o.status}
                    for o in self.outcomes]
-        (self.reports / "runs").mkdir(parents=True, exist_ok=True)
-        (self.reports / "runs" / f"{self.run_id}.json").write_text(
-            json.dumps({"run_id": self.run_id, "interrupted": interrupted, "cells": summary},
-                       indent=2), encoding="utf-8")
+        finish_run(self.reports, self.run_id, interrupted=interrupted, cells=summary)
+        page: Path | None = self.reports / "matrix.md"
         try:
             from harness.reporting.matrix_page import write_matrix_page
 
             write_matrix_page(self.reports, self.matrix)
         except Exception as exc:  # a report bug must not hide the run's own result
             self.progress(f"could not write the matrix page: {exc}")
-        tally: dict[str, int] = defaultdict(int)
-        for outcome in self.outcomes:
-            tally[outcome.status] += 1
-        self.progress("done: " + ", ".join(f"{n} {s}" for s, n in sorted(tally.items()))
-                      + f"; matrix: {self.reports / 'matrix.md'}")
+            page = None
+        lines = [CellLine(o.cell.title, o.status, o.message,
+                          log_for(self.reports / o.cell.platform.name / o.cell.id, o.log))
+                 for o in self.outcomes]
+        for line in render_summary(lines, run_id=self.run_id,
+                                   duration_s=time.time() - self.started, matrix_page=page):
+            self.progress(line)
         if leftover:
             self.progress(f"{len(leftover)} resource(s) kept (--keep or failed teardown): "
                           f"`mlflow-matrix down --run-id {self.run_id}` releases them")
 
     def _context(self, platform: Any) -> RunContext:
-        timeouts = self.matrix.timeouts
-        options = {"server_start_timeout": timeouts.server_start,
-                   "deploy_timeout": timeouts.deploy, "teardown_timeout": timeouts.teardown,
-                   **self.options.provisioner_options}
+        options = context_options(self.matrix, self.options.provisioner_options)
         return RunContext(run_id=self.run_id, platform=platform,
                           work_dir=self.work_dir / platform.name, state=self.state,
                           env_for=self.env_for, options=options)
@@ -300,10 +314,7 @@ class Runner:
                     self._environment(outcome, channel)
             endpoint = self._phase(outcome, "deploy", lambda: deployment.deploy(cell.channel))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
-            if cell.upgrade_to:
-                self._upgrade_steps(outcome, deployment, endpoint, cell_dir)
-            else:
-                self._scenario_steps(outcome, deployment, endpoint, cell_dir)
+            self._after_deploy(outcome, deployment, endpoint, cell_dir)
         except CellSkipped as exc:
             outcome.worsen("skipped", exc.render().replace("error: ", "", 1))
             self.progress(f"{cell.title}  skipped: {exc.message}"
@@ -313,8 +324,11 @@ class Runner:
         except _PhaseFailed:
             pass
         except Exception as exc:  # a harness bug: report it as broken, keep other cells going
-            outcome.worsen("broken", f"harness error: {exc}")
-            self.progress(f"{cell.title}  harness error: {exc}\n{traceback.format_exc()}")
+            if CANCEL.is_set():  # what Ctrl-C broke on its way is not a harness bug
+                outcome.worsen("interrupted", f"interrupted ({type(exc).__name__} on the way out)")
+            else:
+                outcome.worsen("broken", f"harness error: {exc}")
+                self.progress(f"{cell.title}  harness error: {exc}\n{traceback.format_exc()}")
         finally:
             self._close_cell(outcome, deployment, slot, cell_dir)
         return outcome
@@ -373,27 +387,14 @@ class Runner:
             outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(), exc.render()))
             raise
         except Interrupted:
-            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(), "interrupted"))
+            outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(), INTERRUPTED))
             raise
-        except MatrixError as exc:
-            attachments = attach() if attach else []
-            status = "skipped" if defect else "broken"
-            message = exc.render()
-            if defect:
-                message = f"known defect {defect.id}: {defect.summary}\n{message}"
-            outcome.phases.append(PhaseResult(name, status, start, now_ms(), message,
-                                              attachments=attachments,
-                                              known_defect=_defect_dict(defect)))
-            self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
-                          + f": {exc.message.splitlines()[0]}")
-            outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
-            raise _PhaseFailed() from exc
         except Exception as exc:
-            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
-                                              f"harness error in {name}: {exc}",
-                                              trace=traceback.format_exc()))
-            outcome.worsen("broken", f"harness error in {name}: {exc}")
-            self.progress(f"{cell.title}  {name} harness error: {exc}")
+            if CANCEL.is_set():  # Ctrl-C broke the phase: interrupted, not a platform failure
+                outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(),
+                                                  f"{INTERRUPTED} ({exc})"))
+                raise Interrupted() from exc
+            self._phase_failed(outcome, name, exc, start, defect, attach)
             raise _PhaseFailed() from exc
         stop = now_ms()
         if defect:
@@ -407,6 +408,29 @@ class Runner:
             outcome.phases.append(PhaseResult(name, "passed", start, stop))
         self.progress(f"{cell.title}  {label or name} ok ({(stop - start) / 1000:.1f}s)")
         return value
+
+    def _phase_failed(self, outcome: CellOutcome, name: str, exc: Exception, start: int,
+                      defect: KnownDefect | None,
+                      attach: Callable[[], list[Path]] | None) -> None:
+        cell = outcome.cell
+        if not isinstance(exc, MatrixError):
+            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
+                                              f"harness error in {name}: {exc}",
+                                              trace=traceback.format_exc()))
+            outcome.worsen("broken", f"harness error in {name}: {exc}")
+            self.progress(f"{cell.title}  {name} harness error: {exc}")
+            return
+        attachments = attach() if attach else []
+        status = "skipped" if defect else "broken"
+        message = exc.render()
+        if defect:
+            message = f"known defect {defect.id}: {defect.summary}\n{message}"
+        outcome.phases.append(PhaseResult(name, status, start, now_ms(), message,
+                                          attachments=attachments,
+                                          known_defect=_defect_dict(defect)))
+        self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
+                      + f": {exc.message.splitlines()[0]}")
+        outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
 
     def _phase_defect(self, cell: Cell, phase: str) -> KnownDefect | None:
         for defect in self.matrix.defects_for(cell):
@@ -426,66 +450,53 @@ class Runner:
             return self._environment(outcome, channel)
         return self.env_for(channel)
 
-    def _scenario_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
-                        cell_dir: Path) -> None:
+    def _after_deploy(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
+                      cell_dir: Path) -> None:
+        """Execute `cell_steps()`: the same list `mlflow-matrix plan` prints."""
         cell = outcome.cell
-        env = self._client_env(outcome, endpoint)
-        self._pytest(outcome, env, endpoint, cell_dir, cell.scenarios, phase=None,
-                     deployment=deployment)
-        if RESTART_SUITE in cell.scenarios:
-            if not isinstance(deployment, Restartable):
-                self.progress(f"{cell.title}  {RESTART_SUITE}: this platform cannot restart "
-                              "the server; restart checks skipped")
-                return
-            manifest = cell_dir / "persistence-manifest.json"
-            self._pytest(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                         phase="before-restart", manifest=manifest, deployment=deployment)
-            endpoint = self._phase(outcome, "restart", deployment.restart,
-                                   attach=lambda: _collect_to(deployment, cell_dir))
-            self._pytest(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                         phase="after-restart", manifest=manifest, deployment=deployment)
-
-    def _upgrade_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
-                       cell_dir: Path) -> None:
-        cell = outcome.cell
-        assert cell.upgrade_to
-        if not isinstance(deployment, Upgradable):
-            raise CellSkipped(f"{cell.platform.name} cannot upgrade a deployment")
-        manifest = cell_dir / "upgrade-manifest.json"
-        source_env, target_env = self.env_for(cell.channel), self.env_for(cell.upgrade_to)
-        self._pytest(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                     phase="before-upgrade", manifest=manifest, deployment=deployment)
-        if outcome.status != "passed":
-            self.progress(f"{cell.title}  seeding failed; not upgrading")
-            return
-        target = cell.upgrade_to
-        endpoint = self._phase(outcome, "upgrade", lambda: deployment.upgrade(target),
-                               label=f"upgrade to {target.name}",
-                               attach=lambda: _collect_to(deployment, cell_dir))
-        outcome.versions["mlflow_server"] = endpoint.mlflow_version
-        self._pytest(outcome, target_env, endpoint, cell_dir, cell.scenarios,
-                     phase="after-upgrade", manifest=manifest, deployment=deployment)
-        self._pytest(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                     phase="old-client", manifest=manifest, deployment=deployment,
-                     informational=True)
+        server_env: MlflowEnv | None = None
+        for step in cell_steps(cell, deployment):
+            if step.action == "skip":
+                raise CellSkipped(step.reason)
+            if step.action == "note":
+                self.progress(f"{cell.title}  {step.reason}")
+            elif step.action == "restart":
+                assert isinstance(deployment, Restartable)
+                endpoint = self._phase(outcome, "restart", deployment.restart,
+                                       attach=lambda: _collect_to(deployment, cell_dir))
+            elif step.action == "upgrade":
+                assert isinstance(deployment, Upgradable) and cell.upgrade_to
+                if step.only_if_passed and outcome.status != "passed":
+                    self.progress(f"{cell.title}  seeding failed; not upgrading")
+                    return
+                target = cell.upgrade_to
+                endpoint = self._phase(outcome, "upgrade", partial(deployment.upgrade, target),
+                                       label=f"upgrade to {target.name}",
+                                       attach=lambda: _collect_to(deployment, cell_dir))
+                outcome.versions["mlflow_server"] = endpoint.mlflow_version
+            else:
+                if step.client == "server":
+                    server_env = server_env or self._client_env(outcome, endpoint)
+                    env = server_env
+                else:
+                    channel = cell.channel if step.client == "source" else cell.upgrade_to
+                    assert channel is not None
+                    env = self.env_for(channel)
+                self._pytest(outcome, env, endpoint, cell_dir, step, deployment=deployment)
 
     def _pytest(self, outcome: CellOutcome, env: MlflowEnv, endpoint: Endpoint, cell_dir: Path,
-                suites: Sequence[str], *, phase: str | None, deployment: Deployment,
-                manifest: Path | None = None, informational: bool = False) -> None:
+                step: Step, *, deployment: Deployment) -> None:
         cell = outcome.cell
+        suites, phase, informational = step.suites, step.phase, step.informational
+        manifest = cell_dir / step.manifest if step.manifest else None
         scenarios_dir = scenarios_root()
-        files = [str(scenarios_dir / f"test_{suite}.py") for suite in suites]
-        missing = [f for f in files if not Path(f).is_file()]
+        missing = [f for f in suite_files(scenarios_dir, suites) if not Path(f).is_file()]
         if missing:
             raise MatrixError(f"scenario module missing: {', '.join(missing)}",
                               hint="check `scenarios:` in matrix.yaml against scenarios/")
-        results = cell_dir / "allure-results"
-        log = cell_dir / f"pytest{'-' + phase if phase else ''}.log"
-        argv = [str(env.python), "-m", "pytest", *files, "-p", "harness.plugin",
-                "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
-                "--alluredir", str(results), "-p", "no:cacheprovider", "-q", "-rfEX",
-                f"--junitxml={cell_dir / ('junit' + ('-' + phase if phase else '') + '.xml')}",
-                *self.options.pytest_args]
+        log = log_path(cell_dir, phase)
+        argv = pytest_argv(str(env.python), scenarios_dir, suites, cell_dir, phase,
+                           self.options.pytest_args)
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)
         what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else "")
@@ -504,11 +515,11 @@ class Runner:
                           "not counted against the cell")
             return
         if code == 1:
-            outcome.worsen("failed", f"{what}: {summary}")
+            outcome.worsen("failed", f"{what}: {summary}", log=log)
         elif code == 5:
-            outcome.worsen("skipped", f"{what}: no scenario selected")
+            outcome.worsen("skipped", f"{what}: no scenario selected", log=log)
         else:
-            outcome.worsen("broken", f"{what}: pytest exited {code}; see {log}")
+            outcome.worsen("broken", f"{what}: pytest exited {code}; see {log}", log=log)
 
     def _child_env(self, env: MlflowEnv, endpoint: Endpoint, cell: Cell, phase: str | None,
                    manifest: Path | None, informational: bool,
