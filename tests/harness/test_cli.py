@@ -154,3 +154,21 @@ def test_pytest_args_only_where_they_mean_something():
     result = cli("list", "--", "-k", "x")
     assert result.returncode == 2
     assert "only `run` and `plan` take pytest arguments" in result.stderr
+
+
+def test_readme_documents_every_run_flag_the_run_time_and_a_first_example():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| flag | applies to | meaning |"):]
+    table = table[:table.index("\n\n")]
+    for option in _options("run"):
+        if option.startswith("--") and option != "--help":
+            assert f"`{option}" in table, f"README flag table misses {option}"
+    assert "### In 30 seconds" in readme and "### How long it takes" in readme
+    assert "**141**" in readme and "reports/runs/<its run id>/" in readme
+
+
+def test_tox_venv_marker_is_ignored_by_git(tmp_path):
+    """tox 4 writes a `.venv` *file* at the project root; `.venv/` alone would not match it."""
+    result = subprocess.run(["git", "check-ignore", "--no-index", "-q", ".venv"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, "`.venv` (file) is not ignored"
