@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.matrix import Cell, Matrix
-from provisioners.base import Restartable, Upgradable
+from provisioners.api import Restartable, Upgradable
 
 RESTART_SUITE = "persistence"
 UPGRADE_MANIFEST = "upgrade-manifest.json"

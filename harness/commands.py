@@ -9,15 +9,8 @@ from typing import Any
 
 from harness.errors import EXIT_OK, ConfigError
 from harness.matrix import Cell, Matrix, load_matrix
-from harness.selection import (
-    PROVISIONER_OPTIONS,
-    check_reports_dir,
-    print_notes,
-    provisioner_options,
-    select,
-)
-
-EXTERNAL_OPTIONS = PROVISIONER_OPTIONS
+from harness.options import provisioner_options
+from harness.selection import check_reports_dir, print_notes, select
 
 
 def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:

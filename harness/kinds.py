@@ -1,9 +1,9 @@
 """What a user meant by a platform or kind the matrix does not have, said from the registry.
 
-Messages are built from what is registered (entry points and built-ins) and what the matrix file
-declares, never from a hard-coded list: a cloud kind that is declared but whose module is not in
-this installation reads "not registered here", and once it is registered, "no platform of that
-kind in this matrix file yet" — without a change here.
+Messages are built from what is registered (the entry-point group) and what the matrix file
+declares, never from a hard-coded list: once a kind such as `eks` is registered, `--platform eks`
+reads "no platform of kind eks in this matrix file yet"; a kind registered but whose module is
+missing reads "not available in this installation" — without a change here.
 """
 
 from __future__ import annotations
@@ -21,13 +21,10 @@ VERSIONED = re.compile(r"^(?P<kind>[a-z][a-z0-9-]*?)-\d")  # eks-1.32 → eks
 
 
 def declared_kinds() -> dict[str, str]:
-    """kind → module, for every provisioner kind this installation knows by name."""
-    from provisioners.base import BUILTIN_PROVISIONERS, ENTRY_POINT_GROUP
+    """kind → module, for every provisioner kind registered under the entry-point group."""
+    from harness.registry import ENTRY_POINT_GROUP
 
-    found = {kind: target.partition(":")[0] for kind, target in BUILTIN_PROVISIONERS.items()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.value.partition(":")[0]
-    return found
+    return {ep.name: ep.value.partition(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def _importable(module: str) -> bool:
@@ -61,10 +58,10 @@ def unknown_kind_error(kind: str) -> tuple[str, str]:
     registered = ", ".join(registered_kinds())
     missing = unavailable_kinds()
     if kind in missing:
-        return (f"provisioner kind {kind!r} is not registered in this installation "
-                f"(module {missing[kind]} is not present)",
-                f"registered kinds: {registered}; remove this platform until a provisioner of "
-                f"kind {kind!r} is registered (entry-point group mlflow_matrix.provisioners)")
+        return (f"provisioner kind {kind!r} is registered but not installed (module "
+                f"{missing[kind]} is missing)",
+                f"usable kinds: {registered}; reinstall the package that registers {kind!r} "
+                "(`pip install -e .` for the built-ins), or remove this platform")
     close = difflib.get_close_matches(kind, registered_kinds(), n=1, cutoff=0.6)
     return (f"unknown provisioner kind {kind!r}",
             (f"did you mean `{close[0]}`? " if close else "") + f"registered kinds: {registered}")
@@ -87,10 +84,12 @@ def unknown_platform_error(name: str, platforms: Mapping[str, Any], matrix_path:
                  f"keys in docs/platforms.md), or use one of: {names}")
     if kind is not None:
         return ConfigError(
-            f"{flag} {name}: the {kind} platforms are not in {matrix_path} yet, and provisioner "
-            f"kind {kind!r} is not registered in this installation",
-            hint=f"use one of: {names}; registered kinds: {', '.join(registered_kinds())}")
+            f"{flag} {name}: no {kind} platform in {matrix_path}, and provisioner kind "
+            f"{kind!r} is registered but not installed",
+            hint=f"use one of: {names}; usable kinds: {', '.join(registered_kinds())}")
     close = difflib.get_close_matches(name, list(platforms), n=1, cutoff=0.6)
-    return ConfigError(f"{flag} {name}: unknown platform {name!r}",
+    return ConfigError(f"{flag} {name}: unknown platform {name!r}: {matrix_path} has no platform "
+                       "of that name, and no registered provisioner kind is called that",
                        hint=(f"did you mean `{close[0]}`? " if close else "")
-                       + f"use one of: {names}, or `all` (`mlflow-matrix list` describes them)")
+                       + f"use one of: {names}, or `all`; registered kinds: "
+                       f"{', '.join(registered_kinds())}")

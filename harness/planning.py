@@ -20,8 +20,9 @@ from harness.cell_steps import (
     pytest_argv,
 )
 from harness.matrix import DETECT, Cell, Matrix
+from harness.registry import load_provisioner_class
 from harness.state import RunState
-from provisioners.base import DeploysItself, RunContext, Substrate, load_provisioner_class
+from provisioners.api import DeploymentPlan, Provisioner, RunContext, Substrate
 
 RUN_ID = "<run-id>"
 
@@ -55,20 +56,15 @@ def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
                 yield (f"  cell {cell.id}: MLflow {_version(cell.mlflow_label)}, suites "
                        f"{', '.join(cell.scenarios)} → {cell_dir}/")
                 yield from (f"    {line}" for line in _cell_plan(
-                    matrix, cell, context, provisioner, cell_dir, scenarios_root(), pytest_args))
+                    matrix, cell, provisioner, cell_dir, scenarios_root(), pytest_args))
             yield "  teardown: platform down (idempotent; also on failure, Ctrl-C, SIGTERM)"
 
 
-def _cell_plan(matrix: Matrix, cell: Cell, context: RunContext, provisioner: Any, cell_dir: Path,
+def _cell_plan(matrix: Matrix, cell: Cell, provisioner: Provisioner, cell_dir: Path,
                scenarios_dir: Path, pytest_args: Sequence[str]) -> Iterator[str]:
-    juju: dict[str, list[str]] | None = None
-    if isinstance(provisioner, DeploysItself):
-        deployment: object = provisioner.deployment(cell_dir)
-    else:
-        from harness.juju import JujuDeployment
-
-        deployment = JujuDeployment(context, Substrate(name=cell.platform.name), cell_dir)
-        juju = JujuDeployment.plan_sections(context, cell)
+    plan = provisioner.deployment_plan(cell)
+    # the runner asks the deployment what it can do (restart, upgrade): so does the plan
+    deployment = provisioner.deployment(Substrate(name=cell.platform.name), cell_dir)
     for channel in [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else []):
         if channel.mlflow_version == DETECT:
             continue
@@ -76,8 +72,8 @@ def _cell_plan(matrix: Matrix, cell: Cell, context: RunContext, provisioner: Any
         yield (f"environment: MLflow {channel.mlflow_version} virtualenv (uv, cached; deadline "
                f"timeouts.env_build = {matrix.timeouts.env_build}s): "
                f"mlflow=={channel.mlflow_version} {pins}".rstrip())
-    if juju is not None:
-        yield from (f"deploy: {line}" for line in juju["deploy"])
+    if plan.deploy:
+        yield from (f"deploy: {line}" for line in plan.deploy)
     else:
         yield (f"deploy: MLflow {_version(cell.channel.mlflow_version)} by the per-cell steps "
                "under provision above")
@@ -86,36 +82,23 @@ def _cell_plan(matrix: Matrix, cell: Cell, context: RunContext, provisioner: Any
                f"reports ({_version(DETECT)}; uv, cached; deadline timeouts.env_build = "
                f"{matrix.timeouts.env_build}s)")
     for step in cell_steps(cell, deployment):
-        yield from _step_plan(cell, step, juju, cell_dir, scenarios_dir, pytest_args)
-    if juju is not None:
-        yield from juju["close"]
-    else:
-        yield (f"diagnostics → {cell_dir}/diagnostics/; then the deployment's teardown "
-               "(per-cell steps above)")
+        yield from _step_plan(cell, step, plan, cell_dir, scenarios_dir, pytest_args)
+    yield from plan.close or (f"diagnostics → {cell_dir}/diagnostics/; then the deployment's "
+                              "teardown (per-cell steps above)",)
 
 
-def _step_plan(cell: Cell, step: Step, juju: dict[str, list[str]] | None, cell_dir: Path,
+def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
                scenarios_dir: Path, pytest_args: Sequence[str]) -> Iterator[str]:
     if step.action in ("skip", "note"):
         yield f"{'skipped: ' if step.action == 'skip' else ''}{step.reason}"
     elif step.action == "restart":
-        if juju is not None:
-            yield from (f"restart: {line}" for line in juju["restart"])
-        else:
-            yield "restart: stop the MLflow server, start it again on the same store and bucket"
+        yield from (f"restart: {line}" for line in plan.restart)
     elif step.action == "upgrade":
         target = cell.upgrade_to
         assert target is not None
         when = " (only if every before-upgrade check passed)" if step.only_if_passed else ""
-        if juju is not None:
-            yield f"upgrade to {target.name}{when}:"
-            yield from (f"  {line}" for line in juju["upgrade"])
-        else:
-            migrate = ("`mlflow db upgrade` (the target charm migrates the DB itself)"
-                       if target.migrates_db_on_upgrade
-                       else "no DB migration (the charm does not run one)")
-            yield (f"upgrade to {target.name} (MLflow {target.mlflow_version}){when}: stop the "
-                   f"server, {migrate}, start the new server on the same store and bucket")
+        yield f"upgrade to {target.name} (MLflow {target.mlflow_version}){when}:"
+        yield from (f"  {line}" for line in plan.upgrade)
     else:
         version = {"server": cell.channel.mlflow_version,
                    "source": cell.channel.mlflow_version,

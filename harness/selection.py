@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from packaging.version import Version
 
@@ -30,11 +29,9 @@ from harness.matrix import (
     expand_cells,
     load_matrix,
 )
+from harness.options import provisioner_options
 
 EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
-EXISTING_KIND = "existing"
-PROVISIONER_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "kubeconfig",
-                       "controller")
 
 
 @dataclass(frozen=True)
@@ -48,29 +45,18 @@ def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-def deploys_itself(matrix: Matrix, platform: str) -> bool:
-    """Local and external platforms run MLflow themselves; the others deploy charm channels."""
-    from provisioners.base import DeploysItself, load_provisioner_class
+def takes_bare_versions(matrix: Matrix, platform: str) -> bool:
+    """Whether `--mlflow-version V` means something on a platform (its kind declares it)."""
+    from harness.registry import load_provisioner_class
 
-    cls = load_provisioner_class(matrix.platforms[platform].kind)
-    return issubclass(cls, DeploysItself)
+    return load_provisioner_class(matrix.platforms[platform].kind).takes_mlflow_version
 
 
 def option_applies(matrix: Matrix, option: str, platform: str) -> bool:
-    """Which platforms read which provisioner option (the rest would silently ignore it)."""
-    kind = matrix.platforms[platform].kind
-    if option in ("tracking_uri", "s3_endpoint_url", "artifact_bucket"):
-        return kind == EXTERNAL_KIND
-    if option == "kubeconfig":
-        return kind == EXISTING_KIND
-    if option == "controller":
-        return not deploys_itself(matrix, platform)
-    return True
+    """Which platforms read which command-line option: each kind declares the ones it reads."""
+    from harness.registry import load_provisioner_class
 
-
-def provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in PROVISIONER_OPTIONS
-            if getattr(args, name, None) is not None}
+    return option in load_provisioner_class(matrix.platforms[platform].kind).cli_options
 
 
 def unique(values: Iterable[str], option: str, notes: list[str]) -> tuple[str, ...]:
@@ -115,7 +101,7 @@ def select(args: argparse.Namespace,
     version_given += adhoc
     _check_upgrade_directions(matrix, upgrades)
     if version_given:
-        juju = [n for n in others if not deploys_itself(matrix, n)]
+        juju = [n for n in others if not takes_bare_versions(matrix, n)]
         if juju:
             what = (f"--mlflow-version {args.mlflow_version}" if args.mlflow_version
                     else "--upgrade with a bare version")
@@ -186,13 +172,12 @@ def _check_option_scope(matrix: Matrix, platforms: Iterable[str],
 
 def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace) -> None:
     """Bad platform options (e.g. external without --tracking-uri) fail before a run starts."""
-    from provisioners.base import load_provisioner_class
+    from harness.registry import load_provisioner_class
 
     for name in sorted(names):
         platform = matrix.platforms[name]
-        check = getattr(load_provisioner_class(platform.kind), "check_options", None)
-        if check is not None:
-            check(platform.settings, provisioner_options(args))
+        load_provisioner_class(platform.kind).check_options(platform.settings,
+                                                            provisioner_options(args))
 
 
 def _check_upgrade_directions(matrix: Matrix, upgrades: tuple[str, ...]) -> None:

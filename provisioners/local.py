@@ -19,18 +19,19 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from harness.endpoint import Credentials, Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import CellSkipped, InfrastructureError
-from harness.matrix import Channel
+from harness.matrix import Cell, Channel
 from harness.procs import Service, free_ports, run
 from harness.redact import redact, register_secret
 from harness.waits import NotYet, Terminal, wait_for
-from provisioners.base import RunContext, Substrate
+from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
@@ -50,6 +51,8 @@ class LocalProvisioner:
 
     kind: ClassVar[str] = "local"
     Settings = LocalSettings
+    cli_options: ClassVar[tuple[str, ...]] = ()
+    takes_mlflow_version: ClassVar[bool] = True  # runs the upstream release itself
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -99,7 +102,31 @@ class LocalProvisioner:
                                       check=False).stdout.strip()
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
 
-    def deployment(self, cell_dir: Path) -> LocalDeployment:
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """`local` takes no platform options."""
+
+    @classmethod
+    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
+        """Processes and temp dirs are released by the janitor itself; nothing else is made."""
+        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
+                                  hint="release it by hand; its details are in the state file")
+
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        """Deploy and close are the per-cell steps of `plan`; upgrade and restart are here."""
+        upgrade: tuple[str, ...] = ()
+        target = cell.upgrade_to
+        if target is not None:
+            migrate = ("`mlflow db upgrade` (the target charm migrates the DB itself)"
+                       if target.migrates_db_on_upgrade
+                       else "no DB migration (the charm does not run one)")
+            upgrade = (f"stop the server, {migrate}, start the MLflow {target.mlflow_version} "
+                       "server on the same store and bucket",)
+        return DeploymentPlan(
+            upgrade=upgrade,
+            restart=("stop the MLflow server, start it again on the same store and bucket",))
+
+    def deployment(self, substrate: Substrate, cell_dir: Path) -> LocalDeployment:
         return LocalDeployment(self.context, self.settings, cell_dir)
 
 

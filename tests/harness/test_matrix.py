@@ -121,7 +121,7 @@ def _zero_parallel(d):
 MALFORMED = [
     (_delete_channel_version, "channels.2.22/stable.mlflow", "add `mlflow: X.Y.Z`"),
     (_bad_kind, "platforms.local.kind", "registered kinds: canonical-k8s, existing, external"),
-    (_cloud_kind, "platforms.local.kind", "not registered in this installation"),
+    (_cloud_kind, "platforms.local.kind", "registered but not installed"),
     (_phase_typo, "known_defects[0].phases[0]", "did you mean `upgrade`?"),
     (_negative_poll, "platforms.microk8s-1.32.poll_interval", "fix: write a positive number"),
     (_negative_timeout, "timeouts.deploy", "fix: write a positive number (seconds)"),

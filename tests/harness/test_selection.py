@@ -145,11 +145,26 @@ def test_an_option_is_fine_when_one_selected_platform_reads_it():
     assert {c.platform.name for c in selected.cells} == {"existing", "local"}
 
 
-def test_unknown_platform_that_names_an_unregistered_kind():
-    error = _error("--platform", "eks")
-    assert "the eks platforms are not in" in error.message
-    assert "not registered in this installation" in error.message
-    assert "registered kinds: canonical-k8s, existing, external, local, microk8s" in error.hint
+def test_unknown_platform_names_the_registered_kinds():
+    from harness.registry import known_kinds
+
+    error = _error("--platform", "nosuch-cloud")
+    assert "unknown platform 'nosuch-cloud'" in error.message
+    assert "no registered provisioner kind is called that" in error.message
+    assert f"registered kinds: {', '.join(known_kinds())}" in error.hint
+
+
+def test_unknown_platform_of_a_kind_registered_but_not_installed(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    info = site / "mm_test_cloudy-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mm-test-cloudy\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(
+        "[mlflow_matrix.provisioners]\ncloudy = mm_cloudy_not_installed:Provisioner\n")
+    monkeypatch.syspath_prepend(str(site))
+    error = _error("--platform", "cloudy-1.0")
+    assert "no cloudy platform in" in error.message
+    assert "registered but not installed" in error.message
 
 
 def test_unknown_platform_that_names_a_registered_kind(tmp_path):
