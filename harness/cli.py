@@ -231,31 +231,38 @@ def main(argv: list[str] | None = None) -> int:
 
         return commands.COMMANDS[args.command](args, pytest_args)
     except MatrixError as exc:
-        print(exc.render(), file=sys.stderr)
-        return exc.exit_code
+        return _say(exc.render(), exc.exit_code)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _say("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         return _closed_pipe()
     except ImportError as exc:
         missing = _missing_dependency(exc)
         if missing is None:
             return _internal_error(exc, args)
-        print(missing, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _say(missing, EXIT_BAD_INPUT)
     except Exception as exc:
         return _internal_error(exc, args)
+
+
+def _say(text: str, code: int) -> int:
+    """The last words on stderr; a reader that went away (`2>&1 | head -1`) changes no exit code."""
+    try:
+        print(text, file=sys.stderr)
+    except BrokenPipeError:
+        _closed_pipe()
+    return code
 
 
 def _closed_pipe() -> int:
     """The reader went away (`plan | head -1`): say nothing, and keep Python's exit-time flush
     of stdout from printing a traceback about it."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
     return EXIT_BROKEN_PIPE
 
 
@@ -282,10 +289,8 @@ def _internal_error(exc: BaseException, args: argparse.Namespace) -> int:
     except (OSError, ImportError):
         where = ""
         traceback.print_exc()
-    print(f"internal error: {type(exc).__name__}: {exc}{where}\n"
-          "  this is a bug in mlflow-matrix; please report it with that file",
-          file=sys.stderr)
-    return 3
+    return _say(f"internal error: {type(exc).__name__}: {exc}{where}\n"
+                "  this is a bug in mlflow-matrix; please report it with that file", 3)
 
 
 if __name__ == "__main__":
