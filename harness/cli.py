@@ -161,12 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
     matrix_flag(lst)
 
     janitor = sub.add_parser(
-        "janitor", help="release leftovers of crashed or killed runs (state files)",
+        "janitor", help="release leftovers of crashed or killed runs (state files, or cloud "
+                        "resources by tag with --cloud)",
         description="Release every resource recorded in DIR/state/*.json by a run whose process "
-                    "is gone (SIGKILL, crash, power loss). Runs still alive are left alone.")
+                    "is gone (SIGKILL, crash, power loss). Runs still alive are left alone. "
+                    "With --cloud KIND: delete that cloud's run-tagged resources that are due.",
+        epilog="examples:\n  mlflow-matrix janitor                       what state files recorded"
+               "\n  mlflow-matrix janitor --cloud eks --older-than 6h --dry-run",
+        formatter_class=fmt)
     reports_flag(janitor, "whose state/ folder to sweep")
     janitor.add_argument("--dry-run", action="store_true",
                          help="only print what would be released")
+    janitor.add_argument("--cloud", metavar="KIND",
+                         help="sweep this cloud kind (eks, aks, gke…) for resources tagged "
+                              "mlflow-matrix-run that are expired")
+    janitor.add_argument("--older-than", metavar="AGE",
+                         help="with --cloud: also resources created longer ago (90m, 6h, 2d)")
+    janitor.add_argument("--matrix", type=Path, metavar="PATH",
+                         help="with --cloud: region/project settings come from its platforms")
+    janitor.add_argument("--platform", action="append", default=[], metavar="NAME",
+                         help="with --cloud: only these platforms' settings")
 
     report = sub.add_parser(
         "report", help="build the matrix page and the Allure report",

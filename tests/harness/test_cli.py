@@ -50,7 +50,7 @@ def test_unknown_flag_after_a_subcommand_shows_that_subcommands_usage():
     assert result.stderr.startswith("usage: mlflow-matrix run ")
     assert "unrecognized arguments: --platfrom" in result.stderr
     assert "pytest options go after `--`" in result.stderr
-    janitor = cli("janitor", "--platform", "local")
+    janitor = cli("janitor", "--channel", "2.22/stable")
     assert janitor.returncode == 2 and janitor.stderr.startswith("usage: mlflow-matrix janitor")
 
 
