@@ -62,6 +62,7 @@ def _harness(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
                           text=True, cwd=ROOT, timeout=900, env={**os.environ, **env})
 
 
+@pytest.mark.timeout(900)  # two real runs: about 2 min on an idle 2-core machine
 def test_plan_is_what_runs_and_each_run_gets_its_own_folder(tmp_path, scenarios):
     reports = tmp_path / "reports"
     env = {"MLFLOW_MATRIX_SCENARIOS_DIR": str(scenarios)}
