@@ -13,9 +13,12 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
+from harness.cell_steps import cell_steps
 from harness.endpoint import Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import (
@@ -50,8 +53,8 @@ from provisioners.api import (
 if TYPE_CHECKING:
     from harness.runner import Runner
 
-RESTART_SUITE = "persistence"
 KNOWN_DEFECT = "known-defect"
+INTERRUPTED = "interrupted by Ctrl-C or SIGTERM before it ended"
 STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, KNOWN_DEFECT: EXIT_OK,
                "failed": EXIT_SCENARIO_FAILED,
                "broken": EXIT_INFRASTRUCTURE, "interrupted": EXIT_INTERRUPTED}
@@ -67,13 +70,16 @@ class CellOutcome:
     finished: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
     kept: bool = False
+    log: Path | None = None  # the file to open first when the cell is not green
 
-    def worsen(self, status: str, message: str = "") -> None:
+    def worsen(self, status: str, message: str = "", log: Path | None = None) -> None:
         order = ["passed", "skipped", KNOWN_DEFECT, "failed", "broken", "interrupted"]
         if order.index(status) > order.index(self.status):
             self.status = status
             if message:
                 self.message = message
+            if log is not None:
+                self.log = log
 
 
 class PlatformSlot:
@@ -144,10 +150,7 @@ class CellRun:
                     self._environment(outcome, channel)
             endpoint = self._phase(outcome, "deploy", lambda: deployment.deploy(cell.channel))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
-            if cell.upgrade_to:
-                self._upgrade_steps(outcome, deployment, endpoint, cell_dir)
-            else:
-                self._scenario_steps(outcome, deployment, endpoint, cell_dir)
+            self._after_deploy(outcome, deployment, endpoint, cell_dir)
         except CellSkipped as exc:
             outcome.worsen("skipped", exc.render().replace("error: ", "", 1))
             self.progress(f"{cell.title}  skipped: {exc.message}"
@@ -157,8 +160,11 @@ class CellRun:
         except _PhaseFailed:
             pass
         except Exception as exc:  # a harness bug: report it as broken, keep other cells going
-            outcome.worsen("broken", f"harness error: {exc}")
-            self.progress(f"{cell.title}  harness error: {exc}\n{traceback.format_exc()}")
+            if CANCEL.is_set():  # what Ctrl-C broke on its way is not a harness bug
+                outcome.worsen("interrupted", f"interrupted ({type(exc).__name__} on the way out)")
+            else:
+                outcome.worsen("broken", f"harness error: {exc}")
+                self.progress(f"{cell.title}  harness error: {exc}\n{traceback.format_exc()}")
         finally:
             self._close_cell(outcome, deployment, slot, cell_dir)
         return outcome
@@ -209,27 +215,14 @@ class CellRun:
             outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(), exc.render()))
             raise
         except Interrupted:
-            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(), "interrupted"))
+            outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(), INTERRUPTED))
             raise
-        except MatrixError as exc:
-            attachments = attach() if attach else []
-            status = "skipped" if defect else "broken"
-            message = exc.render()
-            if defect:
-                message = f"known defect {defect.id}: {defect.summary}\n{message}"
-            outcome.phases.append(PhaseResult(name, status, start, now_ms(), message,
-                                              attachments=attachments,
-                                              known_defect=defect_dict(defect)))
-            self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
-                          + f": {exc.message.splitlines()[0]}")
-            outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
-            raise _PhaseFailed() from exc
         except Exception as exc:
-            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
-                                              f"harness error in {name}: {exc}",
-                                              trace=traceback.format_exc()))
-            outcome.worsen("broken", f"harness error in {name}: {exc}")
-            self.progress(f"{cell.title}  {name} harness error: {exc}")
+            if CANCEL.is_set():  # Ctrl-C broke the phase: interrupted, not a platform failure
+                outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(),
+                                                  f"{INTERRUPTED} ({exc})"))
+                raise Interrupted() from exc
+            self._phase_failed(outcome, name, exc, start, defect, attach)
             raise _PhaseFailed() from exc
         stop = now_ms()
         if defect:
@@ -243,6 +236,29 @@ class CellRun:
             outcome.phases.append(PhaseResult(name, "passed", start, stop))
         self.progress(f"{cell.title}  {label or name} ok ({(stop - start) / 1000:.1f}s)")
         return value
+
+    def _phase_failed(self, outcome: CellOutcome, name: str, exc: Exception, start: int,
+                      defect: KnownDefect | None,
+                      attach: Callable[[], list[Path]] | None) -> None:
+        cell = outcome.cell
+        if not isinstance(exc, MatrixError):
+            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
+                                              f"harness error in {name}: {exc}",
+                                              trace=traceback.format_exc()))
+            outcome.worsen("broken", f"harness error in {name}: {exc}")
+            self.progress(f"{cell.title}  {name} harness error: {exc}")
+            return
+        attachments = attach() if attach else []
+        status = "skipped" if defect else "broken"
+        message = exc.render()
+        if defect:
+            message = f"known defect {defect.id}: {defect.summary}\n{message}"
+        outcome.phases.append(PhaseResult(name, status, start, now_ms(), message,
+                                          attachments=attachments,
+                                          known_defect=defect_dict(defect)))
+        self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
+                      + f": {exc.message.splitlines()[0]}")
+        outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
 
     def _phase_defect(self, cell: Cell, phase: str) -> KnownDefect | None:
         for defect in self.matrix.defects_for(cell):
@@ -262,48 +278,42 @@ class CellRun:
             return self._environment(outcome, channel)
         return self.env_for(channel)
 
-    def _scenario_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
-                        cell_dir: Path) -> None:
+    def _after_deploy(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
+                      cell_dir: Path) -> None:
+        """Execute `cell_steps()`: the same list `mlflow-matrix plan` prints."""
         cell = outcome.cell
-        env = self._client_env(outcome, endpoint)
-        self.scenarios.run(outcome, env, endpoint, cell_dir, cell.scenarios, phase=None,
-                           deployment=deployment)
-        if RESTART_SUITE in cell.scenarios:
-            if not isinstance(deployment, Restartable):
-                self.progress(f"{cell.title}  {RESTART_SUITE}: this platform cannot restart "
-                              "the server; restart checks skipped")
-                return
-            manifest = cell_dir / "persistence-manifest.json"
-            self.scenarios.run(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                               phase="before-restart", manifest=manifest, deployment=deployment)
-            endpoint = self._phase(outcome, "restart", deployment.restart,
-                                   attach=lambda: _collect_to(deployment, cell_dir))
-            self.scenarios.run(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                               phase="after-restart", manifest=manifest, deployment=deployment)
-
-    def _upgrade_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
-                       cell_dir: Path) -> None:
-        cell = outcome.cell
-        assert cell.upgrade_to
-        if not isinstance(deployment, Upgradable):
-            raise CellSkipped(f"{cell.platform.name} cannot upgrade a deployment")
-        manifest = cell_dir / "upgrade-manifest.json"
-        source_env, target_env = self.env_for(cell.channel), self.env_for(cell.upgrade_to)
-        self.scenarios.run(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                           phase="before-upgrade", manifest=manifest, deployment=deployment)
-        if outcome.status != "passed":
-            self.progress(f"{cell.title}  seeding failed; not upgrading")
-            return
-        target = cell.upgrade_to
-        endpoint = self._phase(outcome, "upgrade", lambda: deployment.upgrade(target),
-                               label=f"upgrade to {target.name}",
-                               attach=lambda: _collect_to(deployment, cell_dir))
-        outcome.versions["mlflow_server"] = endpoint.mlflow_version
-        self.scenarios.run(outcome, target_env, endpoint, cell_dir, cell.scenarios,
-                           phase="after-upgrade", manifest=manifest, deployment=deployment)
-        self.scenarios.run(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                           phase="old-client", manifest=manifest, deployment=deployment,
-                           informational=True)
+        server_env: MlflowEnv | None = None
+        for step in cell_steps(cell, deployment):
+            if step.action == "skip":
+                raise CellSkipped(step.reason)
+            if step.action == "note":
+                self.progress(f"{cell.title}  {step.reason}")
+            elif step.action == "restart":
+                assert isinstance(deployment, Restartable)
+                endpoint = self._phase(outcome, "restart", deployment.restart,
+                                       attach=lambda: _collect_to(deployment, cell_dir))
+            elif step.action == "upgrade":
+                assert isinstance(deployment, Upgradable) and cell.upgrade_to
+                if step.only_if_passed and outcome.status != "passed":
+                    self.progress(f"{cell.title}  seeding failed; not upgrading")
+                    return
+                target = cell.upgrade_to
+                endpoint = self._phase(outcome, "upgrade", partial(deployment.upgrade, target),
+                                       label=f"upgrade to {target.name}",
+                                       attach=lambda: _collect_to(deployment, cell_dir))
+                outcome.versions["mlflow_server"] = endpoint.mlflow_version
+            else:
+                if step.client == "server":
+                    server_env = server_env or self._client_env(outcome, endpoint)
+                    env = server_env
+                else:
+                    channel = cell.channel if step.client == "source" else cell.upgrade_to
+                    assert channel is not None
+                    env = self.env_for(channel)
+                self.scenarios.run(outcome, env, endpoint, cell_dir, step.suites,
+                                   phase=step.phase, deployment=deployment,
+                                   manifest=cell_dir / step.manifest if step.manifest else None,
+                                   informational=step.informational)
 
     def _collect(self, outcome: CellOutcome, deployment: Deployment | None, slot: PlatformSlot,
                  cell_dir: Path) -> None:

@@ -19,13 +19,15 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import ConfigError, MatrixFileError
-from harness.registry import known_kinds, load_provisioner_class
+from harness.registry import load_provisioner_class
 
 DEFAULT_MATRIX = Path(__file__).resolve().parent.parent / "matrix.yaml"
 SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 UPGRADE_SCENARIO = "upgrade"
 DETECT = "detect"  # an `external` cell's version: read from the server's /version
+# lifecycle phases a known defect may name (the runner's phase results)
+PHASES = ("provision", "environment", "deploy", "upgrade", "restart", "collect", "teardown")
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,14 @@ def defect_applies(defect: KnownDefect, cell: Cell) -> bool:
 # ---------------------------------------------------------------- loading
 
 
+def default_matrix_path() -> Path:
+    """./matrix.yaml when the current directory has one (as `--help` says), else the project's."""
+    here = Path.cwd() / "matrix.yaml"
+    return here if here.is_file() else DEFAULT_MATRIX
+
+
 def load_matrix(path: Path | str | None = None) -> Matrix:
-    path = Path(path) if path else DEFAULT_MATRIX
+    path = Path(path) if path else default_matrix_path()
     if not path.is_file():
         raise ConfigError(
             f"matrix file not found: {path}",
@@ -384,12 +392,13 @@ class _Loader:
                           hint="rename it, e.g. `microk8s-1.32`")
             body = dict(self.mapping(body, key))
             kind = body.pop("kind", None)
+            from harness.kinds import registered_kinds, unknown_kind_error
+
             if kind is None:
                 self.fail(f"{key}.kind", "missing required key",
-                          hint=f"add `kind:` with one of: {', '.join(known_kinds())}")
-            if kind not in known_kinds():
-                self.fail(f"{key}.kind", f"unknown provisioner kind {kind!r}",
-                          hint=f"use one of: {', '.join(known_kinds())}")
+                          hint=f"add `kind:` with one of: {', '.join(registered_kinds())}")
+            if kind not in registered_kinds():
+                self.fail(f"{key}.kind", *unknown_kind_error(str(kind)))
             description = str(body.pop("description", ""))
             try:
                 cls = load_provisioner_class(kind)
@@ -434,6 +443,12 @@ class _Loader:
             if not defect.tests and not defect.phases:
                 self.fail(f"known_defects[{i}]", "names neither `tests` nor `phases`",
                           hint="list the test ids or lifecycle phases this defect breaks")
+            for j, phase in enumerate(defect.phases):
+                if phase not in PHASES:
+                    close = _closest(phase, PHASES)
+                    self.fail(f"known_defects[{i}].phases[{j}]", f"unknown phase {phase!r}",
+                              hint=(f"did you mean `{close}`? " if close else "")
+                              + f"phases: {', '.join(PHASES)}")
         return defects
 
     def load_defaults(self, value: Any, channels: Mapping[str, Channel],
@@ -517,12 +532,13 @@ def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             loader.fail(key, f"must be a whole number, got {_kind(value)} {value!r}",
                         hint="write a number without quotes, e.g. `600`")
-        if value < 0:
-            loader.fail(key, f"must not be negative (got {value})")
+        _check_sign(loader, key, value)
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            loader.fail(key, f"must be a number, got {_kind(value)} {value!r}")
+            loader.fail(key, f"must be a number, got {_kind(value)} {value!r}",
+                        hint="write a number without quotes, e.g. `5`")
+        _check_sign(loader, key, value)
         return float(value)
     if hint is str:
         if isinstance(value, (dict, list)) or value is None:
@@ -535,6 +551,27 @@ def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
     if hint is Any:
         return value
     raise TypeError(f"unsupported settings type {hint!r} at {key}")
+
+
+def _check_sign(loader: _Loader, key: str, value: float) -> None:
+    """Seconds, counts and intervals: never negative; deadlines and intervals above zero."""
+    name = key.rsplit(".", 1)[-1]
+    positive = key.startswith("timeouts.") or any(
+        word in name for word in ("timeout", "interval", "successes", "parallel"))
+    if value < 0 or (positive and value == 0):
+        unit = "a count" if name in ("successes", "parallel") else "seconds"
+        loader.fail(key, f"must be {'above zero' if positive else 'zero or more'} (got {value})",
+                    hint=f"write a positive number ({unit}), e.g. "
+                         f"`{name}: {_example_number(key)}`")
+
+
+def _example_number(key: str) -> str:
+    name = key.rsplit(".", 1)[-1]
+    if name == "poll_interval":
+        return "5"
+    if name in ("successes", "parallel"):
+        return "2"
+    return "600"
 
 
 def _join(prefix: str, name: object) -> str:
@@ -560,8 +597,9 @@ def expand_cells(matrix: Matrix, selection: Selection) -> list[Cell]:
     """Cells for a selection: every platform × channel, plus every platform × upgrade path."""
     for name in selection.platforms:
         if name not in matrix.platforms:
-            raise ConfigError(f"unknown platform {name!r}",
-                              hint=f"use one of: {', '.join(matrix.platforms)}, or `all`")
+            from harness.kinds import unknown_platform_error
+
+            raise unknown_platform_error(name, matrix.platforms, matrix.path)
     for name in selection.channels:
         if name not in matrix.channels:
             raise ConfigError(f"unknown channel {name!r}",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import harness
+from harness.cell_steps import log_path, pytest_argv, suite_files
 from harness.endpoint import (
     CELL_ENV,
     DEFECTS_ENV,
@@ -75,18 +76,13 @@ class ScenarioProcess:
             manifest: Path | None = None, informational: bool = False) -> None:
         cell = outcome.cell
         scenarios_dir = scenarios_root()
-        files = [str(scenarios_dir / f"test_{suite}.py") for suite in suites]
-        missing = [f for f in files if not Path(f).is_file()]
+        missing = [f for f in suite_files(scenarios_dir, suites) if not Path(f).is_file()]
         if missing:
             raise MatrixError(f"scenario module missing: {', '.join(missing)}",
                               hint="check `scenarios:` in matrix.yaml against scenarios/")
-        results = cell_dir / "allure-results"
-        log = cell_dir / f"pytest{'-' + phase if phase else ''}.log"
-        argv = [str(env.python), "-m", "pytest", *files, "-p", "harness.plugin",
-                "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
-                "--alluredir", str(results), "-p", "no:cacheprovider", "-q", "-rfEX",
-                f"--junitxml={cell_dir / ('junit' + ('-' + phase if phase else '') + '.xml')}",
-                *self.options.pytest_args]
+        log = log_path(cell_dir, phase)
+        argv = pytest_argv(str(env.python), scenarios_dir, suites, cell_dir, phase,
+                           self.options.pytest_args)  # the same command line `plan` prints
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)
         what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else "")
@@ -105,11 +101,11 @@ class ScenarioProcess:
                           "not counted against the cell")
             return
         if code == 1:
-            outcome.worsen("failed", f"{what}: {summary}")
+            outcome.worsen("failed", f"{what}: {summary}", log=log)
         elif code == 5:
-            outcome.worsen("skipped", f"{what}: no scenario selected")
+            outcome.worsen("skipped", f"{what}: no scenario selected", log=log)
         else:
-            outcome.worsen("broken", f"{what}: pytest exited {code}; see {log}")
+            outcome.worsen("broken", f"{what}: pytest exited {code}; see {log}", log=log)
 
     def _child_env(self, env: MlflowEnv, endpoint: Endpoint, cell: Cell, phase: str | None,
                    manifest: Path | None, informational: bool,

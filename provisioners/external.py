@@ -36,7 +36,7 @@ from harness.endpoint import Credentials, Endpoint
 from harness.errors import ConfigError, InfrastructureError
 from harness.matrix import DETECT, Cell, Channel
 from harness.redact import redact, register_secret
-from provisioners.api import RunContext, Substrate
+from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 PREFLIGHT_BUDGET = 10.0   # seconds for every check together: fail fast, before any scenario
 HTTP_TIMEOUT = 4.0        # one request (connect + read)
@@ -120,6 +120,8 @@ class ExternalProvisioner:
 
     kind: ClassVar[str] = "external"
     Settings = ExternalSettings
+    cli_options: ClassVar[tuple[str, ...]] = ("tracking_uri", "s3_endpoint_url", "artifact_bucket")
+    takes_mlflow_version: ClassVar[bool] = True  # requires the server to run that release
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -165,9 +167,10 @@ class ExternalProvisioner:
         raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
                                   hint="release it by hand; its details are in the state file")
 
-    def deployment_plan(self, cell: Cell) -> list[str]:
-        """The deployment's steps are in `plan` (they are the same for every cell)."""
-        return []
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        """The pre-flight checks are the per-cell steps of `plan`; the server is not ours to
+        upgrade, restart or tear down."""
+        return DeploymentPlan(close=("nothing to tear down: the server is not ours",))
 
     def deployment(self, substrate: Substrate, cell_dir: Path) -> ExternalDeployment:
         return ExternalDeployment(self.target)

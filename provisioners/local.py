@@ -31,7 +31,7 @@ from harness.matrix import Cell, Channel
 from harness.procs import Service, free_ports, run
 from harness.redact import redact, register_secret
 from harness.waits import NotYet, Terminal, wait_for
-from provisioners.api import RunContext, Substrate
+from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
@@ -52,6 +52,8 @@ class LocalProvisioner:
 
     kind: ClassVar[str] = "local"
     Settings = LocalSettings
+    cli_options: ClassVar[tuple[str, ...]] = ()
+    takes_mlflow_version: ClassVar[bool] = True  # runs the upstream release itself
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -115,9 +117,19 @@ class LocalProvisioner:
         raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
                                   hint="release it by hand; its details are in the state file")
 
-    def deployment_plan(self, cell: Cell) -> list[str]:
-        """The deployment's steps are in `plan` (they are the same for every cell)."""
-        return []
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        """Deploy and close are the per-cell steps of `plan`; upgrade and restart are here."""
+        upgrade: tuple[str, ...] = ()
+        target = cell.upgrade_to
+        if target is not None:
+            migrate = ("`mlflow db upgrade` (the target charm migrates the DB itself)"
+                       if target.migrates_db_on_upgrade
+                       else "no DB migration (the charm does not run one)")
+            upgrade = (f"stop the server, {migrate}, start the MLflow {target.mlflow_version} "
+                       "server on the same store and bucket",)
+        return DeploymentPlan(
+            upgrade=upgrade,
+            restart=("stop the MLflow server, start it again on the same store and bucket",))
 
     def deployment(self, substrate: Substrate, cell_dir: Path) -> LocalDeployment:
         return LocalDeployment(self.context, self.settings, cell_dir)
