@@ -32,6 +32,7 @@ class Endpoint:
     s3_endpoint_url: str | None = None
     artifact_bucket: str | None = None
     s3_credentials: Credentials | None = None
+    artifact_mode: str | None = None   # "direct" | "proxied" as the platform declares; None: unsaid
 
     def public_json(self) -> str:
         """Serialise without credentials: this may be written next to reports."""
