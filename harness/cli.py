@@ -19,6 +19,8 @@ examples:
   mlflow-matrix run --platform local --channel 2.22/stable
   mlflow-matrix run --upgrade 2.15/stable:2.22/stable --platform local-mysql
   mlflow-matrix run --platform local --mlflow-version 3.1.0      qualify an upstream release
+  mlflow-matrix run --platform local --mlflow-version '>=2.15,<3.18' --parallel 2
+                                                     release sweep: latest patch of each minor
   mlflow-matrix run --platform external --tracking-uri http://mlflow:5000 \\
       --s3-endpoint-url http://minio:9000 --artifact-bucket mlflow
   mlflow-matrix run --scenario tracking -- -k search -x   (after `--`: extra pytest args)
@@ -46,13 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="upgrade path, e.g. 2.15/stable:2.22/stable; repeatable")
         p.add_argument("--scenario", action="append", default=[], metavar="SUITE",
                        help="scenario suite (tracking, artifacts, …); repeatable")
-        p.add_argument("--mlflow-version", metavar="V",
-                       help="test upstream MLflow V instead of a channel (local, external)")
+        p.add_argument("--mlflow-version", action="append", default=[], metavar="V",
+                       help="test upstream MLflow V instead of a channel (local, external); "
+                            "repeatable, one cell per release; a range such as '>=2.15,<3.18' "
+                            "is every minor release in it at its latest patch (release sweep)")
         p.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
                        help="where reports and run state go (default: ./reports)")
         p.add_argument("--tracking-uri", help="external: URL of the MLflow server to test")
         p.add_argument("--s3-endpoint-url", help="external: S3 endpoint of its artifact store")
         p.add_argument("--artifact-bucket", help="external: bucket of its artifact store")
+        p.add_argument("--artifact-mode", choices=("direct", "proxied"),
+                       help="external: how the server stores artifacts (direct s3:// or proxied "
+                            "mlflow-artifacts:); asserted by the artifacts suite")
         p.add_argument("--kubeconfig", type=Path, help="existing: kubeconfig of the cluster")
         p.add_argument("--controller", help="reuse this Juju controller instead of bootstrapping")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.errors import EXIT_OK, ConfigError
+from harness.errors import EXIT_OK, CellSkipped, ConfigError
 from harness.matrix import (
     DETECT,
     Cell,
@@ -16,8 +16,8 @@ from harness.matrix import (
     load_matrix,
 )
 
-EXTERNAL_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "kubeconfig",
-                    "controller")
+EXTERNAL_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "artifact_mode",
+                    "kubeconfig", "controller")
 EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
 
 
@@ -42,9 +42,15 @@ def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
         if args.channel:
             raise ConfigError("--mlflow-version and --channel are alternatives",
                               hint="use one: a channel from matrix.yaml, or an MLflow version")
-        channel = adhoc_channel(args.mlflow_version)
-        matrix = _with_channel(matrix, channel)
-        channels = (channel.name,)
+        from harness.releases import resolve_versions
+
+        versions = resolve_versions(args.mlflow_version)
+        if external and len(versions) > 1:
+            raise ConfigError("--platform external tests the one MLflow its server runs",
+                              hint="give one --mlflow-version (or none) with --platform external")
+        for version in versions:
+            matrix = _with_channel(matrix, adhoc_channel(version))
+        channels = tuple(adhoc_channel(v).name for v in versions)
         upgrades = upgrades if args.upgrade else ()
     matrix, upgrades = _adhoc_upgrades(matrix, upgrades)
     scenarios = tuple(args.scenario) or defaults.scenarios
@@ -56,22 +62,40 @@ def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
         matrix = _with_channel(matrix, detect)
         cells += expand_cells(matrix, Selection(platforms=external, channels=(detect.name,),
                                                 scenarios=scenarios))
-    _check_platform_options(matrix, {cell.platform.name for cell in cells}, args)
+    _check_platform_options(matrix, {cell.platform.name for cell in cells}, args,
+                            explicit=set(args.platform))
     if not cells:
         raise ConfigError("the selection has no cells",
                           hint="check --platform/--channel/--scenario against `mlflow-matrix list`")
     return matrix, cells
 
 
-def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace) -> None:
-    """Bad platform options (e.g. external without --tracking-uri) fail before a run starts."""
+def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace,
+                            explicit: set[str] | None = None) -> None:
+    """Bad platform options (e.g. external without --tracking-uri) fail before a run starts.
+
+    A platform this machine cannot run (local-mysql without MariaDB) is bad input when the user
+    named it (exit 2 with the install hint); in the default selection it is a visible warning
+    and its cells are reported `skipped`.
+    """
+    import sys
+
     from provisioners.base import load_provisioner_class
 
     for name in sorted(names):
         platform = matrix.platforms[name]
         check = getattr(load_provisioner_class(platform.kind), "check_options", None)
-        if check is not None:
+        if check is None:
+            continue
+        try:
             check(platform.settings, _provisioner_options(args))
+        except CellSkipped as exc:
+            if explicit and (name in explicit or "all" in explicit):
+                raise ConfigError(f"--platform {name} cannot run here: {exc.message}",
+                                  hint=exc.hint) from None
+            print(f"warning: platform {name} (default selection) cannot run here: "
+                  f"{exc.message}; its cells are reported as skipped"
+                  + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
 
 
 def _with_channel(matrix: Matrix, channel: Any) -> Matrix:

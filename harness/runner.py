@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness.defects import KnownDefect
 from harness.endpoint import (
     CELL_ENV,
     DEFECTS_ENV,
@@ -42,7 +43,7 @@ from harness.errors import (
     Interrupted,
     MatrixError,
 )
-from harness.matrix import DETECT, Cell, Channel, KnownDefect, Matrix, adhoc_channel
+from harness.matrix import DETECT, Cell, Channel, Matrix, adhoc_channel, cell_facts
 from harness.procs import stop_group
 from harness.redact import redact, redact_tree
 from harness.reporting.allure_results import (
@@ -54,6 +55,7 @@ from harness.reporting.allure_results import (
 )
 from harness.reporting.enrich import enrich_cell
 from harness.state import RunState, new_run_id
+from harness.verdicts import check_server_version, judge_phase, pytest_verdict
 from harness.waits import CANCEL
 from provisioners.base import (
     Deployment,
@@ -191,6 +193,7 @@ class Runner:
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            self._collect_crashes(futures)
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
             name = "SIGTERM" if isinstance(exc, Interrupted) else "SIGINT"
@@ -206,6 +209,24 @@ class Runner:
         if interrupted:
             return EXIT_INTERRUPTED
         return max((STATUS_EXIT[o.status] for o in self.outcomes), default=EXIT_OK)
+
+    def _collect_crashes(self, futures: Mapping[Future[CellOutcome], Cell]) -> None:
+        """A cell thread that raised is a broken cell with its cell.json, never a silent pass."""
+        for future, cell in futures.items():
+            error = None if future.cancelled() else future.exception()
+            if error is None:
+                continue
+            outcome = next((o for o in self.outcomes if o.cell is cell), None)
+            if outcome is None:
+                outcome = CellOutcome(cell)
+                self.outcomes.append(outcome)
+            outcome.worsen("broken", f"harness error: the cell's thread raised {error!r}")
+            outcome.finished = outcome.finished or time.time()
+            self.progress(f"{cell.title}  BROKEN: the cell's thread raised {error!r}")
+            try:
+                self._write_cell_summary(outcome, self.reports / cell.platform.name / cell.id)
+            except Exception as exc:
+                self.progress(f"{cell.title}  could not write cell.json: {exc}")
 
     def _cancel(self, futures: Mapping[Future[CellOutcome], Cell]) -> None:
         CANCEL.set()
@@ -298,7 +319,8 @@ class Runner:
             for channel in channels:
                 if channel.mlflow_version != DETECT:
                     self._environment(outcome, channel)
-            endpoint = self._phase(outcome, "deploy", lambda: deployment.deploy(cell.channel))
+            endpoint = self._phase(outcome, "deploy", lambda: check_server_version(
+                deployment.deploy(cell.channel), cell.channel, "deploy"))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
             if cell.upgrade_to:
                 self._upgrade_steps(outcome, deployment, endpoint, cell_dir)
@@ -364,7 +386,7 @@ class Runner:
                label: str | None = None, attach: Callable[[], list[Path]] | None = None) -> Any:
         """Run one lifecycle phase and record it; infrastructure errors end the cell."""
         cell = outcome.cell
-        defect = self._phase_defect(cell, name)
+        defects = self._phase_defects(outcome, name)
         self.progress(f"{cell.title}  {label or name}…")
         start = now_ms()
         try:
@@ -377,16 +399,16 @@ class Runner:
             raise
         except MatrixError as exc:
             attachments = attach() if attach else []
-            status = "skipped" if defect else "broken"
-            message = exc.render()
-            if defect:
-                message = f"known defect {defect.id}: {defect.summary}\n{message}"
-            outcome.phases.append(PhaseResult(name, status, start, now_ms(), message,
-                                              attachments=attachments,
-                                              known_defect=_defect_dict(defect)))
-            self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
+            judged = judge_phase(defects, name, exc) if defects else None
+            known = judged is not None and judged.defect is not None
+            message = exc.render() if judged is None else f"{judged.message}\n{exc.render()}"
+            outcome.phases.append(PhaseResult(name, "skipped" if known else "broken", start,
+                                              now_ms(), message, attachments=attachments,
+                                              known_defect=_defect_dict(judged.defect)
+                                              if known and judged else None))
+            self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if known else "")
                           + f": {exc.message.splitlines()[0]}")
-            outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
+            outcome.worsen(KNOWN_DEFECT if known else "broken", message.splitlines()[0])
             raise _PhaseFailed() from exc
         except Exception as exc:
             outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
@@ -396,23 +418,22 @@ class Runner:
             self.progress(f"{cell.title}  {name} harness error: {exc}")
             raise _PhaseFailed() from exc
         stop = now_ms()
-        if defect:
-            outcome.phases.append(PhaseResult(
-                name, "failed", start, stop,
-                f"known defect {defect.id} no longer reproduces: {name} passed. Remove it from "
-                "known_defects in matrix.yaml.", known_defect=_defect_dict(defect)))
-            outcome.worsen("failed", f"{name} passed although known defect {defect.id} says "
-                           "it fails (XPASS)")
+        if defects:
+            judged = judge_phase(defects, name, None)
+            outcome.phases.append(PhaseResult(name, "failed", start, stop, judged.message,
+                                              known_defect=_defect_dict(defects[0])))
+            outcome.worsen("failed", judged.message.splitlines()[0])
         else:
             outcome.phases.append(PhaseResult(name, "passed", start, stop))
         self.progress(f"{cell.title}  {label or name} ok ({(stop - start) / 1000:.1f}s)")
         return value
 
-    def _phase_defect(self, cell: Cell, phase: str) -> KnownDefect | None:
-        for defect in self.matrix.defects_for(cell):
-            if phase in defect.phases:
-                return defect
-        return None
+    def _phase_defects(self, outcome: CellOutcome, phase: str) -> list[KnownDefect]:
+        declared = cell_facts(outcome.cell).server_versions
+        measured = tuple(v for v in (outcome.versions.get("mlflow_server"),) if v)
+        facts = cell_facts(outcome.cell,
+                           server_versions=declared + tuple(set(measured) - set(declared)))
+        return [d for d in self.matrix.defects_for(outcome.cell, facts) if phase in d.phases]
 
     def _environment(self, outcome: CellOutcome, channel: Channel) -> MlflowEnv:
         return self._phase(outcome, "environment", lambda: self.env_for(channel),
@@ -434,8 +455,11 @@ class Runner:
                      deployment=deployment)
         if RESTART_SUITE in cell.scenarios:
             if not isinstance(deployment, Restartable):
-                self.progress(f"{cell.title}  {RESTART_SUITE}: this platform cannot restart "
-                              "the server; restart checks skipped")
+                reason = (f"{cell.platform.name} cannot restart the MLflow server, so the "
+                          f"{RESTART_SUITE} checks across a restart did not run")
+                outcome.phases.append(PhaseResult("restart", "skipped", now_ms(), now_ms(),
+                                                  reason))
+                self.progress(f"{cell.title}  restart SKIPPED: {reason}")
                 return
             manifest = cell_dir / "persistence-manifest.json"
             self._pytest(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
@@ -459,7 +483,8 @@ class Runner:
             self.progress(f"{cell.title}  seeding failed; not upgrading")
             return
         target = cell.upgrade_to
-        endpoint = self._phase(outcome, "upgrade", lambda: deployment.upgrade(target),
+        endpoint = self._phase(outcome, "upgrade", lambda: check_server_version(
+                               deployment.upgrade(target), target, "upgrade"),
                                label=f"upgrade to {target.name}",
                                attach=lambda: _collect_to(deployment, cell_dir))
         outcome.versions["mlflow_server"] = endpoint.mlflow_version
@@ -503,12 +528,8 @@ class Runner:
             self.progress(f"{cell.title}  {what} is informational (cross-version client); "
                           "not counted against the cell")
             return
-        if code == 1:
-            outcome.worsen("failed", f"{what}: {summary}")
-        elif code == 5:
-            outcome.worsen("skipped", f"{what}: no scenario selected")
-        else:
-            outcome.worsen("broken", f"{what}: pytest exited {code}; see {log}")
+        verdict = pytest_verdict(code, what, summary, str(log))
+        outcome.worsen(verdict.status, verdict.message)
 
     def _child_env(self, env: MlflowEnv, endpoint: Endpoint, cell: Cell, phase: str | None,
                    manifest: Path | None, informational: bool,
@@ -521,7 +542,10 @@ class Runner:
             platform=cell.platform.name, cell=cell.id, channel=cell.channel_label,
             mlflow_version=endpoint.mlflow_version, platform_kind=cell.platform.kind,
             database=str(getattr(cell.platform.settings, "database", "")))
-        defects = [_defect_dict(d) for d in self.matrix.defects_for(cell) if d.tests]
+        facts = cell_facts(cell, server_versions=(endpoint.mlflow_version,),
+                           client_version=env.mlflow_version,
+                           artifacts=endpoint.artifact_mode or None)
+        defects = [d.to_dict() for d in self.matrix.defects_for(cell, facts) if d.tests]
         child = {**base, **endpoint.child_env(), CELL_ENV: info.to_json(),
                  DEFECTS_ENV: json.dumps(defects), "PYTHONPATH": str(shim),
                  "PATH": f"{env.bin_dir}:{base.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
@@ -682,8 +706,7 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 def _defect_dict(defect: KnownDefect | None) -> dict[str, Any] | None:
     if defect is None:
         return None
-    return {"id": defect.id, "link": defect.link, "summary": defect.summary,
-            "tests": list(defect.tests)}
+    return defect.to_dict()
 
 
 def _collect_to(deployment: Deployment, cell_dir: Path) -> list[Path]:
