@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from packaging.version import Version
+
 from harness.endpoint import Credentials, Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import CellSkipped, InfrastructureError
@@ -36,6 +38,8 @@ from provisioners.base import RunContext, Substrate
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
+UVICORN_OPTS_SINCE = Version("3.3")  # `mlflow server --uvicorn-opts` (uvicorn by default)
+WORKER_HEALTHCHECK_S = 120
 
 
 @dataclass(frozen=True)
@@ -422,6 +426,10 @@ class MlflowServer:
         argv += ["--expose-prometheus", str(self.root / "prometheus")]
         if self.settings.workers:
             argv += ["--workers", str(self.settings.workers)]
+        if Version(self.env.mlflow_version) >= UVICORN_OPTS_SINCE:
+            # uvicorn kills a worker that does not answer its 5 s health ping; on a loaded CI
+            # machine MLflow 3's workers are still importing then, and the server never comes up
+            argv += ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"]
         return argv
 
     def start(self) -> Endpoint:
