@@ -26,11 +26,11 @@ CELL = "2.22-stable"
 
 
 def _runner(tmp_path: Path, *, platform: str = "local", suites: tuple[str, ...] = ("tracking",),
-            defects: tuple[KnownDefect, ...] = (), options: dict | None = None,
+            defects: tuple[KnownDefect, ...] = (), server_start: int = 300,
             **settings) -> Runner:
     matrix = load_matrix()
     matrix = dataclasses.replace(matrix, known_defects=defects, timeouts=dataclasses.replace(
-        matrix.timeouts, server_start=40))
+        matrix.timeouts, server_start=server_start))
     if settings:
         p = matrix.platforms[platform]
         patched = dataclasses.replace(p, settings=dataclasses.replace(p.settings, **settings))
@@ -38,8 +38,7 @@ def _runner(tmp_path: Path, *, platform: str = "local", suites: tuple[str, ...] 
     cells = expand_cells(matrix, Selection(platforms=(platform,), channels=(CHANNEL,),
                                            scenarios=suites))
     log = (tmp_path / "progress.log").open("w")
-    return Runner(matrix, cells, RunOptions(reports_dir=tmp_path / "reports",
-                                            provisioner_options=options or {}),
+    return Runner(matrix, cells, RunOptions(reports_dir=tmp_path / "reports"),
                   progress=Progress(log))
 
 
@@ -112,7 +111,7 @@ def test_a_phase_defect_excuses_only_its_own_error(tmp_path, matching):
         id="s3-refuses-bucket", link="https://example.invalid/s3", summary="bucket refused",
         signature=Signature(message="Not_A_Valid_Bucket" if matching else "out-of-date database"),
         phases=("deploy",))
-    runner = _runner(tmp_path, defects=(defect,), bucket="Not_A_Valid_Bucket!")
+    runner = _runner(tmp_path, defects=(defect,), server_start=30, bucket="Not_A_Valid_Bucket!")
     assert runner.run() == (0 if matching else 3)
     deploy = _results(tmp_path / "reports" / "local" / CELL)["deploy"]
     summary = _cell_json(tmp_path)
@@ -172,8 +171,9 @@ def test_a_platform_that_cannot_restart_shows_a_skipped_restart(tmp_path, monkey
         s3.create_bucket("mlflow")
         store.start()
         server = MlflowServer(env, tmp_path / "server" / "mlflow", context, LocalSettings(), s3,
-                              store.uri, 180)
+                              store.uri, 400)
         endpoint = server.start()
+        _warm_up(endpoint.tracking_uri)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
         matrix_cells = load_matrix()
@@ -205,6 +205,26 @@ def test_a_platform_that_cannot_restart_shows_a_skipped_restart(tmp_path, monkey
     lifecycle = next(r for r in model["rows"] if r["suite"] == "lifecycle")
     text = json.dumps(lifecycle)
     assert "restart" in text and "skipped" in text
+
+
+def _warm_up(url: str, deadline_s: float = 180) -> None:
+    """A fresh server's first answers are slow on a loaded machine; external's pre-flight
+    gives each check 4 s, so wait until the server answers promptly."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        start = time.monotonic()
+        try:
+            for path in ("/version", "/api/2.0/mlflow/experiments/search?max_results=1"):
+                urllib.request.urlopen(url + path, timeout=10).read()
+            if time.monotonic() - start < 1.0:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered promptly"
+        time.sleep(1)
 
 
 def test_a_named_platform_that_cannot_run_here_is_bad_input(monkeypatch, capsys):
