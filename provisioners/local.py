@@ -457,7 +457,8 @@ class MlflowServer:
                 self.service.stop()
                 if attempt == START_ATTEMPTS or "already in use" not in self.service.log_tail(60):
                     raise
-        version = _http_get(f"{self.url}/version").strip() or self.env.mlflow_version
+        version = wait_for(lambda: _read_version(self.url), what=f"{self.url}/version",
+                           timeout=self.timeout) or self.env.mlflow_version
         return Endpoint(
             tracking_uri=self.url,
             mlflow_version=version,
@@ -502,6 +503,14 @@ SqlStore = SqliteStore | MariaDbStore
 def _http_get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode("utf-8", errors="replace")
+
+
+def _read_version(url: str) -> str:
+    """GET /version; a slow answer from a server still warming up is retried, not a crash."""
+    try:
+        return _http_get(f"{url}/version").strip()
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+        raise NotYet(f"no answer yet: {exc}") from None
 
 
 def _path() -> str:
