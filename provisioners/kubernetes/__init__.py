@@ -1,0 +1,1 @@
+"""Kubernetes platforms: a cluster per provider; Juju deploys the bundle onto it."""

@@ -1,0 +1,986 @@
+"""`eks`: an Amazon EKS cluster per run (boto3), with Juju deploying the bundle onto it.
+
+up:   STS GetCallerIdentity (credentials, before anything exists) → one CloudFormation stack
+      (VPC, two public subnets, IGW, routes, the cluster/node/EBS-CSI IAM roles) → EKS cluster with
+      access-entry auth → access entry + cluster-admin policy for the caller → managed nodegroup
+      → addons `eks-pod-identity-agent` and `aws-ebs-csi-driver` (pod identity) → a static-token
+      kubeconfig (presigned STS, what `aws eks get-token` makes) → default gp3 StorageClass.
+down: nodegroup → addons → cluster → what Kubernetes leaked for the cluster (ELBs, security
+      groups, ENIs, EBS volumes) → stack. Every step tolerates "not found": idempotent, also
+      after a partial `up`, and the janitor runs the very same code from the tags.
+
+Every resource carries the run's tags and is recorded in the run state before the call that
+creates it, so `down`/`janitor` can release it after a crash. Waits use botocore's waiters (their
+acceptors come from AWS's service model, so FAILED states end a wait at once) one attempt at a
+time, which lets Ctrl-C through between polls; Delay and MaxAttempts follow the settings.
+
+Endpoints: botocore's own `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` (how the tests point
+it at moto on loopback); nothing here knows about them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import getpass
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import boto3
+import botocore.exceptions as bexc
+import yaml
+from botocore.config import Config
+
+from harness.errors import ConfigError, InfrastructureError, Interrupted, MatrixError
+from harness.juju import JujuSettings
+from harness.kube import register_kubeconfig_secrets
+from harness.redact import redact, register_secret
+from harness.waits import CANCEL, DeadlineExceeded
+
+# Tag keys every cloud resource of a run carries (DESIGN.md: contracts).
+TAG_RUN = "mlflow-matrix-run"
+TAG_OWNER = "mlflow-matrix-owner"
+TAG_CREATED = "mlflow-matrix-created"
+TAG_EXPIRES = "mlflow-matrix-expires"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+POD_IDENTITY_ADDON = "eks-pod-identity-agent"
+EBS_CSI_ADDON = "aws-ebs-csi-driver"
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+ADDONS = (POD_IDENTITY_ADDON, EBS_CSI_ADDON)
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                        "AWS_PROFILE", "AWS_REGION")
+CREDENTIAL_ERRORS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
+                     "SignatureDoesNotMatch", "UnrecognizedClientException", "AccessDenied",
+                     "InvalidAccessKeyId", "AuthFailure", "RequestExpired"}
+QUOTA_ERRORS = {"LimitExceededException", "LimitExceeded", "ResourceLimitExceededException",
+                "ServiceQuotaExceededException", "VpcLimitExceeded", "AddressLimitExceeded",
+                "InsufficientInstanceCapacity", "UnsupportedAvailabilityZoneException"}
+QUOTA_WORDS = re.compile(r"LimitExceeded|InsufficientInstanceCapacity|InsufficientFreeAddresses|"
+                         r"quota|capacity", re.IGNORECASE)
+TOKEN_PREFIX = "k8s-aws-v1."
+
+
+@dataclass(frozen=True)
+class EksSettings(JujuSettings):
+    """matrix.yaml keys of an `eks` platform (plus the Juju keys every Kubernetes platform has)."""
+
+    region: str = ""                    # empty: AWS_REGION / the profile's region
+    kubernetes_version: str = "1.32"
+    node_type: str = "m6i.xlarge"       # 4 vCPU / 16 GiB
+    node_count: int = 2
+    node_disk_gib: int = 50
+    vpc_cidr: str = "10.42.0.0/16"
+    storage_class: str = "gp3"          # created by `up`; `juju add-k8s --storage gp3`
+    up_timeout: int = 2400              # the whole `up` (EKS: 40 min)
+    down_timeout: int = 2700            # the whole `down` (EKS: 45 min)
+    waiter_delay: float = 30.0          # botocore waiter Delay; MaxAttempts = timeout / Delay
+    expires_after: int = 21600          # seconds until the expires tag (janitor may then sweep)
+    owner: str = ""                     # owner tag; empty: MLFLOW_MATRIX_OWNER or the user name
+
+
+class CredentialsError(ConfigError):
+    """No usable AWS credentials: exit 2 before anything is created."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"AWS credentials: {problem}",
+            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for "
+                 "temporary keys), or AWS_PROFILE naming a profile in ~/.aws; and AWS_REGION "
+                 "(or `region:` in matrix.yaml)")
+
+
+class QuotaError(InfrastructureError):
+    """An AWS quota or a capacity shortage stopped `up` (exit 3): retry elsewhere or later."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what}: AWS quota or capacity: {detail}",
+                         hint="raise the quota (Service Quotas console), pick another region or "
+                              "`node_type:` in matrix.yaml, or retry later")
+
+
+def utc(ts: float) -> str:
+    return time.strftime(TIME_FORMAT, time.gmtime(ts))
+
+
+def parse_utc(text: str) -> float | None:
+    try:
+        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def run_tags(run_id: str, *, owner: str, created: float, expires_after: float) -> dict[str, str]:
+    return {TAG_RUN: run_id, TAG_OWNER: owner, TAG_CREATED: utc(created),
+            TAG_EXPIRES: utc(created + expires_after)}
+
+
+def default_owner(settings: EksSettings) -> str:
+    owner = settings.owner or os.environ.get("MLFLOW_MATRIX_OWNER", "")
+    if not owner:
+        try:
+            owner = getpass.getuser()
+        except (KeyError, OSError):
+            owner = "unknown"
+    return re.sub(r"[^\w.:/=+@ -]", "-", owner)[:256]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every name derives from the run id, so the janitor can rebuild them from a tag."""
+
+    run_id: str
+
+    @property
+    def base(self) -> str:
+        if self.run_id.startswith("<"):  # the plan's placeholder
+            return f"mlflow-matrix-{self.run_id}"
+        return "mlflow-matrix-" + re.sub(r"[^A-Za-z0-9-]", "-", self.run_id)[:40]
+
+    @property
+    def stack(self) -> str:
+        return self.base
+
+    @property
+    def cluster(self) -> str:
+        return self.base
+
+    @property
+    def nodegroup(self) -> str:
+        return f"{self.base}-ng"
+
+    def role(self, purpose: str) -> str:
+        return f"{self.base}-{purpose}"[:64]
+
+
+# ---------------------------------------------------------------- the stack
+
+
+def _tag_list(tags: Mapping[str, str], **extra: str) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in {**tags, **extra}.items()]
+
+
+def _role(name: str, principal: dict[str, Any], policies: list[str], tags: Mapping[str, str],
+          actions: list[str] | None = None) -> dict[str, Any]:
+    return {"Type": "AWS::IAM::Role", "Properties": {
+        "RoleName": name,
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": principal,
+            "Action": actions or ["sts:AssumeRole"]}]},
+        "ManagedPolicyArns": [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/{p}"}
+                              for p in policies],
+        "Tags": _tag_list(tags)}}
+
+
+def stack_template(names: Names, settings: EksSettings, tags: Mapping[str, str]) -> dict[str, Any]:
+    """VPC with two public subnets in two zones (EKS needs two; no NAT gateway to pay for) and
+    the three IAM roles. Every resource carries the run's tags itself, so they show up under a
+    tag filter whether or not stack-tag propagation reaches them."""
+    cluster_tag = {f"kubernetes.io/cluster/{names.cluster}": "shared"}
+    cidr = settings.vpc_cidr
+    resources: dict[str, Any] = {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {
+            "CidrBlock": cidr, "EnableDnsSupport": True, "EnableDnsHostnames": True,
+            "Tags": _tag_list(tags, Name=names.base)}},
+        "Gateway": {"Type": "AWS::EC2::InternetGateway",
+                    "Properties": {"Tags": _tag_list(tags, Name=names.base)}},
+        "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "InternetGatewayId": {"Ref": "Gateway"}}},
+        "RouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {
+            "VpcId": {"Ref": "Vpc"}, "Tags": _tag_list(tags, Name=names.base)}},
+        "DefaultRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment",
+                         "Properties": {"RouteTableId": {"Ref": "RouteTable"},
+                                        "DestinationCidrBlock": "0.0.0.0/0",
+                                        "GatewayId": {"Ref": "Gateway"}}},
+        "ClusterRole": _role(names.role("cluster"), {"Service": "eks.amazonaws.com"},
+                             ["AmazonEKSClusterPolicy"], tags),
+        "NodeRole": _role(names.role("node"), {"Service": "ec2.amazonaws.com"},
+                          ["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
+                           "AmazonEC2ContainerRegistryReadOnly"], tags),
+        "EbsCsiRole": _role(names.role("ebs-csi"), {"Service": "pods.eks.amazonaws.com"},
+                            ["service-role/AmazonEBSCSIDriverPolicy"], tags,
+                            actions=["sts:AssumeRole", "sts:TagSession"]),
+    }
+    for index, zone in enumerate(("A", "B")):
+        resources[f"Subnet{zone}"] = {"Type": "AWS::EC2::Subnet", "Properties": {
+            "VpcId": {"Ref": "Vpc"},
+            "CidrBlock": _subnet_cidr(cidr, index),
+            "AvailabilityZone": {"Fn::Select": [index, {"Fn::GetAZs": ""}]},
+            "MapPublicIpOnLaunch": True,
+            "Tags": _tag_list(tags, Name=f"{names.base}-{zone.lower()}",
+                              **{"kubernetes.io/role/elb": "1"}, **cluster_tag)}}
+        resources[f"Subnet{zone}Routes"] = {"Type": "AWS::EC2::SubnetRouteTableAssociation",
+                                            "Properties": {"SubnetId": {"Ref": f"Subnet{zone}"},
+                                                           "RouteTableId": {"Ref": "RouteTable"}}}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"mlflow-matrix run {names.run_id}: network and IAM roles of EKS "
+                       f"cluster {names.cluster}",
+        "Resources": resources,
+        "Outputs": {
+            "VpcId": {"Value": {"Ref": "Vpc"}},
+            "SubnetIds": {"Value": {"Fn::Join": [",", [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]]}},
+            "ClusterRoleArn": {"Value": {"Fn::GetAtt": ["ClusterRole", "Arn"]}},
+            "NodeRoleArn": {"Value": {"Fn::GetAtt": ["NodeRole", "Arn"]}},
+            "EbsCsiRoleArn": {"Value": {"Fn::GetAtt": ["EbsCsiRole", "Arn"]}},
+        },
+    }
+
+
+def _subnet_cidr(vpc_cidr: str, index: int) -> str:
+    """The index-th half of the VPC range (two subnets, one per zone)."""
+    import ipaddress
+
+    net = ipaddress.ip_network(vpc_cidr)
+    return str(list(net.subnets(prefixlen_diff=1))[index])
+
+
+# ---------------------------------------------------------------- the token
+
+
+def presigned_token(sts: Any, cluster: str) -> str:
+    """A bearer token for the EKS API server: STS GetCallerIdentity presigned with the
+    `x-k8s-aws-id` header, as `aws eks get-token` makes it (valid ~15 minutes server-side)."""
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["x-k8s-aws-id"] = cluster
+
+    sts.meta.events.register_first("before-sign.sts.GetCallerIdentity", add_header,
+                                   unique_id=f"mlflow-matrix-k8s-aws-id-{cluster}")
+    try:
+        url = sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60,
+                                         HttpMethod="GET")
+    finally:
+        sts.meta.events.unregister("before-sign.sts.GetCallerIdentity",
+                                   unique_id=f"mlflow-matrix-k8s-aws-id-{cluster}")
+    token = TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+    register_secret(token)
+    return token
+
+
+def kubeconfig_text(cluster: Mapping[str, Any], token: str) -> str:
+    name = str(cluster["name"])
+    body = {
+        "apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": {},
+        "clusters": [{"name": name, "cluster": {
+            "server": cluster["endpoint"],
+            "certificate-authority-data": cluster["certificateAuthority"]["data"]}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+    }
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+# ---------------------------------------------------------------- the cluster client
+
+
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, bexc.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _not_found(exc: BaseException) -> bool:
+    code = _code(exc)
+    return code in ("ResourceNotFoundException", "NotFoundException", "NoSuchEntity",
+                    "InvalidNetworkInterfaceID.NotFound", "InvalidGroup.NotFound",
+                    "InvalidVolume.NotFound", "LoadBalancerNotFound") or (
+        code == "ValidationError" and "does not exist" in str(exc))
+
+
+class EksCluster:
+    """The AWS side of one run: create, delete, plan, collect, sweep. Knows nothing of Juju.
+
+    `record(kind, **data)` / `update(rid, **data)` / `release(rid)` are the run state's; the
+    janitor passes a throwaway state (deletion by names needs no record).
+    """
+
+    kind: ClassVar[str] = "eks"
+
+    def __init__(self, settings: EksSettings, run_id: str, *, state: Any = None,
+                 work_dir: Path | None = None, created: float | None = None,
+                 session: boto3.session.Session | None = None, log: Callable[[str], None] = print,
+                 ) -> None:
+        self.settings = settings
+        self.names = Names(run_id)
+        self.run_id = run_id
+        self.state = state
+        self.work_dir = work_dir or Path.cwd()
+        self.created = created if created is not None else time.time()
+        self.owner = default_owner(settings)
+        self.tags = run_tags(run_id, owner=self.owner, created=self.created,
+                             expires_after=settings.expires_after)
+        self._session = session
+        self._clients: dict[str, Any] = {}
+        self._rid: str | None = None
+        self.log = log
+        self.identity: dict[str, Any] = {}
+
+    # -- clients and credentials
+
+    @property
+    def session(self) -> boto3.session.Session:
+        if self._session is None:
+            try:
+                self._session = boto3.session.Session(region_name=self.settings.region or None)
+            except bexc.ProfileNotFound as exc:
+                raise CredentialsError(str(exc)) from None
+        return self._session
+
+    @property
+    def region(self) -> str:
+        region = (self.settings.region or os.environ.get("AWS_REGION")
+                  or self.session.region_name)
+        if not region:
+            raise CredentialsError("no region: set AWS_REGION or `region:` in matrix.yaml")
+        return region
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            config = Config(connect_timeout=10, read_timeout=60,
+                            retries={"mode": "standard", "max_attempts": 5},
+                            user_agent_extra="mlflow-matrix")
+            self._clients[service] = self.session.client(service, region_name=self.region,
+                                                         config=config)
+        return self._clients[service]
+
+    def check_credentials(self) -> dict[str, Any]:
+        """STS GetCallerIdentity with short timeouts: a missing or expired key fails in seconds."""
+        try:
+            credentials = self.session.get_credentials()
+        except (bexc.ProfileNotFound, bexc.PartialCredentialsError,
+                bexc.CredentialRetrievalError) as exc:
+            raise CredentialsError(str(exc)) from None
+        if credentials is None:
+            raise CredentialsError("none found (looked at " + ", ".join(CREDENTIAL_VARIABLES)
+                                   + ", ~/.aws/credentials and ~/.aws/config)")
+        _ = self.region
+        sts = self.session.client("sts", region_name=self.region, config=Config(
+            connect_timeout=5, read_timeout=10, retries={"max_attempts": 1}))
+        try:
+            self.identity = sts.get_caller_identity()
+        except bexc.NoCredentialsError as exc:
+            raise CredentialsError(str(exc)) from None
+        except bexc.ClientError as exc:
+            if _code(exc) in CREDENTIAL_ERRORS:
+                raise CredentialsError(f"rejected by STS: {redact(str(exc))}") from None
+            raise InfrastructureError(f"STS GetCallerIdentity failed: {redact(str(exc))}") from None
+        except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError) as exc:
+            raise ConfigError(f"cannot reach AWS STS: {exc}",
+                              hint="check the network, or AWS_ENDPOINT_URL if you set one") \
+                from None
+        return self.identity
+
+    @property
+    def partition(self) -> str:
+        arn = str(self.identity.get("Arn") or "arn:aws:")
+        return arn.split(":")[1] or "aws"
+
+    def principal_arn(self) -> str:
+        """The IAM principal an access entry takes: an assumed-role session maps to its role."""
+        arn = str(self.identity["Arn"])
+        match = re.match(r"^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/", arn)
+        if match:
+            return f"arn:{match[1]}:iam::{match[2]}:role/{match[3]}"
+        return arn
+
+    # -- deadlines and waiters
+
+    def attempts(self, timeout: float) -> int:
+        return max(1, math.ceil(timeout / self.settings.waiter_delay))
+
+    def wait(self, service: str, waiter_name: str, what: str, deadline: float,
+             **params: Any) -> None:
+        """One waiter attempt at a time until the waiter matches, fails, or `deadline` passes."""
+        waiter = self.client(service).get_waiter(waiter_name)
+        started = time.monotonic()
+        while True:
+            if CANCEL.is_set():
+                raise Interrupted()
+            try:
+                waiter.wait(WaiterConfig={"Delay": 0, "MaxAttempts": 1}, **params)
+                return
+            except bexc.WaiterError as exc:
+                if "Max attempts exceeded" not in str(exc.kwargs.get("reason", "")):
+                    detail = self._failure_detail(service, params) or str(exc.last_response
+                                                                          .get("Error", ""))
+                    if QUOTA_WORDS.search(detail):
+                        raise QuotaError(what, detail) from None
+                    raise InfrastructureError(f"{what} failed: {exc.kwargs.get('reason')}"
+                                              + (f": {detail}" if detail else "")) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"timed out after {time.monotonic() - started:.0f}s waiting for {what}",
+                    hint="raise `up_timeout`/`down_timeout` for this platform in matrix.yaml")
+            CANCEL.wait(min(self.settings.waiter_delay, remaining))
+
+    def _failure_detail(self, service: str, params: Mapping[str, Any]) -> str:
+        """Why a resource reached a failed state (health issues, stack events)."""
+        try:
+            if service == "cloudformation":
+                events = self.client(service).describe_stack_events(
+                    StackName=params["StackName"])["StackEvents"]
+                return "; ".join(f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
+                                 for e in events if str(e.get("ResourceStatus", "")).endswith(
+                                     "_FAILED") and e.get("ResourceStatusReason"))[:800]
+            eks = self.client("eks")
+            if "nodegroupName" in params:
+                health = eks.describe_nodegroup(**params)["nodegroup"].get("health", {})
+            elif "addonName" in params:
+                health = eks.describe_addon(**params)["addon"].get("health", {})
+            else:
+                return ""
+            return "; ".join(f"{i.get('code')}: {i.get('message')}"
+                             for i in health.get("issues", []))
+        except (bexc.BotoCoreError, bexc.ClientError, KeyError):
+            return ""
+
+    def _call(self, what: str, fn: Callable[..., Any], **params: Any) -> Any:
+        """An AWS create call: quotas become QuotaError (exit 3), the rest InfrastructureError."""
+        if CANCEL.is_set():
+            raise Interrupted()
+        try:
+            return fn(**params)
+        except bexc.ClientError as exc:
+            if _code(exc) in QUOTA_ERRORS or QUOTA_WORDS.search(_code(exc)):
+                raise QuotaError(what, redact(str(exc))) from None
+            if _code(exc) in CREDENTIAL_ERRORS:
+                raise CredentialsError(f"rejected during {what}: {redact(str(exc))}") from None
+            raise InfrastructureError(f"{what} failed: {redact(str(exc))}") from None
+        except bexc.BotoCoreError as exc:
+            raise InfrastructureError(f"{what} failed: {redact(str(exc))}") from None
+
+    # -- recording
+
+    def _record(self, step: str) -> None:
+        """Note in the run state what is about to exist, before the call that creates it."""
+        if self.state is None:
+            return
+        if self._rid is None:
+            self._rid = self.state.add("eks-cluster", kind=self.kind, name=self.names.cluster,
+                                       run_id=self.run_id, region=self.region,
+                                       stack=self.names.stack, nodegroup=self.names.nodegroup,
+                                       created=self.tags[TAG_CREATED], steps=[step])
+        else:
+            steps = next(r.data for r in self.state.resources() if r.id == self._rid)["steps"]
+            self.state.update(self._rid, steps=[*steps, step])
+
+    # -- up
+
+    def create(self) -> Path:
+        """Stack → cluster → access → nodegroup → addons → kubeconfig → StorageClass."""
+        s = self.settings
+        deadline = time.monotonic() + s.up_timeout
+        if not self.identity:
+            self.check_credentials()
+        names = self.names
+        cfn, eks = self.client("cloudformation"), self.client("eks")
+
+        self.log(f"eks: stack {names.stack} (VPC, subnets, IAM roles) in {self.region}")
+        self._record("stack")
+        self._call("create the CloudFormation stack", cfn.create_stack,
+                   StackName=names.stack,
+                   TemplateBody=json.dumps(stack_template(names, s, self.tags)),
+                   Capabilities=["CAPABILITY_NAMED_IAM"], OnFailure="DELETE",
+                   Tags=_tag_list(self.tags))
+        self.wait("cloudformation", "stack_create_complete", f"stack {names.stack}", deadline,
+                  StackName=names.stack)
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in
+                   cfn.describe_stacks(StackName=names.stack)["Stacks"][0].get("Outputs", [])}
+
+        self.log(f"eks: cluster {names.cluster} (Kubernetes {s.kubernetes_version})")
+        self._record("cluster")
+        self._call("create the EKS cluster", eks.create_cluster, **self.cluster_request(outputs))
+        self.wait("eks", "cluster_active", f"cluster {names.cluster}", deadline,
+                  name=names.cluster)
+
+        principal = self.principal_arn()
+        self._record("access-entry")
+        self._call("create the access entry", eks.create_access_entry,
+                   clusterName=names.cluster, principalArn=principal, type="STANDARD",
+                   tags=self.tags)
+        self._call("associate the cluster-admin access policy", eks.associate_access_policy,
+                   clusterName=names.cluster, principalArn=principal,
+                   policyArn=CLUSTER_ADMIN_POLICY.format(partition=self.partition),
+                   accessScope={"type": "cluster"})
+
+        self.log(f"eks: nodegroup {names.nodegroup} ({s.node_count} × {s.node_type})")
+        self._record("nodegroup")
+        self._call("create the managed nodegroup", eks.create_nodegroup,
+                   **self.nodegroup_request(outputs))
+        self.wait("eks", "nodegroup_active", f"nodegroup {names.nodegroup}", deadline,
+                  clusterName=names.cluster, nodegroupName=names.nodegroup)
+
+        for addon in ADDONS:
+            self.log(f"eks: addon {addon}")
+            self._record(f"addon:{addon}")
+            self._call(f"create the {addon} addon", eks.create_addon,
+                       **self.addon_request(addon, outputs))
+            self.wait("eks", "addon_active", f"addon {addon}", deadline,
+                      clusterName=names.cluster, addonName=addon)
+
+        path = self.write_kubeconfig()
+        self.log(f"eks: default StorageClass {s.storage_class} (gp3, EBS CSI)")
+        self.ensure_storage_class(path, deadline)
+        return path
+
+    def cluster_request(self, outputs: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "name": self.names.cluster, "version": self.settings.kubernetes_version,
+            "roleArn": outputs.get("ClusterRoleArn", "<stack output ClusterRoleArn>"),
+            "resourcesVpcConfig": {
+                "subnetIds": outputs.get("SubnetIds", "<stack output SubnetIds>").split(","),
+                "endpointPublicAccess": True, "endpointPrivateAccess": True},
+            "accessConfig": {"authenticationMode": "API",
+                             "bootstrapClusterCreatorAdminPermissions": False},
+            "tags": self.tags,
+        }
+
+    def nodegroup_request(self, outputs: Mapping[str, str]) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "clusterName": self.names.cluster, "nodegroupName": self.names.nodegroup,
+            "scalingConfig": {"minSize": s.node_count, "maxSize": s.node_count,
+                              "desiredSize": s.node_count},
+            "subnets": outputs.get("SubnetIds", "<stack output SubnetIds>").split(","),
+            "instanceTypes": [s.node_type], "amiType": "AL2023_x86_64_STANDARD",
+            "capacityType": "ON_DEMAND", "diskSize": s.node_disk_gib,
+            "nodeRole": outputs.get("NodeRoleArn", "<stack output NodeRoleArn>"),
+            "labels": {TAG_RUN: re.sub(r"[^A-Za-z0-9._-]", "-", self.run_id)[:63]},
+            "tags": self.tags,
+        }
+
+    def addon_request(self, addon: str, outputs: Mapping[str, str]) -> dict[str, Any]:
+        request: dict[str, Any] = {"clusterName": self.names.cluster, "addonName": addon,
+                                   "resolveConflicts": "OVERWRITE", "tags": self.tags}
+        if addon == EBS_CSI_ADDON:
+            request["podIdentityAssociations"] = [{
+                "serviceAccount": EBS_CSI_SERVICE_ACCOUNT,
+                "roleArn": outputs.get("EbsCsiRoleArn", "<stack output EbsCsiRoleArn>")}]
+            # volumes the driver creates carry the run's tags, so a sweep finds leaked ones
+            request["configurationValues"] = json.dumps({"controller": {
+                "extraVolumeTags": self.tags, "k8sTagClusterId": self.names.cluster}})
+        return request
+
+    # -- kubeconfig and the StorageClass
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.work_dir / "kubeconfig"
+
+    def write_kubeconfig(self) -> Path:
+        """A fresh static-token kubeconfig (no exec plugin: the juju snap cannot run one)."""
+        cluster = self.client("eks").describe_cluster(name=self.names.cluster)["cluster"]
+        text = kubeconfig_text(cluster, presigned_token(self.client("sts"), self.names.cluster))
+        register_kubeconfig_secrets(text)
+        path = self.kubeconfig_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return path
+
+    def storage_class(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": self.settings.storage_class, "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"},
+                "labels": {"app.kubernetes.io/managed-by": "mlflow-matrix"}},
+            "provisioner": "ebs.csi.aws.com",
+            "parameters": {"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": True,
+        }
+
+    def ensure_storage_class(self, kubeconfig: Path, deadline: float) -> None:
+        from lightkube import Client, KubeConfig
+        from lightkube.core.exceptions import ApiError
+        from lightkube.resources.storage_v1 import StorageClass
+
+        body = StorageClass.from_dict(self.storage_class())  # type: ignore[attr-defined]
+        client = Client(KubeConfig.from_file(kubeconfig), trust_env=False,
+                        timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+        try:
+            client.create(body)
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise InfrastructureError(f"creating StorageClass {self.settings.storage_class} "
+                                          f"failed: {exc.status.message}") from None
+        except Exception as exc:  # httpx transport errors
+            raise InfrastructureError(f"the cluster's API server did not answer: {exc}") from None
+        finally:
+            client._client._client.close()  # type: ignore[attr-defined]
+
+    # -- down
+
+    def delete(self, *, timeout: float | None = None) -> list[str]:
+        """Release everything of this run that still exists; returns what was deleted."""
+        deadline = time.monotonic() + (timeout or self.settings.down_timeout)
+        names, eks, cfn = self.names, self.client("eks"), self.client("cloudformation")
+        done: list[str] = []
+        cluster = self._describe(lambda: eks.describe_cluster(name=names.cluster)["cluster"])
+        if cluster is not None and not self._ours(cluster.get("tags")):
+            raise InfrastructureError(f"cluster {names.cluster} does not carry "
+                                      f"{TAG_RUN}={self.run_id}; left alone")
+        if cluster is not None:
+            ng = self._describe(lambda: eks.describe_nodegroup(
+                clusterName=names.cluster, nodegroupName=names.nodegroup)["nodegroup"])
+            if ng is not None:
+                if ng.get("status") != "DELETING":
+                    self._delete(lambda: eks.delete_nodegroup(clusterName=names.cluster,
+                                                              nodegroupName=names.nodegroup))
+                self.wait("eks", "nodegroup_deleted", f"deletion of nodegroup {names.nodegroup}",
+                          deadline, clusterName=names.cluster, nodegroupName=names.nodegroup)
+                done.append(f"nodegroup {names.nodegroup}")
+            for addon in reversed(ADDONS):
+                if self._describe(lambda a=addon: eks.describe_addon(
+                        clusterName=names.cluster, addonName=a)["addon"]) is None:
+                    continue
+                self._delete(lambda a=addon: eks.delete_addon(clusterName=names.cluster,
+                                                              addonName=a))
+                self.wait("eks", "addon_deleted", f"deletion of addon {addon}", deadline,
+                          clusterName=names.cluster, addonName=addon)
+                done.append(f"addon {addon}")
+            if cluster.get("status") != "DELETING":
+                self._delete(lambda: eks.delete_cluster(name=names.cluster))
+            self.wait("eks", "cluster_deleted", f"deletion of cluster {names.cluster}", deadline,
+                      name=names.cluster)
+            done.append(f"cluster {names.cluster}")
+        done += self.delete_leaks()
+        stack = self._describe(lambda: cfn.describe_stacks(StackName=names.stack)["Stacks"][0])
+        if stack is not None and stack.get("StackStatus") != "DELETE_COMPLETE":
+            if not self._ours({t["Key"]: t["Value"] for t in stack.get("Tags", [])}):
+                raise InfrastructureError(f"stack {names.stack} does not carry "
+                                          f"{TAG_RUN}={self.run_id}; left alone")
+            self._delete(lambda: cfn.delete_stack(StackName=names.stack))
+            self.wait("cloudformation", "stack_delete_complete",
+                      f"deletion of stack {names.stack}", deadline, StackName=names.stack)
+            done.append(f"stack {names.stack}")
+        self.kubeconfig_path.unlink(missing_ok=True)
+        if self.state is not None and self._rid is not None:
+            self.state.release(self._rid)
+            self._rid = None
+        return done
+
+    def _ours(self, tags: Mapping[str, str] | None) -> bool:
+        return (tags or {}).get(TAG_RUN) == self.run_id
+
+    def _describe(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except bexc.ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise InfrastructureError(redact(str(exc))) from None
+        except bexc.BotoCoreError as exc:
+            raise InfrastructureError(redact(str(exc))) from None
+
+    def _delete(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except bexc.ClientError as exc:
+            if not _not_found(exc):
+                raise InfrastructureError(redact(str(exc))) from None
+        except bexc.BotoCoreError as exc:
+            raise InfrastructureError(redact(str(exc))) from None
+
+    def leak_filters(self) -> list[list[dict[str, Any]]]:
+        """EC2 filters for what Kubernetes made for this cluster outside the stack."""
+        name = self.names.cluster
+        return [[{"Name": "tag-key", "Values": [f"kubernetes.io/cluster/{name}"]}],
+                [{"Name": "tag:cluster.k8s.amazonaws.com/name", "Values": [name]}],
+                [{"Name": f"tag:{TAG_RUN}", "Values": [self.run_id]}]]
+
+    def delete_leaks(self) -> list[str]:
+        """Load balancers, then security groups, ENIs and volumes tagged for the cluster (the
+        stack's own resources carry the run tag too, so they are skipped here by stack id)."""
+        done: list[str] = []
+        key = f"kubernetes.io/cluster/{self.names.cluster}"
+        elb, elbv2, ec2 = self.client("elb"), self.client("elbv2"), self.client("ec2")
+        for lb in self._tagged_elbs(elb, key):
+            self._delete(lambda n=lb: elb.delete_load_balancer(LoadBalancerName=n))
+            done.append(f"load balancer {lb}")
+        for arn in self._tagged_elbv2(elbv2, key):
+            self._delete(lambda a=arn: elbv2.delete_load_balancer(LoadBalancerArn=a))
+            done.append(f"load balancer {arn.rsplit('/', 2)[-2]}")
+        for filters in self.leak_filters():
+            for eni in ec2.describe_network_interfaces(Filters=filters)["NetworkInterfaces"]:
+                if eni.get("Status") == "available" and not _stack_owned(eni.get("TagSet")):
+                    self._delete(lambda i=eni["NetworkInterfaceId"]:
+                                 ec2.delete_network_interface(NetworkInterfaceId=i))
+                    done.append(f"network interface {eni['NetworkInterfaceId']}")
+            for vol in ec2.describe_volumes(Filters=filters)["Volumes"]:
+                if vol.get("State") == "available":
+                    self._delete(lambda v=vol["VolumeId"]: ec2.delete_volume(VolumeId=v))
+                    done.append(f"volume {vol['VolumeId']}")
+        for filters in self.leak_filters()[:1]:
+            for group in ec2.describe_security_groups(Filters=filters)["SecurityGroups"]:
+                if group.get("GroupName") != "default" and not _stack_owned(group.get("Tags")):
+                    self._delete(lambda g=group["GroupId"]: ec2.delete_security_group(GroupId=g))
+                    done.append(f"security group {group['GroupId']}")
+        return done
+
+    @staticmethod
+    def _tagged_elbs(elb: Any, key: str) -> Iterator[str]:
+        names = [d["LoadBalancerName"] for page in elb.get_paginator(
+            "describe_load_balancers").paginate() for d in page["LoadBalancerDescriptions"]]
+        for i in range(0, len(names), 20):
+            for desc in elb.describe_tags(LoadBalancerNames=names[i:i + 20])["TagDescriptions"]:
+                if any(t["Key"] == key for t in desc.get("Tags", [])):
+                    yield desc["LoadBalancerName"]
+
+    @staticmethod
+    def _tagged_elbv2(elbv2: Any, key: str) -> Iterator[str]:
+        arns = [d["LoadBalancerArn"] for page in elbv2.get_paginator(
+            "describe_load_balancers").paginate() for d in page["LoadBalancers"]]
+        for i in range(0, len(arns), 20):
+            for desc in elbv2.describe_tags(ResourceArns=arns[i:i + 20])["TagDescriptions"]:
+                if any(t["Key"] == key for t in desc.get("Tags", [])):
+                    yield desc["ResourceArn"]
+
+    # -- plan
+
+    def plan_lines(self) -> list[str]:
+        s, n = self.settings, self.names
+        up = s.up_timeout
+        delay = s.waiter_delay
+
+        def waiter(service: str, waiter_name: str, budget: int, **params: str) -> str:
+            args = ", ".join(f"{k}={v}" for k, v in params.items())
+            return (f"  wait: {service} waiter {waiter_name}({args}) Delay={delay:g} "
+                    f"MaxAttempts={self.attempts(budget)} (within the {budget}s budget; a "
+                    "failure state ends it at once)")
+
+        tags = ", ".join(f"{k}={v}" for k, v in self.tags.items())
+        region = self.settings.region or "$AWS_REGION"
+        lines = [
+            f"sts get_caller_identity   (credentials checked first; region {region})",
+            f"tags on every resource: {tags}",
+            f"cloudformation create_stack StackName={n.stack} Capabilities=[CAPABILITY_NAMED_IAM] "
+            f"OnFailure=DELETE   (VPC {s.vpc_cidr}, 2 public subnets in 2 zones, internet gateway, "
+            f"routes, roles {n.role('cluster')}, {n.role('node')}, {n.role('ebs-csi')}; "
+            "recorded in the run state first)",
+            waiter("cloudformation", "stack_create_complete", up, StackName=n.stack),
+            f"eks create_cluster name={n.cluster} version={s.kubernetes_version} "
+            "accessConfig.authenticationMode=API bootstrapClusterCreatorAdminPermissions=false "
+            "endpointPublicAccess=true",
+            waiter("eks", "cluster_active", up, name=n.cluster),
+            f"eks create_access_entry clusterName={n.cluster} principalArn=<caller's IAM "
+            "principal> type=STANDARD",
+            f"eks associate_access_policy policyArn={CLUSTER_ADMIN_POLICY.format(partition='aws')}"
+            " accessScope=cluster",
+            f"eks create_nodegroup nodegroupName={n.nodegroup} instanceTypes=[{s.node_type}] "
+            f"scaling={s.node_count}/{s.node_count}/{s.node_count} diskSize={s.node_disk_gib} "
+            "amiType=AL2023_x86_64_STANDARD capacityType=ON_DEMAND",
+            waiter("eks", "nodegroup_active", up, clusterName=n.cluster,
+                   nodegroupName=n.nodegroup),
+            f"eks create_addon addonName={POD_IDENTITY_ADDON}",
+            waiter("eks", "addon_active", up, addonName=POD_IDENTITY_ADDON),
+            f"eks create_addon addonName={EBS_CSI_ADDON} podIdentityAssociations="
+            f"[{EBS_CSI_SERVICE_ACCOUNT} → {n.role('ebs-csi')}] configurationValues="
+            "{controller: {extraVolumeTags: <run tags>}}",
+            waiter("eks", "addon_active", up, addonName=EBS_CSI_ADDON),
+            f"eks describe_cluster → {self.kubeconfig_path} (mode 600): static token = "
+            "k8s-aws-v1.<presigned STS GetCallerIdentity, header x-k8s-aws-id> (no exec plugin)",
+            f"kubernetes POST /apis/storage.k8s.io/v1/storageclasses {s.storage_class} "
+            "(ebs.csi.aws.com, type gp3, default class, WaitForFirstConsumer)",
+        ]
+        return lines
+
+    def down_plan_lines(self) -> list[str]:
+        n, budget = self.names, self.settings.down_timeout
+        key = f"kubernetes.io/cluster/{n.cluster}"
+        return [
+            f"down: eks delete_nodegroup {n.nodegroup}; waiter nodegroup_deleted "
+            f"Delay={self.settings.waiter_delay:g} MaxAttempts={self.attempts(budget)}",
+            *(f"down: eks delete_addon {a}; waiter addon_deleted" for a in reversed(ADDONS)),
+            f"down: eks delete_cluster {n.cluster}; waiter cluster_deleted",
+            f"down: elb/elbv2 delete_load_balancer for every load balancer tagged {key}",
+            f"down: ec2 delete_network_interface / delete_volume (available) tagged {key}, "
+            f"cluster.k8s.amazonaws.com/name={n.cluster} or {TAG_RUN}={self.run_id}",
+            f"down: ec2 delete_security_group tagged {key}",
+            f"down: cloudformation delete_stack {n.stack}; waiter stack_delete_complete "
+            f"(all within down_timeout {budget}s; each step skips what is already gone)",
+        ]
+
+    def collect_lines(self) -> list[str]:
+        n = self.names
+        return [f"collect: eks describe_cluster {n.cluster}, describe_nodegroup {n.nodegroup}, "
+                f"describe_addon {', '.join(ADDONS)}; cloudformation describe_stack_events "
+                f"{n.stack} → eks-*.json"]
+
+    # -- collect
+
+    def collect(self, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        eks, n = self.client("eks"), self.names
+        calls: dict[str, Callable[[], Any]] = {
+            "eks-cluster.json": lambda: eks.describe_cluster(name=n.cluster)["cluster"],
+            "eks-nodegroup.json": lambda: eks.describe_nodegroup(
+                clusterName=n.cluster, nodegroupName=n.nodegroup)["nodegroup"],
+            "eks-stack-events.json": lambda: self.client("cloudformation").describe_stack_events(
+                StackName=n.stack)["StackEvents"][:100],
+        }
+        for addon in ADDONS:
+            calls[f"eks-addon-{addon}.json"] = lambda a=addon: eks.describe_addon(
+                clusterName=n.cluster, addonName=a)["addon"]
+        for name, fn in calls.items():
+            try:
+                body: Any = fn()
+            except (bexc.BotoCoreError, bexc.ClientError) as exc:
+                body = {"error": str(exc)}
+            (dest / name).write_text(redact(json.dumps(body, indent=2, default=str)),
+                                     encoding="utf-8")
+
+    # -- janitor
+
+    @classmethod
+    def sweep(cls, settings: EksSettings, *, older_than: float | None, dry_run: bool,
+              now: float | None = None, session: boto3.session.Session | None = None,
+              log: Callable[[str], None] = print) -> list[str]:
+        """Runs whose cluster or stack carries our run tag and is expired (or older than
+        `older_than` seconds): deleted with `delete`. Anything without our tag is never listed."""
+        now = time.time() if now is None else now
+        probe = cls(settings, "janitor", session=session, log=log)
+        probe.check_credentials()
+        runs: dict[str, dict[str, str]] = {}
+        eks, cfn = probe.client("eks"), probe.client("cloudformation")
+        for page in eks.get_paginator("list_clusters").paginate():
+            for name in page["clusters"]:
+                tags = probe._describe(lambda n=name: eks.describe_cluster(name=n)["cluster"]
+                                       .get("tags") or {})
+                if tags and tags.get(TAG_RUN):
+                    runs.setdefault(tags[TAG_RUN], tags)
+        for page in cfn.get_paginator("describe_stacks").paginate():
+            for stack in page["Stacks"]:
+                tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+                if tags.get(TAG_RUN) and stack.get("StackStatus") != "DELETE_COMPLETE":
+                    runs.setdefault(tags[TAG_RUN], tags)
+        swept = []
+        for run_id, tags in sorted(runs.items()):
+            if not _due(tags, now, older_than):
+                log(f"janitor: eks run {run_id} not expired (expires {tags.get(TAG_EXPIRES)}); "
+                    "left alone")
+                continue
+            if Names(run_id).cluster != Names(run_id).base:  # pragma: no cover
+                continue
+            swept.append(run_id)
+            if dry_run:
+                log(f"janitor: would delete eks run {run_id} (cluster/stack {Names(run_id).base},"
+                    f" created {tags.get(TAG_CREATED)}, owner {tags.get(TAG_OWNER)})")
+                continue
+            cluster = cls(settings, run_id, session=probe.session, log=log)
+            cluster.identity = probe.identity
+            for what in cluster.delete():
+                log(f"janitor: deleted {what}")
+        return swept
+
+    @classmethod
+    def release_recorded(cls, resource: Mapping[str, Any], settings: EksSettings | None = None
+                         ) -> None:
+        """A crashed run's `eks-cluster` record: delete by its names (tag-checked)."""
+        base = settings or EksSettings()
+        settings = EksSettings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                                  "region": str(resource.get("region") or base.region)})
+        cls(settings, str(resource["run_id"])).delete()
+
+
+def _due(tags: Mapping[str, str], now: float, older_than: float | None) -> bool:
+    if older_than is not None:
+        created = parse_utc(tags.get(TAG_CREATED, ""))
+        return created is not None and now - created >= older_than
+    expires = parse_utc(tags.get(TAG_EXPIRES, ""))
+    return expires is not None and now >= expires
+
+
+def _stack_owned(tags: list[dict[str, str]] | None) -> bool:
+    return any(t.get("Key") == "aws:cloudformation:stack-name" for t in tags or [])
+
+
+# ---------------------------------------------------------------- the provisioner
+
+
+class EksProvisioner:
+    """`eks`: the cluster of `EksCluster`; Juju deploys the bundle onto it.
+
+    Until the shared `KubernetesProvisioner` base exists this class carries the Juju contract
+    itself, the way the snap provisioners do: release the controller and cloud first
+    (`cluster_goes_away`), then the cluster.
+    """
+
+    kind: ClassVar[str] = "eks"
+    Settings = EksSettings
+
+    def __init__(self, context: Any) -> None:
+        import sys
+
+        self.context = context
+        self.settings: EksSettings = context.platform.settings
+        self.cluster = EksCluster(self.settings, context.run_id, state=context.state,
+                                  work_dir=context.work_dir,
+                                  log=lambda text: print(text, file=sys.stderr, flush=True))
+
+    def plan(self) -> list[str]:
+        from harness.juju import cloud_name, controller_name
+
+        controller, cloud = controller_name(self.context), cloud_name(self.context)
+        juju = [f"down: juju destroy-controller {controller} --no-prompt --destroy-all-models "
+                f"--destroy-storage (fallback: kill-controller; only unregistered if the "
+                "cluster is unreachable, it goes next anyway)",
+                f"down: juju remove-k8s {cloud} --client"]
+        return [*self.cluster.plan_lines(), *juju, *self.cluster.down_plan_lines(),
+                *self.cluster.collect_lines()]
+
+    def up(self) -> Any:
+        from provisioners.base import Substrate
+
+        self.cluster.check_credentials()
+        kubeconfig = self.cluster.create()
+        return Substrate(name=self.context.platform.name, kubeconfig=kubeconfig,
+                         details={"cluster_goes_away": "true", "cluster": self.cluster.names
+                                  .cluster, "region": self.cluster.region})
+
+    def down(self) -> None:
+        from harness.juju import release_platform
+
+        problems: list[str] = []
+        try:
+            release_platform(self.context, timeout=float(self.context.options.get(
+                "teardown_timeout") or 600), cluster_goes_away=True)
+        except MatrixError as exc:
+            problems.append(exc.message)
+        if self.cluster._rid is not None:  # nothing was asked of AWS: nothing to delete
+            try:
+                self.cluster.delete()
+            except MatrixError as exc:
+                problems.append(exc.message)
+        if problems:
+            raise InfrastructureError("; ".join(problems),
+                                      hint=f"retry with `mlflow-matrix down --run-id "
+                                           f"{self.context.run_id}` or `janitor`")
+
+    def collect(self, dest: Path) -> None:
+        if self.cluster._rid is not None:
+            self.cluster.collect(dest)
+
+    @classmethod
+    def release_recorded(cls, resource: dict[str, Any]) -> None:
+        """Janitor: a crashed run's Juju objects, or its `eks-cluster` record."""
+        from harness.juju import release_recorded_juju
+
+        if release_recorded_juju(resource):
+            return
+        if resource["type"] == "eks-cluster":
+            EksCluster.release_recorded(resource)
+            return
+        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
+                                  hint="release it by hand; its details are in the state file")
