@@ -21,12 +21,14 @@ it at moto on loopback); nothing here knows about them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import getpass
 import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,11 +40,12 @@ import botocore.exceptions as bexc
 import yaml
 from botocore.config import Config
 
+from deployments.juju.settings import JujuSettings
 from harness.errors import ConfigError, InfrastructureError, Interrupted, MatrixError
-from harness.juju import JujuSettings
-from harness.kube import register_kubeconfig_secrets
 from harness.redact import redact, register_secret
 from harness.waits import CANCEL, DeadlineExceeded
+from provisioners.api import RunContext, Substrate
+from provisioners.kubernetes.base import KubernetesProvisioner
 
 # Tag keys every cloud resource of a run carries (DESIGN.md: contracts).
 TAG_RUN = "mlflow-matrix-run"
@@ -397,13 +400,16 @@ class EksCluster:
     def attempts(self, timeout: float) -> int:
         return max(1, math.ceil(timeout / self.settings.waiter_delay))
 
-    def wait(self, service: str, waiter_name: str, what: str, deadline: float,
-             **params: Any) -> None:
-        """One waiter attempt at a time until the waiter matches, fails, or `deadline` passes."""
+    def wait(self, service: str, waiter_name: str, what: str, deadline: float, *,
+             cancellable: bool = True, **params: Any) -> None:
+        """One waiter attempt at a time until the waiter matches, fails, or `deadline` passes.
+
+        Ctrl-C (CANCEL) ends a create wait at its next poll; deletions are not cancellable
+        (they are the teardown), only bounded by their deadline."""
         waiter = self.client(service).get_waiter(waiter_name)
         started = time.monotonic()
         while True:
-            if CANCEL.is_set():
+            if cancellable and CANCEL.is_set():
                 raise Interrupted()
             try:
                 waiter.wait(WaiterConfig={"Delay": 0, "MaxAttempts": 1}, **params)
@@ -421,7 +427,11 @@ class EksCluster:
                 raise DeadlineExceeded(
                     f"timed out after {time.monotonic() - started:.0f}s waiting for {what}",
                     hint="raise `up_timeout`/`down_timeout` for this platform in matrix.yaml")
-            CANCEL.wait(min(self.settings.waiter_delay, remaining))
+            pause = min(self.settings.waiter_delay, remaining)
+            if cancellable:
+                CANCEL.wait(pause)
+            else:
+                time.sleep(pause)
 
     def _failure_detail(self, service: str, params: Mapping[str, Any]) -> str:
         """Why a resource reached a failed state (health issues, stack events)."""
@@ -460,6 +470,11 @@ class EksCluster:
             raise InfrastructureError(f"{what} failed: {redact(str(exc))}") from None
 
     # -- recording
+
+    @property
+    def recorded(self) -> bool:
+        """Whether this object asked AWS to create anything (else `down` has nothing to do)."""
+        return self._rid is not None
 
     def _record(self, step: str) -> None:
         """Note in the run state what is about to exist, before the call that creates it."""
@@ -580,8 +595,8 @@ class EksCluster:
     def write_kubeconfig(self) -> Path:
         """A fresh static-token kubeconfig (no exec plugin: the juju snap cannot run one)."""
         cluster = self.client("eks").describe_cluster(name=self.names.cluster)["cluster"]
-        text = kubeconfig_text(cluster, presigned_token(self.client("sts"), self.names.cluster))
-        register_kubeconfig_secrets(text)
+        token = presigned_token(self.client("sts"), self.names.cluster)  # registered as secret
+        text = kubeconfig_text(cluster, token)
         path = self.kubeconfig_path
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -639,7 +654,8 @@ class EksCluster:
                     self._delete(lambda: eks.delete_nodegroup(clusterName=names.cluster,
                                                               nodegroupName=names.nodegroup))
                 self.wait("eks", "nodegroup_deleted", f"deletion of nodegroup {names.nodegroup}",
-                          deadline, clusterName=names.cluster, nodegroupName=names.nodegroup)
+                          deadline, cancellable=False, clusterName=names.cluster,
+                          nodegroupName=names.nodegroup)
                 done.append(f"nodegroup {names.nodegroup}")
             for addon in reversed(ADDONS):
                 if self._describe(lambda a=addon: eks.describe_addon(
@@ -648,12 +664,13 @@ class EksCluster:
                 self._delete(lambda a=addon: eks.delete_addon(clusterName=names.cluster,
                                                               addonName=a))
                 self.wait("eks", "addon_deleted", f"deletion of addon {addon}", deadline,
+                          cancellable=False,
                           clusterName=names.cluster, addonName=addon)
                 done.append(f"addon {addon}")
             if cluster.get("status") != "DELETING":
                 self._delete(lambda: eks.delete_cluster(name=names.cluster))
             self.wait("eks", "cluster_deleted", f"deletion of cluster {names.cluster}", deadline,
-                      name=names.cluster)
+                      cancellable=False, name=names.cluster)
             done.append(f"cluster {names.cluster}")
         done += self.delete_leaks()
         stack = self._describe(lambda: cfn.describe_stacks(StackName=names.stack)["Stacks"][0])
@@ -663,11 +680,15 @@ class EksCluster:
                                           f"{TAG_RUN}={self.run_id}; left alone")
             self._delete(lambda: cfn.delete_stack(StackName=names.stack))
             self.wait("cloudformation", "stack_delete_complete",
-                      f"deletion of stack {names.stack}", deadline, StackName=names.stack)
+                      f"deletion of stack {names.stack}", deadline, cancellable=False,
+                      StackName=names.stack)
             done.append(f"stack {names.stack}")
         self.kubeconfig_path.unlink(missing_ok=True)
-        if self.state is not None and self._rid is not None:
-            self.state.release(self._rid)
+        if self.state is not None:
+            for record in self.state.resources():
+                if record.id == self._rid or (record.type == "eks-cluster"
+                                              and record.data.get("run_id") == self.run_id):
+                    self.state.release(record.id)
             self._rid = None
         return done
 
@@ -909,78 +930,83 @@ def _stack_owned(tags: list[dict[str, str]] | None) -> bool:
 # ---------------------------------------------------------------- the provisioner
 
 
-class EksProvisioner:
-    """`eks`: the cluster of `EksCluster`; Juju deploys the bundle onto it.
-
-    Until the shared `KubernetesProvisioner` base exists this class carries the Juju contract
-    itself, the way the snap provisioners do: release the controller and cloud first
-    (`cluster_goes_away`), then the cluster.
-    """
+class EksProvisioner(KubernetesProvisioner):
+    """`eks`: the cluster of `EksCluster`; the base releases Juju first and deploys the bundle."""
 
     kind: ClassVar[str] = "eks"
     Settings = EksSettings
 
-    def __init__(self, context: Any) -> None:
-        import sys
-
-        self.context = context
-        self.settings: EksSettings = context.platform.settings
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
         self.cluster = EksCluster(self.settings, context.run_id, state=context.state,
                                   work_dir=context.work_dir,
                                   log=lambda text: print(text, file=sys.stderr, flush=True))
 
-    def plan(self) -> list[str]:
-        from harness.juju import cloud_name, controller_name
+    @classmethod
+    def preflight(cls, settings: Any = None, options: Mapping[str, Any] | None = None) -> None:
+        """Credentials and region via STS GetCallerIdentity (seconds), before anything exists.
+        `create_cluster` checks again with the run's own session, so an instance call without
+        settings has nothing to add."""
+        if settings is not None:
+            EksCluster(settings, "preflight", log=lambda _: None).check_credentials()
 
-        controller, cloud = controller_name(self.context), cloud_name(self.context)
-        juju = [f"down: juju destroy-controller {controller} --no-prompt --destroy-all-models "
-                f"--destroy-storage (fallback: kill-controller; only unregistered if the "
-                "cluster is unreachable, it goes next anyway)",
-                f"down: juju remove-k8s {cloud} --client"]
-        return [*self.cluster.plan_lines(), *juju, *self.cluster.down_plan_lines(),
-                *self.cluster.collect_lines()]
-
-    def up(self) -> Any:
-        from provisioners.base import Substrate
-
+    def create_cluster(self) -> Substrate:
         self.cluster.check_credentials()
         kubeconfig = self.cluster.create()
         return Substrate(name=self.context.platform.name, kubeconfig=kubeconfig,
-                         details={"cluster_goes_away": "true", "cluster": self.cluster.names
-                                  .cluster, "region": self.cluster.region})
+                         cluster_goes_away=True,
+                         details={"cluster": self.cluster.names.cluster,
+                                  "region": self.cluster.region})
 
-    def down(self) -> None:
-        from harness.juju import release_platform
+    def delete_cluster(self) -> None:
+        if self.cluster.recorded or self._recorded_in_state():
+            self.cluster.delete()
 
-        problems: list[str] = []
-        try:
-            release_platform(self.context, timeout=float(self.context.options.get(
-                "teardown_timeout") or 600), cluster_goes_away=True)
-        except MatrixError as exc:
-            problems.append(exc.message)
-        if self.cluster._rid is not None:  # nothing was asked of AWS: nothing to delete
-            try:
-                self.cluster.delete()
-            except MatrixError as exc:
-                problems.append(exc.message)
-        if problems:
-            raise InfrastructureError("; ".join(problems),
-                                      hint=f"retry with `mlflow-matrix down --run-id "
-                                           f"{self.context.run_id}` or `janitor`")
+    def _recorded_in_state(self) -> bool:
+        """`down` in a new process (`mlflow-matrix down`): the run state names the cluster."""
+        return any(r.type == "eks-cluster" and r.data.get("run_id") == self.context.run_id
+                   for r in self.context.state.resources())
+
+    def cluster_goes_away(self) -> bool:
+        return True
+
+    def cluster_plan(self) -> list[str]:
+        return self.cluster.plan_lines()
+
+    def cluster_down_plan(self) -> list[str]:
+        return self.cluster.down_plan_lines()
+
+    def plan(self) -> list[str]:
+        return [*super().plan(), *self.cluster.collect_lines()]
+
+    def collect_commands(self) -> list[tuple[str, list[str]]]:
+        from harness.kubectl import kubectl_argv
+
+        base = kubectl_argv(self.cluster.kubeconfig_path, None, None, [])
+        return [("nodes.txt", [*base, "get", "nodes", "-o", "wide"]),
+                ("storageclasses.txt", [*base, "get", "storageclass"]),
+                ("kube-system-pods.txt", [*base, "get", "pods", "-n", "kube-system", "-o",
+                                          "wide"])]
 
     def collect(self, dest: Path) -> None:
-        if self.cluster._rid is not None:
-            self.cluster.collect(dest)
+        if not self.cluster.recorded:
+            return
+        with contextlib.suppress(MatrixError, bexc.BotoCoreError, bexc.ClientError):
+            self.cluster.write_kubeconfig()  # a fresh token for kubectl
+        super().collect(dest)
+        self.cluster.collect(dest)
+
+    def juju_kubeconfig(self, substrate: Substrate) -> Path | None:
+        """A freshly signed token for each cell: a presigned STS token lives ~15 minutes."""
+        try:
+            return self.cluster.write_kubeconfig()
+        except (bexc.BotoCoreError, bexc.ClientError) as exc:
+            raise InfrastructureError(f"could not sign a token for {self.cluster.names.cluster}:"
+                                      f" {redact(str(exc))}") from None
 
     @classmethod
-    def release_recorded(cls, resource: dict[str, Any]) -> None:
-        """Janitor: a crashed run's Juju objects, or its `eks-cluster` record."""
-        from harness.juju import release_recorded_juju
-
-        if release_recorded_juju(resource):
-            return
-        if resource["type"] == "eks-cluster":
-            EksCluster.release_recorded(resource)
-            return
-        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
-                                  hint="release it by hand; its details are in the state file")
+    def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
+        if resource.get("type") != "eks-cluster":
+            return False
+        EksCluster.release_recorded(resource)
+        return True
