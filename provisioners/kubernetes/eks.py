@@ -21,7 +21,6 @@ it at moto on loopback); nothing here knows about them.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import getpass
 import json
@@ -70,6 +69,7 @@ QUOTA_ERRORS = {"LimitExceededException", "LimitExceeded", "ResourceLimitExceede
 QUOTA_WORDS = re.compile(r"LimitExceeded|InsufficientInstanceCapacity|InsufficientFreeAddresses|"
                          r"quota|capacity", re.IGNORECASE)
 TOKEN_PREFIX = "k8s-aws-v1."
+SERVICE_ACCOUNT = "mlflow-matrix"  # kube-system, cluster-admin: the run's long-lived kubeconfig
 
 
 @dataclass(frozen=True)
@@ -543,10 +543,13 @@ class EksCluster:
             self.wait("eks", "addon_active", f"addon {addon}", deadline,
                       clusterName=names.cluster, addonName=addon)
 
-        path = self.write_kubeconfig()
-        self.log(f"eks: default StorageClass {s.storage_class} (gp3, EBS CSI)")
-        self.ensure_storage_class(path, deadline)
-        return path
+        bootstrap = self.write_kubeconfig()
+        self.log(f"eks: default StorageClass {s.storage_class} (gp3, EBS CSI), service account "
+                 f"{SERVICE_ACCOUNT}")
+        try:
+            return self.prepare_cluster(bootstrap, deadline)
+        finally:
+            bootstrap.unlink(missing_ok=True)
 
     def cluster_request(self, outputs: Mapping[str, str]) -> dict[str, Any]:
         return {
@@ -592,12 +595,18 @@ class EksCluster:
     def kubeconfig_path(self) -> Path:
         return self.work_dir / "kubeconfig"
 
+    @property
+    def bootstrap_kubeconfig_path(self) -> Path:
+        return self.work_dir / "kubeconfig-sts"
+
     def write_kubeconfig(self) -> Path:
         """A fresh static-token kubeconfig (no exec plugin: the juju snap cannot run one)."""
         cluster = self.client("eks").describe_cluster(name=self.names.cluster)["cluster"]
         token = presigned_token(self.client("sts"), self.names.cluster)  # registered as secret
-        text = kubeconfig_text(cluster, token)
-        path = self.kubeconfig_path
+        return self._write(self.bootstrap_kubeconfig_path, kubeconfig_text(cluster, token))
+
+    @staticmethod
+    def _write(path: Path, text: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -616,24 +625,70 @@ class EksCluster:
             "allowVolumeExpansion": True,
         }
 
-    def ensure_storage_class(self, kubeconfig: Path, deadline: float) -> None:
+    def service_account_objects(self) -> list[dict[str, Any]]:
+        """A cluster-admin service account whose token does not expire with the STS one."""
+        meta = {"name": SERVICE_ACCOUNT, "namespace": "kube-system",
+                "labels": {"app.kubernetes.io/managed-by": "mlflow-matrix"}}
+        return [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": SERVICE_ACCOUNT, "labels": meta["labels"]},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "cluster-admin"},
+             "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT,
+                           "namespace": "kube-system"}]},
+            {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+             "metadata": {**meta, "annotations": {
+                 "kubernetes.io/service-account.name": SERVICE_ACCOUNT}}},
+        ]
+
+    def prepare_cluster(self, bootstrap: Path, deadline: float) -> Path:
+        """With the STS-token kubeconfig: the default StorageClass and a service account; returns
+        the kubeconfig of that account's token (the harness uses it for the whole run)."""
         from lightkube import Client, KubeConfig
         from lightkube.core.exceptions import ApiError
+        from lightkube.resources.core_v1 import Secret
+        from lightkube.resources.core_v1 import ServiceAccount as SA
+        from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
         from lightkube.resources.storage_v1 import StorageClass
 
-        body = StorageClass.from_dict(self.storage_class())  # type: ignore[attr-defined]
-        client = Client(KubeConfig.from_file(kubeconfig), trust_env=False,
-                        timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+        kinds = {"StorageClass": StorageClass, "ServiceAccount": SA,
+                 "ClusterRoleBinding": ClusterRoleBinding, "Secret": Secret}
+        objects = [self.storage_class(), *self.service_account_objects()]
+        timeout = max(1.0, min(30.0, deadline - time.monotonic()))
         try:
-            client.create(body)
-        except ApiError as exc:
-            if exc.status.code != 409:
-                raise InfrastructureError(f"creating StorageClass {self.settings.storage_class} "
-                                          f"failed: {exc.status.message}") from None
-        except Exception as exc:  # httpx transport errors
-            raise InfrastructureError(f"the cluster's API server did not answer: {exc}") from None
-        finally:
-            client._client._client.close()  # type: ignore[attr-defined]
+            with Client(KubeConfig.from_file(bootstrap), trust_env=False,
+                        timeout=timeout) as client:
+                for body in objects:
+                    obj = kinds[body["kind"]].from_dict(body)  # type: ignore[attr-defined]
+                    try:
+                        client.create(obj)
+                    except ApiError as exc:
+                        if exc.status.code != 409:
+                            raise InfrastructureError(
+                                f"creating {body['kind']} {body['metadata']['name']} failed: "
+                                f"{exc.status.message}") from None
+
+                def minted() -> str:
+                    secret = client.get(Secret, SERVICE_ACCOUNT, namespace="kube-system")
+                    return base64.b64decode((secret.data or {}).get("token", "")).decode()
+
+                token = minted()
+                while not token:
+                    if time.monotonic() > deadline:
+                        raise DeadlineExceeded("timed out waiting for the service-account "
+                                               f"token of {SERVICE_ACCOUNT}")
+                    time.sleep(min(2.0, self.settings.waiter_delay))
+                    token = minted()
+        except MatrixError:
+            raise
+        except Exception as exc:  # httpx transport errors, bad kubeconfig
+            raise InfrastructureError(f"the cluster's API server did not answer: "
+                                      f"{redact(str(exc))}") from None
+        register_secret(token)
+        config = yaml.safe_load(bootstrap.read_text(encoding="utf-8"))
+        config["users"][0]["user"] = {"token": token}
+        return self._write(self.kubeconfig_path, yaml.safe_dump(config, sort_keys=False))
 
     # -- down
 
@@ -684,6 +739,7 @@ class EksCluster:
                       StackName=names.stack)
             done.append(f"stack {names.stack}")
         self.kubeconfig_path.unlink(missing_ok=True)
+        self.bootstrap_kubeconfig_path.unlink(missing_ok=True)
         if self.state is not None:
             for record in self.state.resources():
                 if record.id == self._rid or (record.type == "eks-cluster"
@@ -810,10 +866,16 @@ class EksCluster:
             f"[{EBS_CSI_SERVICE_ACCOUNT} → {n.role('ebs-csi')}] configurationValues="
             "{controller: {extraVolumeTags: <run tags>}}",
             waiter("eks", "addon_active", up, addonName=EBS_CSI_ADDON),
-            f"eks describe_cluster → {self.kubeconfig_path} (mode 600): static token = "
-            "k8s-aws-v1.<presigned STS GetCallerIdentity, header x-k8s-aws-id> (no exec plugin)",
+            f"eks describe_cluster → {self.bootstrap_kubeconfig_path} (mode 600, removed after "
+            "use): static token = k8s-aws-v1.<presigned STS GetCallerIdentity, header "
+            "x-k8s-aws-id> (no exec plugin: the juju snap cannot run one)",
             f"kubernetes POST /apis/storage.k8s.io/v1/storageclasses {s.storage_class} "
             "(ebs.csi.aws.com, type gp3, default class, WaitForFirstConsumer)",
+            f"kubernetes POST ServiceAccount kube-system/{SERVICE_ACCOUNT}, ClusterRoleBinding "
+            f"{SERVICE_ACCOUNT} → cluster-admin, Secret kube-system/{SERVICE_ACCOUNT} "
+            "(kubernetes.io/service-account-token); wait for its token",
+            f"→ {self.kubeconfig_path} (mode 600) with that token: the run's kubeconfig, for "
+            "Juju and the harness (does not expire like the STS token; goes with the cluster)",
         ]
         return lines
 
@@ -991,18 +1053,9 @@ class EksProvisioner(KubernetesProvisioner):
     def collect(self, dest: Path) -> None:
         if not self.cluster.recorded:
             return
-        with contextlib.suppress(MatrixError, bexc.BotoCoreError, bexc.ClientError):
-            self.cluster.write_kubeconfig()  # a fresh token for kubectl
-        super().collect(dest)
+        if self.cluster.kubeconfig_path.exists():
+            super().collect(dest)
         self.cluster.collect(dest)
-
-    def juju_kubeconfig(self, substrate: Substrate) -> Path | None:
-        """A freshly signed token for each cell: a presigned STS token lives ~15 minutes."""
-        try:
-            return self.cluster.write_kubeconfig()
-        except (bexc.BotoCoreError, bexc.ClientError) as exc:
-            raise InfrastructureError(f"could not sign a token for {self.cluster.names.cluster}:"
-                                      f" {redact(str(exc))}") from None
 
     @classmethod
     def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:

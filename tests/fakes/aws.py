@@ -10,7 +10,9 @@
   `FakeEksApiServer`.
 - `FakeEksApiServer`: a TLS Kubernetes API that authenticates bearer tokens the way EKS's
   aws-iam-authenticator does: decode `k8s-aws-v1.<base64url>`, require `x-k8s-aws-id` among the
-  signed headers, call the presigned STS GetCallerIdentity URL (moto) and accept on 200.
+  signed headers, call the presigned STS GetCallerIdentity URL (moto) and accept on 200; and the
+  service-account tokens it minted itself. It stores what is POSTed and fills a
+  `kubernetes.io/service-account-token` Secret in, as the token controller does.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -365,7 +368,8 @@ class FakeEksApiServer:
     def __init__(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="fake-eks-api-"))
         self.certs = _certs(self._dir)
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.objects: dict[str, dict[str, Any]] = {}   # API path of the object → object
+        self.sa_tokens: dict[str, str] = {}            # minted service-account tokens
         self.identities: list[str] = []
         self.rejected: list[str] = []
         self.server: ThreadingHTTPServer | None = None
@@ -422,33 +426,42 @@ class FakeEksApiServer:
         return text[start + 5:text.find("</Arn>")] if start >= 0 else None
 
     def handle(self, h: _Json, method: str) -> None:
-        identity = self.authenticate(h.headers.get("Authorization", ""))
+        header = h.headers.get("Authorization", "")
+        bearer = header.removeprefix("Bearer ").strip()
+        identity = self.sa_tokens.get(bearer) or self.authenticate(header)
         if identity is None:
             self.rejected.append(h.path)
             return h._send(401, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                  "message": "Unauthorized", "reason": "Unauthorized",
                                  "code": 401})
         self.identities.append(identity)
-        path = urllib.parse.urlsplit(h.path).path
-        if path.startswith("/apis/storage.k8s.io/v1/storageclasses"):
-            name = path.rsplit("/", 1)[-1] if path.count("/") > 4 else ""
-            if method == "POST":
-                body = json.loads(h._body())
-                key = ("StorageClass", body["metadata"]["name"])
-                if key in self.objects:
-                    return h._send(409, {"kind": "Status", "apiVersion": "v1",
-                                         "status": "Failure", "reason": "AlreadyExists",
-                                         "message": f"storageclasses \"{key[1]}\" already "
-                                                    "exists", "code": 409})
-                body["metadata"].update({"uid": "0c3f", "resourceVersion": "1",
-                                         "creationTimestamp": "2026-01-01T00:00:00Z"})
-                self.objects[key] = body
-                return h._send(201, body)
-            if name and ("StorageClass", name) in self.objects:
-                return h._send(200, self.objects[("StorageClass", name)])
+        path = urllib.parse.urlsplit(h.path).path.rstrip("/")
+        if method == "POST":
+            body = json.loads(h._body())
+            key = f"{path}/{body['metadata']['name']}"
+            if key in self.objects:
+                return h._send(409, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                     "reason": "AlreadyExists", "code": 409,
+                                     "message": f"{body['metadata']['name']} already exists"})
+            body["metadata"].update({"uid": uuid.uuid4().hex, "resourceVersion": "1",
+                                     "creationTimestamp": "2026-01-01T00:00:00Z"})
+            if body.get("type") == "kubernetes.io/service-account-token":
+                # the token controller fills the Secret in (here: at once)
+                token = "eyJhbGciOiJSUzI1NiJ9." + uuid.uuid4().hex
+                account = body["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+                self.sa_tokens[token] = (f"system:serviceaccount:"
+                                         f"{body['metadata']['namespace']}:{account}")
+                body["data"] = {"token": base64.b64encode(token.encode()).decode()}
+            self.objects[key] = body
+            return h._send(201, body)
+        if path in self.objects:
+            return h._send(200, self.objects[path])
         return h._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                              "reason": "NotFound", "message": f"{h.path} not found",
                              "code": 404})
+
+    def object(self, kind_path: str, name: str) -> dict[str, Any]:
+        return self.objects[f"{kind_path}/{name}"]
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ Leftovers are counted through the emulators' own list APIs."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from provisioners.kubernetes.eks import (
     EksSettings,
     Names,
     QuotaError,
+    presigned_token,
     stack_template,
 )
 
@@ -208,18 +211,31 @@ def test_up_creates_tagged_stack_cluster_nodegroup_addons_and_storage_class(aws,
     volume_tags = json.loads(addon_posts[1]["configurationValues"])["controller"]
     assert volume_tags["extraVolumeTags"][TAG_RUN] == run_id
 
-    # a static-token kubeconfig the API server accepts (token checked against STS), no exec
+    # bootstrapped with the STS token (checked against STS by the API server), then a static
+    # service-account token for the run; no exec plugin, mode 600, the STS kubeconfig removed
     config = yaml.safe_load(kubeconfig.read_text())
     user = config["users"][0]["user"]
-    assert set(user) == {"token"} and user["token"].startswith(TOKEN_PREFIX)
-    assert "=" not in user["token"]
+    assert set(user) == {"token"}
+    assert kube.sa_tokens[user["token"]] == "system:serviceaccount:kube-system:mlflow-matrix"
+    assert config["clusters"][0]["cluster"]["server"] == kube.url
     assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
-    storage_class = kube.objects[("StorageClass", "gp3")]
+    assert not eks_cluster.bootstrap_kubeconfig_path.exists()
+    binding = kube.object("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                          "mlflow-matrix")
+    assert binding["roleRef"]["name"] == "cluster-admin"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlflow-matrix",
+                                    "namespace": "kube-system"}]
+    from lightkube import Client, KubeConfig
+    from lightkube.resources.storage_v1 import StorageClass
+
+    with Client(KubeConfig.from_file(kubeconfig), trust_env=False) as api:
+        assert api.get(StorageClass, "gp3").provisioner == "ebs.csi.aws.com"
+    storage_class = kube.object("/apis/storage.k8s.io/v1/storageclasses", "gp3")
     assert storage_class["provisioner"] == "ebs.csi.aws.com"
     assert storage_class["parameters"]["type"] == "gp3"
     assert storage_class["metadata"]["annotations"][
         "storageclass.kubernetes.io/is-default-class"] == "true"
-    assert caller in kube.identities
+    assert caller in kube.identities  # the STS token made the first calls
 
     # recorded in the run state, every step before its call
     body = json.loads(eks_cluster.state.path.read_text())
@@ -333,6 +349,22 @@ def test_plan_prints_every_call_and_touches_nothing(tmp_path):
     order = [out.index(c) for c in ("delete_nodegroup", "delete_addon aws-ebs", "delete_cluster",
                                     "delete_network_interface", "delete_stack")]
     assert order == sorted(order)
+
+
+def test_presigned_token_is_what_aws_eks_get_token_makes(aws, env):
+    _, _, kube, _ = aws
+    token = presigned_token(client("sts"), "some-cluster")
+    assert token.startswith(TOKEN_PREFIX) and not token.endswith("=")
+    b64 = token.removeprefix(TOKEN_PREFIX)
+    url = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["Action"] == ["GetCallerIdentity"]
+    assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0].split(";")
+    assert query["X-Amz-Expires"] == ["60"]
+    assert kube.authenticate(f"Bearer {token}") == client("sts").get_caller_identity()["Arn"]
+    unsigned = client("sts").generate_presigned_url("get_caller_identity", Params={})
+    forged = TOKEN_PREFIX + base64.urlsafe_b64encode(unsigned.encode()).decode().rstrip("=")
+    assert kube.authenticate(f"Bearer {forged}") is None  # header not signed: refused
 
 
 # ---------------------------------------------------------------- faults
