@@ -146,6 +146,7 @@ class EksExtras:
         self.access: dict[tuple[str, str], dict[str, Any]] = {}
         self.policies: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, Any]] = []
+        self.request_times: list[float] = []   # time.time() of each entry of `requests`
         self._polls: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
@@ -191,6 +192,7 @@ class EksExtras:
         body = json.loads(raw) if raw else None
         with self._lock:
             self.requests.append((method, path, body))
+            self.request_times.append(time.time())
         if len(parts) >= 3 and parts[0] == "clusters" and parts[2] == "addons":
             return self._addons(h, method, parts, body)
         if len(parts) >= 3 and parts[0] == "clusters" and parts[2] == "access-entries":

@@ -2,6 +2,7 @@
 ELB, EKS clusters/nodegroups), the loopback EKS extras for what moto lacks (addons, access
 entries, slow and failed states), and botocore's Stubber where a response must be exact.
 Leftovers are counted through the emulators' own list APIs."""
+# ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 from fakes.aws import aws_on_loopback
+from fakes.fixtures import RUN_ID, cluster, context_for, fake_api, stub_mlflow  # noqa: F401
 
 from harness.errors import ConfigError, InfrastructureError
 from harness.state import RunState
@@ -38,6 +40,7 @@ from provisioners.kubernetes.eks import (
     TOKEN_PREFIX,
     CredentialsError,
     EksCluster,
+    EksProvisioner,
     EksSettings,
     Names,
     QuotaError,
@@ -365,6 +368,42 @@ def test_presigned_token_is_what_aws_eks_get_token_makes(aws, env):
     unsigned = client("sts").generate_presigned_url("get_caller_identity", Params={})
     forged = TOKEN_PREFIX + base64.urlsafe_b64encode(unsigned.encode()).decode().rstrip("=")
     assert kube.authenticate(f"Bearer {forged}") is None  # header not signed: refused
+
+
+def test_juju_gets_storage_gp3_and_is_released_before_the_cluster_goes(
+        aws, env, cluster, context_for):
+    """The base's contract on EKS: add-k8s with --storage gp3; on down, the Juju controller and
+    cloud go (fake juju) before the first EKS delete reaches AWS; then nothing is left."""
+    from deployments.juju import cli as jcli
+    from deployments.juju import controller as jcontroller
+    from deployments.juju import settings as jsettings
+
+    _, extras, _, _ = aws
+    jcontroller._PLATFORMS.clear()
+    fake = cluster({"juju": {"storage_required": True}})
+    ctx = context_for("eks-1.32", **FAST)
+    provisioner = EksProvisioner(ctx)
+    substrate = provisioner.up()
+    assert substrate.cluster_goes_away and substrate.kubeconfig == provisioner.cluster \
+        .kubeconfig_path
+    juju = jcli._Juju(command_timeout=30)
+    jcontroller.ensure_controller(ctx, substrate, juju,
+                                  jsettings.juju_settings(ctx.platform.settings))
+    provisioner.down()
+    lines = fake.lines("juju")
+    add_k8s = next(line for line in lines if line.startswith("juju add-k8s"))
+    assert "--storage gp3" in add_k8s
+    assert any(line.startswith("juju destroy-controller") for line in lines)
+    assert any(line.startswith("juju remove-k8s") for line in lines)
+    juju_done = max(json.loads(line)["t"] for line in
+                    (fake.state / "calls.jsonl").read_text().splitlines())
+    first_delete = min(t for (method, path, _), t in zip(extras.requests, extras.request_times,
+                                                             strict=True)
+                       if method == "DELETE" and Names(RUN_ID).cluster in path)
+    assert juju_done < first_delete
+    assert nothing_left(aws, RUN_ID)
+    assert ctx.state.resources() == []
+    jcontroller._PLATFORMS.clear()
 
 
 # ---------------------------------------------------------------- faults
