@@ -359,9 +359,8 @@ class EksCluster:
         """STS GetCallerIdentity with short timeouts: a missing or expired key fails in seconds."""
         try:
             credentials = self.session.get_credentials()
-        except (bexc.ProfileNotFound, bexc.PartialCredentialsError,
-                bexc.CredentialRetrievalError) as exc:
-            raise CredentialsError(str(exc)) from None
+        except bexc.BotoCoreError as exc:  # unknown profile, partial keys, SSO/process errors
+            raise CredentialsError(redact(str(exc))) from None
         if credentials is None:
             raise CredentialsError("none found (looked at " + ", ".join(CREDENTIAL_VARIABLES)
                                    + ", ~/.aws/credentials and ~/.aws/config)")
@@ -370,8 +369,9 @@ class EksCluster:
             connect_timeout=5, read_timeout=10, retries={"max_attempts": 1}))
         try:
             self.identity = sts.get_caller_identity()
-        except bexc.NoCredentialsError as exc:
-            raise CredentialsError(str(exc)) from None
+        except (bexc.NoCredentialsError, bexc.CredentialRetrievalError, bexc.TokenRetrievalError,
+                bexc.SSOError) as exc:  # also: expired SSO session, refresh failing
+            raise CredentialsError(redact(str(exc))) from None
         except bexc.ClientError as exc:
             if _code(exc) in CREDENTIAL_ERRORS:
                 raise CredentialsError(f"rejected by STS: {redact(str(exc))}") from None
@@ -379,6 +379,9 @@ class EksCluster:
         except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError) as exc:
             raise ConfigError(f"cannot reach AWS STS: {exc}",
                               hint="check the network, or AWS_ENDPOINT_URL if you set one") \
+                from None
+        except bexc.BotoCoreError as exc:
+            raise InfrastructureError(f"STS GetCallerIdentity failed: {redact(str(exc))}") \
                 from None
         return self.identity
 

@@ -579,6 +579,19 @@ def test_expired_credentials_are_exit_2(tmp_path, monkeypatch):
         assert name in caught.value.render()
 
 
+def test_unreachable_endpoint_is_bad_input_in_seconds(tmp_path, monkeypatch):
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: refused
+    eks_cluster = EksCluster(EksSettings(region="us-east-1"), "r1", log=lambda _: None)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="cannot reach AWS STS") as caught:
+        eks_cluster.check_credentials()
+    assert caught.value.exit_code == 2 and time.monotonic() - started < 15
+
+
 def no_aws_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"),
