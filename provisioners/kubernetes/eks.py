@@ -69,6 +69,8 @@ QUOTA_ERRORS = {"LimitExceededException", "LimitExceeded", "ResourceLimitExceede
 QUOTA_WORDS = re.compile(r"LimitExceeded|InsufficientInstanceCapacity|InsufficientFreeAddresses|"
                          r"quota|capacity", re.IGNORECASE)
 TOKEN_PREFIX = "k8s-aws-v1."
+CNI_ENI_TAG_KEYS = ("node.k8s.amazonaws.com/createdAt", "eks:kubernetes-cni-node-name")
+ENI_DETACH_WAIT = 300  # seconds an ENI may take to detach after its node is gone
 SERVICE_ACCOUNT = "mlflow-matrix"  # kube-system, cluster-admin: the run's long-lived kubeconfig
 
 
@@ -730,8 +732,10 @@ class EksCluster:
             self.wait("eks", "cluster_deleted", f"deletion of cluster {names.cluster}", deadline,
                       cancellable=False, name=names.cluster)
             done.append(f"cluster {names.cluster}")
-        done += self.delete_leaks()
         stack = self._describe(lambda: cfn.describe_stacks(StackName=names.stack)["Stacks"][0])
+        vpc_id = next((o["OutputValue"] for o in (stack or {}).get("Outputs", [])
+                       if o["OutputKey"] == "VpcId"), None)
+        done += self.delete_leaks(vpc_id, deadline)
         if stack is not None and stack.get("StackStatus") != "DELETE_COMPLETE":
             if not self._ours({t["Key"]: t["Value"] for t in stack.get("Tags", [])}):
                 raise InfrastructureError(f"stack {names.stack} does not carry "
@@ -780,9 +784,10 @@ class EksCluster:
                 [{"Name": "tag:cluster.k8s.amazonaws.com/name", "Values": [name]}],
                 [{"Name": f"tag:{TAG_RUN}", "Values": [self.run_id]}]]
 
-    def delete_leaks(self) -> list[str]:
-        """Load balancers, then security groups, ENIs and volumes tagged for the cluster (the
-        stack's own resources carry the run tag too, so they are skipped here by stack id)."""
+    def delete_leaks(self, vpc_id: str | None, deadline: float) -> list[str]:
+        """What Kubernetes made for the cluster outside the stack: load balancers, then ENIs
+        (once they are detached), volumes and security groups. The stack's own resources carry
+        the run tag too and are skipped by their CloudFormation tag."""
         done: list[str] = []
         key = f"kubernetes.io/cluster/{self.names.cluster}"
         elb, elbv2, ec2 = self.client("elb"), self.client("elbv2"), self.client("ec2")
@@ -792,22 +797,40 @@ class EksCluster:
         for arn in self._tagged_elbv2(elbv2, key):
             self._delete(lambda a=arn: elbv2.delete_load_balancer(LoadBalancerArn=a))
             done.append(f"load balancer {arn.rsplit('/', 2)[-2]}")
-        for filters in self.leak_filters():
-            for eni in ec2.describe_network_interfaces(Filters=filters)["NetworkInterfaces"]:
-                if eni.get("Status") == "available" and not _stack_owned(eni.get("TagSet")):
-                    self._delete(lambda i=eni["NetworkInterfaceId"]:
-                                 ec2.delete_network_interface(NetworkInterfaceId=i))
-                    done.append(f"network interface {eni['NetworkInterfaceId']}")
-            for vol in ec2.describe_volumes(Filters=filters)["Volumes"]:
+        filters = self.leak_filters()
+        if vpc_id:  # ENIs the VPC CNI left in our VPC (it tags them with these keys)
+            filters.append([{"Name": "vpc-id", "Values": [vpc_id]},
+                            {"Name": "tag-key", "Values": list(CNI_ENI_TAG_KEYS)}])
+        enis = self._leaked_enis(ec2, filters)
+        until = min(deadline, time.monotonic() + ENI_DETACH_WAIT)
+        while any(e.get("Status") != "available" for e in enis.values()) \
+                and time.monotonic() < until:
+            time.sleep(min(self.settings.waiter_delay, 5.0))  # detaching after node deletion
+            enis = self._leaked_enis(ec2, filters)
+        for eni_id, eni in sorted(enis.items()):
+            if eni.get("Status") == "available":
+                self._delete(lambda i=eni_id: ec2.delete_network_interface(NetworkInterfaceId=i))
+                done.append(f"network interface {eni_id}")
+        for volume_filters in filters[:3]:
+            for vol in ec2.describe_volumes(Filters=volume_filters)["Volumes"]:
                 if vol.get("State") == "available":
                     self._delete(lambda v=vol["VolumeId"]: ec2.delete_volume(VolumeId=v))
                     done.append(f"volume {vol['VolumeId']}")
-        for filters in self.leak_filters()[:1]:
-            for group in ec2.describe_security_groups(Filters=filters)["SecurityGroups"]:
-                if group.get("GroupName") != "default" and not _stack_owned(group.get("Tags")):
-                    self._delete(lambda g=group["GroupId"]: ec2.delete_security_group(GroupId=g))
-                    done.append(f"security group {group['GroupId']}")
+        for group in ec2.describe_security_groups(Filters=filters[0])["SecurityGroups"]:
+            if group.get("GroupName") != "default" and not _stack_owned(group.get("Tags")):
+                self._delete(lambda g=group["GroupId"]: ec2.delete_security_group(GroupId=g))
+                done.append(f"security group {group['GroupId']}")
         return done
+
+    @staticmethod
+    def _leaked_enis(ec2: Any, filters: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for each in filters:
+            for page in ec2.get_paginator("describe_network_interfaces").paginate(Filters=each):
+                for eni in page["NetworkInterfaces"]:
+                    if not _stack_owned(eni.get("TagSet")):
+                        found[eni["NetworkInterfaceId"]] = eni
+        return found
 
     @staticmethod
     def _tagged_elbs(elb: Any, key: str) -> Iterator[str]:
@@ -891,8 +914,10 @@ class EksCluster:
             *(f"down: eks delete_addon {a}; waiter addon_deleted" for a in reversed(ADDONS)),
             f"down: eks delete_cluster {n.cluster}; waiter cluster_deleted",
             f"down: elb/elbv2 delete_load_balancer for every load balancer tagged {key}",
-            f"down: ec2 delete_network_interface / delete_volume (available) tagged {key}, "
-            f"cluster.k8s.amazonaws.com/name={n.cluster} or {TAG_RUN}={self.run_id}",
+            f"down: ec2 delete_network_interface (once detached, up to {ENI_DETACH_WAIT}s) / "
+            f"delete_volume (available) tagged {key}, cluster.k8s.amazonaws.com/name={n.cluster}"
+            f" or {TAG_RUN}={self.run_id}; ENIs in the stack's VPC with the VPC CNI's tag keys "
+            f"{', '.join(CNI_ENI_TAG_KEYS)}",
             f"down: ec2 delete_security_group tagged {key}",
             f"down: cloudformation delete_stack {n.stack}; waiter stack_delete_complete "
             f"(all within down_timeout {budget}s; each step skips what is already gone)",

@@ -279,6 +279,9 @@ def test_leaked_load_balancers_enis_volumes_go_and_untagged_resources_stay(aws, 
     # an EBS CSI volume, a classic ELB and an NLB
     ec2.create_network_interface(SubnetId=subnet["SubnetId"], TagSpecifications=tag(
         {"cluster.k8s.amazonaws.com/name": names.cluster, key: "owned"}, "network-interface"))
+    cni_eni = ec2.create_network_interface(SubnetId=subnet["SubnetId"], TagSpecifications=tag(
+        {"node.k8s.amazonaws.com/createdAt": "2026-01-01T00:00:00Z"}, "network-interface"))[
+        "NetworkInterface"]["NetworkInterfaceId"]  # VPC CNI style: only in our VPC
     ec2.create_security_group(GroupName="k8s-elb-leak", Description="leaked", VpcId=vpc,
                               TagSpecifications=tag({key: "owned"}, "security-group"))
     ec2.create_volume(AvailabilityZone=subnet["AvailabilityZone"], Size=1,
@@ -305,7 +308,8 @@ def test_leaked_load_balancers_enis_volumes_go_and_untagged_resources_stay(aws, 
 
     done = eks_cluster.delete()
     assert sum(d.startswith("load balancer") for d in done) == 2
-    assert any(d.startswith("network interface") for d in done)
+    assert sum(d.startswith("network interface") for d in done) == 2
+    assert f"network interface {cni_eni}" in done
     assert any(d.startswith("security group") for d in done)
     assert any(d.startswith("volume") for d in done)
     assert nothing_left(aws, eks_cluster.run_id)
