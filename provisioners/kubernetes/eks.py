@@ -21,8 +21,6 @@ it at moto on loopback); nothing here knows about them.
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import getpass
 import json
 import math
 import os
@@ -31,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,15 +42,20 @@ from deployments.juju.settings import JujuSettings
 from harness.errors import ConfigError, InfrastructureError, Interrupted, MatrixError
 from harness.redact import redact, register_secret
 from harness.waits import CANCEL, DeadlineExceeded
-from provisioners.api import RunContext, Substrate
+from provisioners.api import RunContext, Substrate, SweptResource
 from provisioners.kubernetes.base import KubernetesProvisioner
-
-# Tag keys every cloud resource of a run carries (DESIGN.md: contracts).
-TAG_RUN = "mlflow-matrix-run"
-TAG_OWNER = "mlflow-matrix-owner"
-TAG_CREATED = "mlflow-matrix-created"
-TAG_EXPIRES = "mlflow-matrix-expires"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+from provisioners.kubernetes.cloud import (
+    TAG_CREATED,
+    TAG_RUN,
+    CapacityError,
+    CredentialsError,
+    TaggedResource,
+    default_owner,
+    resource_name,
+    run_tags,
+    sweep_resources,
+    utc_now,
+)
 
 CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 POD_IDENTITY_ADDON = "eks-pod-identity-agent"
@@ -92,50 +96,26 @@ class EksSettings(JujuSettings):
     owner: str = ""                     # owner tag; empty: MLFLOW_MATRIX_OWNER or the user name
 
 
-class CredentialsError(ConfigError):
-    """No usable AWS credentials: exit 2 before anything is created."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(
-            f"AWS credentials: {problem}",
-            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for "
-                 "temporary keys), or AWS_PROFILE naming a profile in ~/.aws; and AWS_REGION "
-                 "(or `region:` in matrix.yaml)")
+CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for "
+                    "temporary keys), or AWS_PROFILE naming a profile in ~/.aws; and AWS_REGION "
+                    "(or `region:` in matrix.yaml)")
+CAPACITY_HINT = ("raise the quota (Service Quotas console), pick another region or `node_type:` "
+                 "in matrix.yaml, or retry later")
 
 
-class QuotaError(InfrastructureError):
-    """An AWS quota or a capacity shortage stopped `up` (exit 3): retry elsewhere or later."""
-
-    def __init__(self, what: str, detail: str) -> None:
-        super().__init__(f"{what}: AWS quota or capacity: {detail}",
-                         hint="raise the quota (Service Quotas console), pick another region or "
-                              "`node_type:` in matrix.yaml, or retry later")
+def credentials_error(detail: str) -> CredentialsError:
+    """Exit 2, naming every variable botocore reads for credentials and region."""
+    return CredentialsError("AWS", CREDENTIAL_VARIABLES, detail, hint=CREDENTIALS_HINT)
 
 
-def utc(ts: float) -> str:
-    return time.strftime(TIME_FORMAT, time.gmtime(ts))
+def capacity_error(what: str, detail: str) -> CapacityError:
+    """Exit 3: a quota, a stockout or a capacity limit."""
+    return CapacityError("AWS", what, detail, hint=CAPACITY_HINT)
 
 
-def parse_utc(text: str) -> float | None:
-    try:
-        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def run_tags(run_id: str, *, owner: str, created: float, expires_after: float) -> dict[str, str]:
-    return {TAG_RUN: run_id, TAG_OWNER: owner, TAG_CREATED: utc(created),
-            TAG_EXPIRES: utc(created + expires_after)}
-
-
-def default_owner(settings: EksSettings) -> str:
-    owner = settings.owner or os.environ.get("MLFLOW_MATRIX_OWNER", "")
-    if not owner:
-        try:
-            owner = getpass.getuser()
-        except (KeyError, OSError):
-            owner = "unknown"
-    return re.sub(r"[^\w.:/=+@ -]", "-", owner)[:256]
+def owner_tag(settings: EksSettings) -> str:
+    """An AWS tag value: letters, digits, spaces and `_.:/=+-@`, at most 256 characters."""
+    return re.sub(r"[^\w.:/=+@ -]", "-", settings.owner or default_owner())[:256]
 
 
 @dataclass(frozen=True)
@@ -148,7 +128,7 @@ class Names:
     def base(self) -> str:
         if self.run_id.startswith("<"):  # the plan's placeholder
             return f"mlflow-matrix-{self.run_id}"
-        return "mlflow-matrix-" + re.sub(r"[^A-Za-z0-9-]", "-", self.run_id)[:40]
+        return resource_name(self.run_id, prefix="mlflow-matrix", limit=48)
 
     @property
     def stack(self) -> str:
@@ -163,7 +143,7 @@ class Names:
         return f"{self.base}-ng"
 
     def role(self, purpose: str) -> str:
-        return f"{self.base}-{purpose}"[:64]
+        return f"{self.base}-{purpose}"  # ≤ 48 + 8 characters: IAM allows 64
 
 
 # ---------------------------------------------------------------- the stack
@@ -311,7 +291,7 @@ class EksCluster:
     kind: ClassVar[str] = "eks"
 
     def __init__(self, settings: EksSettings, run_id: str, *, state: Any = None,
-                 work_dir: Path | None = None, created: float | None = None,
+                 work_dir: Path | None = None, created: datetime | None = None,
                  session: boto3.session.Session | None = None, log: Callable[[str], None] = print,
                  ) -> None:
         self.settings = settings
@@ -319,10 +299,9 @@ class EksCluster:
         self.run_id = run_id
         self.state = state
         self.work_dir = work_dir or Path.cwd()
-        self.created = created if created is not None else time.time()
-        self.owner = default_owner(settings)
-        self.tags = run_tags(run_id, owner=self.owner, created=self.created,
-                             expires_after=settings.expires_after)
+        self.created = created or utc_now()
+        self.tags = run_tags(run_id, owner=owner_tag(settings), now=self.created,
+                             ttl=timedelta(seconds=settings.expires_after))
         self._session = session
         self._clients: dict[str, Any] = {}
         self._rid: str | None = None
@@ -337,7 +316,7 @@ class EksCluster:
             try:
                 self._session = boto3.session.Session(region_name=self.settings.region or None)
             except bexc.ProfileNotFound as exc:
-                raise CredentialsError(str(exc)) from None
+                raise credentials_error(str(exc)) from None
         return self._session
 
     @property
@@ -345,7 +324,7 @@ class EksCluster:
         region = (self.settings.region or os.environ.get("AWS_REGION")
                   or self.session.region_name)
         if not region:
-            raise CredentialsError("no region: set AWS_REGION or `region:` in matrix.yaml")
+            raise credentials_error("no region: set AWS_REGION or `region:` in matrix.yaml")
         return region
 
     def client(self, service: str) -> Any:
@@ -362,9 +341,9 @@ class EksCluster:
         try:
             credentials = self.session.get_credentials()
         except bexc.BotoCoreError as exc:  # unknown profile, partial keys, SSO/process errors
-            raise CredentialsError(redact(str(exc))) from None
+            raise credentials_error(redact(str(exc))) from None
         if credentials is None:
-            raise CredentialsError("none found (looked at " + ", ".join(CREDENTIAL_VARIABLES)
+            raise credentials_error("none found (looked at " + ", ".join(CREDENTIAL_VARIABLES)
                                    + ", ~/.aws/credentials and ~/.aws/config)")
         _ = self.region
         sts = self.session.client("sts", region_name=self.region, config=Config(
@@ -373,10 +352,10 @@ class EksCluster:
             self.identity = sts.get_caller_identity()
         except (bexc.NoCredentialsError, bexc.CredentialRetrievalError, bexc.TokenRetrievalError,
                 bexc.SSOError) as exc:  # also: expired SSO session, refresh failing
-            raise CredentialsError(redact(str(exc))) from None
+            raise credentials_error(redact(str(exc))) from None
         except bexc.ClientError as exc:
             if _code(exc) in CREDENTIAL_ERRORS:
-                raise CredentialsError(f"rejected by STS: {redact(str(exc))}") from None
+                raise credentials_error(f"rejected by STS: {redact(str(exc))}") from None
             raise InfrastructureError(f"STS GetCallerIdentity failed: {redact(str(exc))}") from None
         except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError) as exc:
             raise ConfigError(f"cannot reach AWS STS: {exc}",
@@ -424,7 +403,7 @@ class EksCluster:
                     detail = self._failure_detail(service, params) or str(exc.last_response
                                                                           .get("Error", ""))
                     if QUOTA_WORDS.search(detail):
-                        raise QuotaError(what, detail) from None
+                        raise capacity_error(what, detail) from None
                     raise InfrastructureError(f"{what} failed: {exc.kwargs.get('reason')}"
                                               + (f": {detail}" if detail else "")) from None
             remaining = deadline - time.monotonic()
@@ -460,16 +439,16 @@ class EksCluster:
             return ""
 
     def _call(self, what: str, fn: Callable[..., Any], **params: Any) -> Any:
-        """An AWS create call: quotas become QuotaError (exit 3), the rest InfrastructureError."""
+        """An AWS create call: quotas become CapacityError (exit 3), the rest InfrastructureError."""
         if CANCEL.is_set():
             raise Interrupted()
         try:
             return fn(**params)
         except bexc.ClientError as exc:
             if _code(exc) in QUOTA_ERRORS or QUOTA_WORDS.search(_code(exc)):
-                raise QuotaError(what, redact(str(exc))) from None
+                raise capacity_error(what, redact(str(exc))) from None
             if _code(exc) in CREDENTIAL_ERRORS:
-                raise CredentialsError(f"rejected during {what}: {redact(str(exc))}") from None
+                raise credentials_error(f"rejected during {what}: {redact(str(exc))}") from None
             raise InfrastructureError(f"{what} failed: {redact(str(exc))}") from None
         except bexc.BotoCoreError as exc:
             raise InfrastructureError(f"{what} failed: {redact(str(exc))}") from None
@@ -955,45 +934,40 @@ class EksCluster:
     # -- janitor
 
     @classmethod
-    def sweep(cls, settings: EksSettings, *, older_than: float | None, dry_run: bool,
-              now: float | None = None, session: boto3.session.Session | None = None,
-              log: Callable[[str], None] = print) -> list[str]:
-        """Runs whose cluster or stack carries our run tag and is expired (or older than
-        `older_than` seconds): deleted with `delete`. Anything without our tag is never listed."""
-        now = time.time() if now is None else now
-        probe = cls(settings, "janitor", session=session, log=log)
+    def sweep(cls, settings: EksSettings, *, older_than: timedelta | None, dry_run: bool,
+              progress: Callable[[str], None], now: datetime | None = None,
+              session: boto3.session.Session | None = None) -> list[SweptResource]:
+        """Runs whose cluster or stack carries `mlflow-matrix-run` and is due (expired, or older
+        than `older_than`), each deleted with `delete` — the code `down` runs. A cluster is
+        listed for its run; a stack only when its run has no cluster left (a half-made or
+        half-deleted run). Nothing without our tag is ever listed."""
+        probe = cls(settings, "janitor", session=session, log=progress)
         probe.check_credentials()
-        runs: dict[str, dict[str, str]] = {}
+        found: dict[str, TaggedResource] = {}
         eks, cfn = probe.client("eks"), probe.client("cloudformation")
         for page in eks.get_paginator("list_clusters").paginate():
             for name in page["clusters"]:
                 tags = probe._describe(lambda n=name: eks.describe_cluster(name=n)["cluster"]
-                                       .get("tags") or {})
-                if tags and tags.get(TAG_RUN):
-                    runs.setdefault(tags[TAG_RUN], tags)
+                                       .get("tags") or {}) or {}
+                resource = TaggedResource("eks-cluster", name, tags)
+                if resource.ours:
+                    found.setdefault(resource.run_id, resource)
         for page in cfn.get_paginator("describe_stacks").paginate():
             for stack in page["Stacks"]:
-                tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
-                if tags.get(TAG_RUN) and stack.get("StackStatus") != "DELETE_COMPLETE":
-                    runs.setdefault(tags[TAG_RUN], tags)
-        swept = []
-        for run_id, tags in sorted(runs.items()):
-            if not _due(tags, now, older_than):
-                log(f"janitor: eks run {run_id} not expired (expires {tags.get(TAG_EXPIRES)}); "
-                    "left alone")
-                continue
-            if Names(run_id).cluster != Names(run_id).base:  # pragma: no cover
-                continue
-            swept.append(run_id)
-            if dry_run:
-                log(f"janitor: would delete eks run {run_id} (cluster/stack {Names(run_id).base},"
-                    f" created {tags.get(TAG_CREATED)}, owner {tags.get(TAG_OWNER)})")
-                continue
-            cluster = cls(settings, run_id, session=probe.session, log=log)
-            cluster.identity = probe.identity
-            for what in cluster.delete():
-                log(f"janitor: deleted {what}")
-        return swept
+                resource = TaggedResource("cloudformation-stack", stack["StackName"],
+                                          {t["Key"]: t["Value"] for t in stack.get("Tags", [])})
+                if resource.ours and stack.get("StackStatus") != "DELETE_COMPLETE":
+                    found.setdefault(resource.run_id, resource)
+
+        def delete(resource: TaggedResource) -> None:
+            run = cls(settings, resource.run_id, session=probe.session, log=progress)
+            run.identity = probe.identity
+            for what in run.delete():
+                progress(f"  {what} gone")
+
+        ordered = sorted(found.values(), key=lambda r: (r.kind != "eks-cluster", r.run_id))
+        return sweep_resources(ordered, delete, older_than=older_than, dry_run=dry_run,
+                               progress=progress, now=now)
 
     @classmethod
     def release_recorded(cls, resource: Mapping[str, Any], settings: EksSettings | None = None
@@ -1003,14 +977,6 @@ class EksCluster:
         settings = EksSettings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
                                   "region": str(resource.get("region") or base.region)})
         cls(settings, str(resource["run_id"])).delete()
-
-
-def _due(tags: Mapping[str, str], now: float, older_than: float | None) -> bool:
-    if older_than is not None:
-        created = parse_utc(tags.get(TAG_CREATED, ""))
-        return created is not None and now - created >= older_than
-    expires = parse_utc(tags.get(TAG_EXPIRES, ""))
-    return expires is not None and now >= expires
 
 
 def _stack_owned(tags: list[dict[str, str]] | None) -> bool:
@@ -1033,12 +999,9 @@ class EksProvisioner(KubernetesProvisioner):
                                   log=lambda text: print(text, file=sys.stderr, flush=True))
 
     @classmethod
-    def preflight(cls, settings: Any = None, options: Mapping[str, Any] | None = None) -> None:
-        """Credentials and region via STS GetCallerIdentity (seconds), before anything exists.
-        `create_cluster` checks again with the run's own session, so an instance call without
-        settings has nothing to add."""
-        if settings is not None:
-            EksCluster(settings, "preflight", log=lambda _: None).check_credentials()
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Credentials and region via STS GetCallerIdentity (seconds), before anything exists."""
+        EksCluster(settings, "preflight", log=lambda _: None).check_credentials()
 
     def create_cluster(self) -> Substrate:
         self.cluster.check_credentials()
@@ -1084,6 +1047,13 @@ class EksProvisioner(KubernetesProvisioner):
         if self.cluster.kubeconfig_path.exists():
             super().collect(dest)
         self.cluster.collect(dest)
+
+    @classmethod
+    def sweep(cls, settings: Any, *, older_than: timedelta | None, dry_run: bool,
+              progress: Callable[[str], None]) -> list[SweptResource]:
+        """`janitor --cloud eks`: see `EksCluster.sweep`."""
+        return EksCluster.sweep(settings, older_than=older_than, dry_run=dry_run,
+                                progress=progress)
 
     @classmethod
     def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
