@@ -1,270 +1,55 @@
-"""`eks`: an Amazon EKS cluster per run (boto3), with Juju deploying the bundle onto it.
-
-up:   STS GetCallerIdentity (credentials, before anything exists) → one CloudFormation stack
-      (VPC, two public subnets, IGW, routes, the cluster/node/EBS-CSI IAM roles) → EKS cluster with
-      access-entry auth → access entry + cluster-admin policy for the caller → managed nodegroup
-      → addons `eks-pod-identity-agent` and `aws-ebs-csi-driver` (pod identity) → a static-token
-      kubeconfig (presigned STS, what `aws eks get-token` makes) → default gp3 StorageClass.
-down: nodegroup → addons → cluster → what Kubernetes leaked for the cluster (ELBs, security
-      groups, ENIs, EBS volumes) → stack. Every step tolerates "not found": idempotent, also
-      after a partial `up`, and the janitor runs the very same code from the tags.
-
-Every resource carries the run's tags and is recorded in the run state before the call that
-creates it, so `down`/`janitor` can release it after a crash. Waits use botocore's waiters (their
-acceptors come from AWS's service model, so FAILED states end a wait at once) one attempt at a
-time, which lets Ctrl-C through between polls; Delay and MaxAttempts follow the settings.
-
-Endpoints: botocore's own `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` (how the tests point
-it at moto on loopback); nothing here knows about them.
-"""
+"""`EksCluster`: the AWS side of one run (create, delete, plan, collect, sweep); no Juju."""
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
 import botocore.exceptions as bexc
-import yaml
 from botocore.config import Config
 
-from deployments.juju.settings import JujuSettings
-from harness.errors import ConfigError, InfrastructureError, Interrupted, MatrixError
-from harness.redact import redact, register_secret
+from harness.errors import ConfigError, InfrastructureError, Interrupted
+from harness.redact import redact
 from harness.waits import CANCEL, DeadlineExceeded
-from provisioners.api import RunContext, Substrate, SweptResource
-from provisioners.kubernetes.base import KubernetesProvisioner
+from provisioners.api import SweptResource
 from provisioners.kubernetes.cloud import (
     TAG_CREATED,
     TAG_RUN,
-    CapacityError,
-    CredentialsError,
     TaggedResource,
-    default_owner,
-    resource_name,
     run_tags,
     sweep_resources,
     utc_now,
 )
-
-CLUSTER_ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-POD_IDENTITY_ADDON = "eks-pod-identity-agent"
-EBS_CSI_ADDON = "aws-ebs-csi-driver"
-EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
-ADDONS = (POD_IDENTITY_ADDON, EBS_CSI_ADDON)
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                        "AWS_PROFILE", "AWS_REGION")
-CREDENTIAL_ERRORS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
-                     "SignatureDoesNotMatch", "UnrecognizedClientException", "AccessDenied",
-                     "InvalidAccessKeyId", "AuthFailure", "RequestExpired"}
-QUOTA_ERRORS = {"LimitExceededException", "LimitExceeded", "ResourceLimitExceededException",
-                "ServiceQuotaExceededException", "VpcLimitExceeded", "AddressLimitExceeded",
-                "InsufficientInstanceCapacity", "UnsupportedAvailabilityZoneException"}
-QUOTA_WORDS = re.compile(r"LimitExceeded|InsufficientInstanceCapacity|InsufficientFreeAddresses|"
-                         r"quota|capacity", re.IGNORECASE)
-TOKEN_PREFIX = "k8s-aws-v1."
-CNI_ENI_TAG_KEYS = ("node.k8s.amazonaws.com/createdAt", "eks:kubernetes-cni-node-name")
-ENI_DETACH_WAIT = 300  # seconds an ENI may take to detach after its node is gone
-SERVICE_ACCOUNT = "mlflow-matrix"  # kube-system, cluster-admin: the run's long-lived kubeconfig
-
-
-@dataclass(frozen=True)
-class EksSettings(JujuSettings):
-    """matrix.yaml keys of an `eks` platform (plus the Juju keys every Kubernetes platform has)."""
-
-    region: str = ""                    # empty: AWS_REGION / the profile's region
-    kubernetes_version: str = "1.32"
-    node_type: str = "m6i.xlarge"       # 4 vCPU / 16 GiB
-    node_count: int = 2
-    node_disk_gib: int = 50
-    vpc_cidr: str = "10.42.0.0/16"
-    storage_class: str = "gp3"          # created by `up`; `juju add-k8s --storage gp3`
-    up_timeout: int = 2400              # the whole `up` (EKS: 40 min)
-    down_timeout: int = 2700            # the whole `down` (EKS: 45 min)
-    waiter_delay: float = 30.0          # botocore waiter Delay; MaxAttempts = timeout / Delay
-    expires_after: int = 21600          # seconds until the expires tag (janitor may then sweep)
-    owner: str = ""                     # owner tag; empty: MLFLOW_MATRIX_OWNER or the user name
-
-
-CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for "
-                    "temporary keys), or AWS_PROFILE naming a profile in ~/.aws; and AWS_REGION "
-                    "(or `region:` in matrix.yaml)")
-CAPACITY_HINT = ("raise the quota (Service Quotas console), pick another region or `node_type:` "
-                 "in matrix.yaml, or retry later")
-
-
-def credentials_error(detail: str) -> CredentialsError:
-    """Exit 2, naming every variable botocore reads for credentials and region."""
-    return CredentialsError("AWS", CREDENTIAL_VARIABLES, detail, hint=CREDENTIALS_HINT)
-
-
-def capacity_error(what: str, detail: str) -> CapacityError:
-    """Exit 3: a quota, a stockout or a capacity limit."""
-    return CapacityError("AWS", what, detail, hint=CAPACITY_HINT)
-
-
-def owner_tag(settings: EksSettings) -> str:
-    """An AWS tag value: letters, digits, spaces and `_.:/=+-@`, at most 256 characters."""
-    return re.sub(r"[^\w.:/=+@ -]", "-", settings.owner or default_owner())[:256]
-
-
-@dataclass(frozen=True)
-class Names:
-    """Every name derives from the run id, so the janitor can rebuild them from a tag."""
-
-    run_id: str
-
-    @property
-    def base(self) -> str:
-        if self.run_id.startswith("<"):  # the plan's placeholder
-            return f"mlflow-matrix-{self.run_id}"
-        return resource_name(self.run_id, prefix="mlflow-matrix", limit=48)
-
-    @property
-    def stack(self) -> str:
-        return self.base
-
-    @property
-    def cluster(self) -> str:
-        return self.base
-
-    @property
-    def nodegroup(self) -> str:
-        return f"{self.base}-ng"
-
-    def role(self, purpose: str) -> str:
-        return f"{self.base}-{purpose}"  # ≤ 48 + 8 characters: IAM allows 64
-
-
-# ---------------------------------------------------------------- the stack
-
-
-def _tag_list(tags: Mapping[str, str], **extra: str) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in {**tags, **extra}.items()]
-
-
-def _role(name: str, principal: dict[str, Any], policies: list[str], tags: Mapping[str, str],
-          actions: list[str] | None = None) -> dict[str, Any]:
-    return {"Type": "AWS::IAM::Role", "Properties": {
-        "RoleName": name,
-        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": principal,
-            "Action": actions or ["sts:AssumeRole"]}]},
-        "ManagedPolicyArns": [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/{p}"}
-                              for p in policies],
-        "Tags": _tag_list(tags)}}
-
-
-def stack_template(names: Names, settings: EksSettings, tags: Mapping[str, str]) -> dict[str, Any]:
-    """VPC with two public subnets in two zones (EKS needs two; no NAT gateway to pay for) and
-    the three IAM roles. Every resource carries the run's tags itself, so they show up under a
-    tag filter whether or not stack-tag propagation reaches them."""
-    cluster_tag = {f"kubernetes.io/cluster/{names.cluster}": "shared"}
-    cidr = settings.vpc_cidr
-    resources: dict[str, Any] = {
-        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {
-            "CidrBlock": cidr, "EnableDnsSupport": True, "EnableDnsHostnames": True,
-            "Tags": _tag_list(tags, Name=names.base)}},
-        "Gateway": {"Type": "AWS::EC2::InternetGateway",
-                    "Properties": {"Tags": _tag_list(tags, Name=names.base)}},
-        "GatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "InternetGatewayId": {"Ref": "Gateway"}}},
-        "RouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {
-            "VpcId": {"Ref": "Vpc"}, "Tags": _tag_list(tags, Name=names.base)}},
-        "DefaultRoute": {"Type": "AWS::EC2::Route", "DependsOn": "GatewayAttachment",
-                         "Properties": {"RouteTableId": {"Ref": "RouteTable"},
-                                        "DestinationCidrBlock": "0.0.0.0/0",
-                                        "GatewayId": {"Ref": "Gateway"}}},
-        "ClusterRole": _role(names.role("cluster"), {"Service": "eks.amazonaws.com"},
-                             ["AmazonEKSClusterPolicy"], tags),
-        "NodeRole": _role(names.role("node"), {"Service": "ec2.amazonaws.com"},
-                          ["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
-                           "AmazonEC2ContainerRegistryReadOnly"], tags),
-        "EbsCsiRole": _role(names.role("ebs-csi"), {"Service": "pods.eks.amazonaws.com"},
-                            ["service-role/AmazonEBSCSIDriverPolicy"], tags,
-                            actions=["sts:AssumeRole", "sts:TagSession"]),
-    }
-    for index, zone in enumerate(("A", "B")):
-        resources[f"Subnet{zone}"] = {"Type": "AWS::EC2::Subnet", "Properties": {
-            "VpcId": {"Ref": "Vpc"},
-            "CidrBlock": _subnet_cidr(cidr, index),
-            "AvailabilityZone": {"Fn::Select": [index, {"Fn::GetAZs": ""}]},
-            "MapPublicIpOnLaunch": True,
-            "Tags": _tag_list(tags, Name=f"{names.base}-{zone.lower()}",
-                              **{"kubernetes.io/role/elb": "1"}, **cluster_tag)}}
-        resources[f"Subnet{zone}Routes"] = {"Type": "AWS::EC2::SubnetRouteTableAssociation",
-                                            "Properties": {"SubnetId": {"Ref": f"Subnet{zone}"},
-                                                           "RouteTableId": {"Ref": "RouteTable"}}}
-    return {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"mlflow-matrix run {names.run_id}: network and IAM roles of EKS "
-                       f"cluster {names.cluster}",
-        "Resources": resources,
-        "Outputs": {
-            "VpcId": {"Value": {"Ref": "Vpc"}},
-            "SubnetIds": {"Value": {"Fn::Join": [",", [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]]}},
-            "ClusterRoleArn": {"Value": {"Fn::GetAtt": ["ClusterRole", "Arn"]}},
-            "NodeRoleArn": {"Value": {"Fn::GetAtt": ["NodeRole", "Arn"]}},
-            "EbsCsiRoleArn": {"Value": {"Fn::GetAtt": ["EbsCsiRole", "Arn"]}},
-        },
-    }
-
-
-def _subnet_cidr(vpc_cidr: str, index: int) -> str:
-    """The index-th half of the VPC range (two subnets, one per zone)."""
-    import ipaddress
-
-    net = ipaddress.ip_network(vpc_cidr)
-    return str(list(net.subnets(prefixlen_diff=1))[index])
-
-
-# ---------------------------------------------------------------- the token
-
-
-def presigned_token(sts: Any, cluster: str) -> str:
-    """A bearer token for the EKS API server: STS GetCallerIdentity presigned with the
-    `x-k8s-aws-id` header, as `aws eks get-token` makes it (valid ~15 minutes server-side)."""
-
-    def add_header(request: Any, **_: Any) -> None:
-        request.headers["x-k8s-aws-id"] = cluster
-
-    sts.meta.events.register_first("before-sign.sts.GetCallerIdentity", add_header,
-                                   unique_id=f"mlflow-matrix-k8s-aws-id-{cluster}")
-    try:
-        url = sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60,
-                                         HttpMethod="GET")
-    finally:
-        sts.meta.events.unregister("before-sign.sts.GetCallerIdentity",
-                                   unique_id=f"mlflow-matrix-k8s-aws-id-{cluster}")
-    token = TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
-    register_secret(token)
-    return token
-
-
-def kubeconfig_text(cluster: Mapping[str, Any], token: str) -> str:
-    name = str(cluster["name"])
-    body = {
-        "apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": {},
-        "clusters": [{"name": name, "cluster": {
-            "server": cluster["endpoint"],
-            "certificate-authority-data": cluster["certificateAuthority"]["data"]}}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-    }
-    return yaml.safe_dump(body, sort_keys=False)
-
-
-# ---------------------------------------------------------------- the cluster client
+from provisioners.kubernetes.eks.kube import prepare_cluster, write_private
+from provisioners.kubernetes.eks.settings import (
+    ADDONS,
+    CLUSTER_ADMIN_POLICY,
+    CNI_ENI_TAG_KEYS,
+    CREDENTIAL_ERRORS,
+    CREDENTIAL_VARIABLES,
+    EBS_CSI_ADDON,
+    EBS_CSI_SERVICE_ACCOUNT,
+    ENI_DETACH_WAIT,
+    POD_IDENTITY_ADDON,
+    QUOTA_ERRORS,
+    QUOTA_WORDS,
+    SERVICE_ACCOUNT,
+    EksSettings,
+    Names,
+    capacity_error,
+    credentials_error,
+    owner_tag,
+)
+from provisioners.kubernetes.eks.stack import _tag_list, stack_template
+from provisioners.kubernetes.eks.token import kubeconfig_text, presigned_token
 
 
 def _code(exc: BaseException) -> str:
@@ -531,7 +316,7 @@ class EksCluster:
         self.log(f"eks: default StorageClass {s.storage_class} (gp3, EBS CSI), service account "
                  f"{SERVICE_ACCOUNT}")
         try:
-            return self.prepare_cluster(bootstrap, deadline)
+            return prepare_cluster(bootstrap, self.kubeconfig_path, self.settings, deadline)
         finally:
             bootstrap.unlink(missing_ok=True)
 
@@ -587,92 +372,7 @@ class EksCluster:
         """A fresh static-token kubeconfig (no exec plugin: the juju snap cannot run one)."""
         cluster = self.client("eks").describe_cluster(name=self.names.cluster)["cluster"]
         token = presigned_token(self.client("sts"), self.names.cluster)  # registered as secret
-        return self._write(self.bootstrap_kubeconfig_path, kubeconfig_text(cluster, token))
-
-    @staticmethod
-    def _write(path: Path, text: str) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return path
-
-    def storage_class(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": self.settings.storage_class, "annotations": {
-                "storageclass.kubernetes.io/is-default-class": "true"},
-                "labels": {"app.kubernetes.io/managed-by": "mlflow-matrix"}},
-            "provisioner": "ebs.csi.aws.com",
-            "parameters": {"type": "gp3", "encrypted": "true", "fsType": "ext4"},
-            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
-            "allowVolumeExpansion": True,
-        }
-
-    def service_account_objects(self) -> list[dict[str, Any]]:
-        """A cluster-admin service account whose token does not expire with the STS one."""
-        meta = {"name": SERVICE_ACCOUNT, "namespace": "kube-system",
-                "labels": {"app.kubernetes.io/managed-by": "mlflow-matrix"}}
-        return [
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-             "metadata": {"name": SERVICE_ACCOUNT, "labels": meta["labels"]},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "cluster-admin"},
-             "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT,
-                           "namespace": "kube-system"}]},
-            {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-             "metadata": {**meta, "annotations": {
-                 "kubernetes.io/service-account.name": SERVICE_ACCOUNT}}},
-        ]
-
-    def prepare_cluster(self, bootstrap: Path, deadline: float) -> Path:
-        """With the STS-token kubeconfig: the default StorageClass and a service account; returns
-        the kubeconfig of that account's token (the harness uses it for the whole run)."""
-        from lightkube import Client, KubeConfig
-        from lightkube.core.exceptions import ApiError
-        from lightkube.resources.core_v1 import Secret
-        from lightkube.resources.core_v1 import ServiceAccount as SA
-        from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
-        from lightkube.resources.storage_v1 import StorageClass
-
-        kinds = {"StorageClass": StorageClass, "ServiceAccount": SA,
-                 "ClusterRoleBinding": ClusterRoleBinding, "Secret": Secret}
-        objects = [self.storage_class(), *self.service_account_objects()]
-        timeout = max(1.0, min(30.0, deadline - time.monotonic()))
-        try:
-            with Client(KubeConfig.from_file(bootstrap), trust_env=False,
-                        timeout=timeout) as client:
-                for body in objects:
-                    obj = kinds[body["kind"]].from_dict(body)  # type: ignore[attr-defined]
-                    try:
-                        client.create(obj)
-                    except ApiError as exc:
-                        if exc.status.code != 409:
-                            raise InfrastructureError(
-                                f"creating {body['kind']} {body['metadata']['name']} failed: "
-                                f"{exc.status.message}") from None
-
-                def minted() -> str:
-                    secret = client.get(Secret, SERVICE_ACCOUNT, namespace="kube-system")
-                    return base64.b64decode((secret.data or {}).get("token", "")).decode()
-
-                token = minted()
-                while not token:
-                    if time.monotonic() > deadline:
-                        raise DeadlineExceeded("timed out waiting for the service-account "
-                                               f"token of {SERVICE_ACCOUNT}")
-                    time.sleep(min(2.0, self.settings.waiter_delay))
-                    token = minted()
-        except MatrixError:
-            raise
-        except Exception as exc:  # httpx transport errors, bad kubeconfig
-            raise InfrastructureError(f"the cluster's API server did not answer: "
-                                      f"{redact(str(exc))}") from None
-        register_secret(token)
-        config = yaml.safe_load(bootstrap.read_text(encoding="utf-8"))
-        config["users"][0]["user"] = {"token": token}
-        return self._write(self.kubeconfig_path, yaml.safe_dump(config, sort_keys=False))
+        return write_private(self.bootstrap_kubeconfig_path, kubeconfig_text(cluster, token))
 
     # -- down
 
@@ -981,83 +681,3 @@ class EksCluster:
 
 def _stack_owned(tags: list[dict[str, str]] | None) -> bool:
     return any(t.get("Key") == "aws:cloudformation:stack-name" for t in tags or [])
-
-
-# ---------------------------------------------------------------- the provisioner
-
-
-class EksProvisioner(KubernetesProvisioner):
-    """`eks`: the cluster of `EksCluster`; the base releases Juju first and deploys the bundle."""
-
-    kind: ClassVar[str] = "eks"
-    Settings = EksSettings
-
-    def __init__(self, context: RunContext) -> None:
-        super().__init__(context)
-        self.cluster = EksCluster(self.settings, context.run_id, state=context.state,
-                                  work_dir=context.work_dir,
-                                  log=lambda text: print(text, file=sys.stderr, flush=True))
-
-    @classmethod
-    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """Credentials and region via STS GetCallerIdentity (seconds), before anything exists."""
-        EksCluster(settings, "preflight", log=lambda _: None).check_credentials()
-
-    def create_cluster(self) -> Substrate:
-        self.cluster.check_credentials()
-        kubeconfig = self.cluster.create()
-        return Substrate(name=self.context.platform.name, kubeconfig=kubeconfig,
-                         cluster_goes_away=True,
-                         details={"cluster": self.cluster.names.cluster,
-                                  "region": self.cluster.region})
-
-    def delete_cluster(self) -> None:
-        if self.cluster.recorded or self._recorded_in_state():
-            self.cluster.delete()
-
-    def _recorded_in_state(self) -> bool:
-        """`down` in a new process (`mlflow-matrix down`): the run state names the cluster."""
-        return any(r.type == "eks-cluster" and r.data.get("run_id") == self.context.run_id
-                   for r in self.context.state.resources())
-
-    def cluster_goes_away(self) -> bool:
-        return True
-
-    def cluster_plan(self) -> list[str]:
-        return self.cluster.plan_lines()
-
-    def cluster_down_plan(self) -> list[str]:
-        return self.cluster.down_plan_lines()
-
-    def plan(self) -> list[str]:
-        return [*super().plan(), *self.cluster.collect_lines()]
-
-    def collect_commands(self) -> list[tuple[str, list[str]]]:
-        from harness.kubectl import kubectl_argv
-
-        base = kubectl_argv(self.cluster.kubeconfig_path, None, None, [])
-        return [("nodes.txt", [*base, "get", "nodes", "-o", "wide"]),
-                ("storageclasses.txt", [*base, "get", "storageclass"]),
-                ("kube-system-pods.txt", [*base, "get", "pods", "-n", "kube-system", "-o",
-                                          "wide"])]
-
-    def collect(self, dest: Path) -> None:
-        if not self.cluster.recorded:
-            return
-        if self.cluster.kubeconfig_path.exists():
-            super().collect(dest)
-        self.cluster.collect(dest)
-
-    @classmethod
-    def sweep(cls, settings: Any, *, older_than: timedelta | None, dry_run: bool,
-              progress: Callable[[str], None]) -> list[SweptResource]:
-        """`janitor --cloud eks`: see `EksCluster.sweep`."""
-        return EksCluster.sweep(settings, older_than=older_than, dry_run=dry_run,
-                                progress=progress)
-
-    @classmethod
-    def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
-        if resource.get("type") != "eks-cluster":
-            return False
-        EksCluster.release_recorded(resource)
-        return True
