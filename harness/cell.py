@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.cell_steps import cell_steps
+from harness.defects import KnownDefect
 from harness.endpoint import Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import (
@@ -30,7 +31,7 @@ from harness.errors import (
     Interrupted,
     MatrixError,
 )
-from harness.matrix import DETECT, Cell, Channel, KnownDefect, adhoc_channel
+from harness.matrix import DETECT, Cell, Channel, adhoc_channel, cell_facts
 from harness.redact import redact, redact_tree
 from harness.reporting.allure_results import (
     PhaseResult,
@@ -41,6 +42,7 @@ from harness.reporting.allure_results import (
 )
 from harness.reporting.enrich import enrich_cell
 from harness.scenario_process import defect_dict
+from harness.verdicts import check_server_version, judge_phase
 from harness.waits import CANCEL
 from provisioners.api import (
     Deployment,
@@ -148,7 +150,8 @@ class CellRun:
             for channel in channels:
                 if channel.mlflow_version != DETECT:
                     self._environment(outcome, channel)
-            endpoint = self._phase(outcome, "deploy", lambda: deployment.deploy(cell.channel))
+            endpoint = self._phase(outcome, "deploy", lambda: check_server_version(
+                deployment.deploy(cell.channel), cell.channel, "deploy"))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
             self._after_deploy(outcome, deployment, endpoint, cell_dir)
         except CellSkipped as exc:
@@ -206,7 +209,7 @@ class CellRun:
                label: str | None = None, attach: Callable[[], list[Path]] | None = None) -> Any:
         """Run one lifecycle phase and record it; infrastructure errors end the cell."""
         cell = outcome.cell
-        defect = self._phase_defect(cell, name)
+        defects = self._phase_defects(outcome, name)
         self.progress(f"{cell.title}  {label or name}…")
         start = now_ms()
         try:
@@ -222,23 +225,21 @@ class CellRun:
                 outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(),
                                                   f"{INTERRUPTED} ({exc})"))
                 raise Interrupted() from exc
-            self._phase_failed(outcome, name, exc, start, defect, attach)
+            self._phase_failed(outcome, name, exc, start, defects, attach)
             raise _PhaseFailed() from exc
         stop = now_ms()
-        if defect:
-            outcome.phases.append(PhaseResult(
-                name, "failed", start, stop,
-                f"known defect {defect.id} no longer reproduces: {name} passed. Remove it from "
-                "known_defects in matrix.yaml.", known_defect=defect_dict(defect)))
-            outcome.worsen("failed", f"{name} passed although known defect {defect.id} says "
-                           "it fails (XPASS)")
+        if defects:
+            judged = judge_phase(defects, name, None)
+            outcome.phases.append(PhaseResult(name, "failed", start, stop, judged.message,
+                                              known_defect=defect_dict(defects[0])))
+            outcome.worsen("failed", judged.message.splitlines()[0])
         else:
             outcome.phases.append(PhaseResult(name, "passed", start, stop))
         self.progress(f"{cell.title}  {label or name} ok ({(stop - start) / 1000:.1f}s)")
         return value
 
     def _phase_failed(self, outcome: CellOutcome, name: str, exc: Exception, start: int,
-                      defect: KnownDefect | None,
+                      defects: list[KnownDefect],
                       attach: Callable[[], list[Path]] | None) -> None:
         cell = outcome.cell
         if not isinstance(exc, MatrixError):
@@ -249,22 +250,23 @@ class CellRun:
             self.progress(f"{cell.title}  {name} harness error: {exc}")
             return
         attachments = attach() if attach else []
-        status = "skipped" if defect else "broken"
-        message = exc.render()
-        if defect:
-            message = f"known defect {defect.id}: {defect.summary}\n{message}"
-        outcome.phases.append(PhaseResult(name, status, start, now_ms(), message,
-                                          attachments=attachments,
-                                          known_defect=defect_dict(defect)))
-        self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
+        judged = judge_phase(defects, name, exc) if defects else None
+        known = judged is not None and judged.defect is not None
+        message = exc.render() if judged is None else f"{judged.message}\n{exc.render()}"
+        outcome.phases.append(PhaseResult(name, "skipped" if known else "broken", start,
+                                          now_ms(), message, attachments=attachments,
+                                          known_defect=defect_dict(judged.defect)
+                                          if known and judged else None))
+        self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if known else "")
                       + f": {exc.message.splitlines()[0]}")
-        outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
+        outcome.worsen(KNOWN_DEFECT if known else "broken", message.splitlines()[0])
 
-    def _phase_defect(self, cell: Cell, phase: str) -> KnownDefect | None:
-        for defect in self.matrix.defects_for(cell):
-            if phase in defect.phases:
-                return defect
-        return None
+    def _phase_defects(self, outcome: CellOutcome, phase: str) -> list[KnownDefect]:
+        declared = cell_facts(outcome.cell).server_versions
+        measured = tuple(v for v in (outcome.versions.get("mlflow_server"),) if v)
+        facts = cell_facts(outcome.cell,
+                           server_versions=declared + tuple(set(measured) - set(declared)))
+        return [d for d in self.matrix.defects_for(outcome.cell, facts) if phase in d.phases]
 
     def _environment(self, outcome: CellOutcome, channel: Channel) -> MlflowEnv:
         return self._phase(outcome, "environment", lambda: self.env_for(channel),
@@ -287,6 +289,9 @@ class CellRun:
             if step.action == "skip":
                 raise CellSkipped(step.reason)
             if step.action == "note":
+                if step.phase:  # a check this platform cannot run: a visible skipped result
+                    outcome.phases.append(PhaseResult(step.phase, "skipped", now_ms(), now_ms(),
+                                                      step.reason))
                 self.progress(f"{cell.title}  {step.reason}")
             elif step.action == "restart":
                 assert isinstance(deployment, Restartable)
@@ -298,7 +303,8 @@ class CellRun:
                     self.progress(f"{cell.title}  seeding failed; not upgrading")
                     return
                 target = cell.upgrade_to
-                endpoint = self._phase(outcome, "upgrade", partial(deployment.upgrade, target),
+                endpoint = self._phase(outcome, "upgrade",
+                                       partial(_upgraded, deployment, target),
                                        label=f"upgrade to {target.name}",
                                        attach=lambda: _collect_to(deployment, cell_dir))
                 outcome.versions["mlflow_server"] = endpoint.mlflow_version
@@ -414,3 +420,7 @@ def _collect_to(deployment: Deployment, cell_dir: Path) -> list[Path]:
         return []
     return sorted(p for p in target.rglob("*") if p.is_file())
 
+
+def _upgraded(deployment: Upgradable, target: Channel) -> Endpoint:
+    """Upgrade, then hold the new server to the MLflow release the target channel ships."""
+    return check_server_version(deployment.upgrade(target), target, "upgrade")

@@ -32,6 +32,8 @@ examples:
   mlflow-matrix run                                  default selection (local platforms, ~10 min)
   mlflow-matrix run --upgrade 2.15/stable:2.22/stable --platform local-mysql
   mlflow-matrix run --platform local --mlflow-version 3.1.0      qualify an upstream release
+  mlflow-matrix run --platform local --mlflow-version '>=2.15,<3.18' --parallel 2
+                                                     release sweep: latest patch of each minor
   mlflow-matrix run --platform external --tracking-uri http://mlflow:5000 \\
       --s3-endpoint-url http://minio:9000 --artifact-bucket mlflow
   mlflow-matrix run --scenario tracking -- -k search -x   (after `--`: extra pytest args)
@@ -90,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scenario", action="append", default=[], metavar="SUITE",
                        help="scenario suite (tracking, artifacts, registry, persistence, "
                             "upgrade); repeatable; default: all")
-        p.add_argument("--mlflow-version", metavar="V",
+        p.add_argument("--mlflow-version", action="append", default=[], metavar="V",
                        help="test upstream MLflow V (a release on PyPI) instead of a channel; "
-                            "local platforms, or external to require the server runs V")
+                            "local platforms, or external to require the server runs V; "
+                            "repeatable, one cell per release; a range such as '>=2.15,<3.18' "
+                            "is every minor release in it at its latest patch (release sweep)")
         reports_flag(p, "where this run's reports and run state go; earlier runs move to "
                         "DIR/runs/<run-id>/")
         ext = p.add_argument_group("external platform (kind external)")
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "AWS_SECRET_ACCESS_KEY)")
         ext.add_argument("--artifact-bucket", metavar="NAME",
                          help="bucket of its artifact store")
+        ext.add_argument("--artifact-mode", choices=("direct", "proxied"),
+                         help="how the server stores artifacts (direct s3:// or proxied "
+                              "mlflow-artifacts:); asserted by the artifacts suite")
         cluster = p.add_argument_group("Kubernetes platforms (Juju)")
         cluster.add_argument("--kubeconfig", type=Path, metavar="PATH",
                              help="kind existing: kubeconfig of the cluster (default: $KUBECONFIG "
@@ -123,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="cells to run at once (default: defaults.parallel in the matrix file)")
     opts.add_argument("--dry-run", action="store_true",
                       help="print the plan (as `mlflow-matrix plan`) and exit")
+    opts.add_argument("--run-id", metavar="ID",
+                      help="name this run (default: a new id); CI sets it up front so an "
+                           "always-run teardown can call `down --run-id ID`")
 
     plan = sub.add_parser("plan", help="print every step a run would take; touch nothing",
                           usage=RUN_USAGE % {"cmd": "plan"}, formatter_class=fmt,
@@ -159,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list platforms, channels, upgrade paths and suites",
                          description="Validate the matrix file and list what it declares.")
     matrix_flag(lst)
+    lst.add_argument("--json", action="store_true",
+                     help="machine-readable, with what a CI job per platform needs "
+                          "(cloud, snaps, timeouts)")
 
     janitor = sub.add_parser(
         "janitor", help="release leftovers of crashed or killed runs (state files, or cloud "
@@ -188,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "(DIR/allure-report/) and the matrix page (DIR/matrix.html|md|json).")
     reports_flag(report, "the reports of a run")
     matrix_flag(report)
+    report.add_argument("--merge", nargs="+", type=Path, default=[], metavar="DIR",
+                        help="merge these reports directories (one per job/machine) into "
+                             "--reports-dir, then build one report over all of them")
+    report.add_argument("--previous", type=Path, metavar="DIR",
+                        help="the previous published report (its matrix.json and "
+                             "allure-history.jsonl): keeps Allure's history and trends, and "
+                             "calls out regressions at the top of the matrix page")
     return parser
 
 

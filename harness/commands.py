@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,8 @@ from harness.errors import EXIT_OK, ConfigError
 from harness.matrix import Cell, Matrix, load_matrix
 from harness.options import provisioner_options
 from harness.selection import check_reports_dir, print_notes, select
+
+RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # it names models and cloud resources
 
 
 def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
@@ -34,11 +37,11 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     from harness.runner import Runner, RunOptions
     from harness.state import new_run_id
 
+    run_id = _new_run_id(args) or new_run_id()
     for name in sorted({cell.platform.name for cell in cells}):  # before anything is created
         platform = matrix.platforms[name]
         load_provisioner_class(platform.kind).preflight(platform.settings,
                                                         _provisioner_options(args))
-    run_id = new_run_id()
     start_run(reports, run_id, progress=lambda text: print(text, file=sys.stderr))
     options = RunOptions(reports_dir=reports,
                          parallel=args.parallel or matrix.defaults.parallel,
@@ -46,6 +49,23 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
                          pytest_args=tuple(pytest_args),
                          provisioner_options=_provisioner_options(args), run_id=run_id)
     return Runner(matrix, cells, options).run()
+
+
+def _new_run_id(args: argparse.Namespace) -> str:
+    """`--run-id`: checked, and never one whose state file exists (it may hold leftovers)."""
+    run_id = getattr(args, "run_id", None) or ""
+    if not run_id:
+        return ""
+    if not RUN_ID.match(run_id):
+        raise ConfigError(f"--run-id {run_id!r} is not a valid run id",
+                          hint="use 1-40 lower-case letters, digits and '-', starting with a "
+                               "letter or digit")
+    state = args.reports_dir.resolve() / "state" / f"{run_id}.json"
+    if state.exists():
+        raise ConfigError(f"run id {run_id} was used before ({state})",
+                          hint=f"pick a new id; `mlflow-matrix down --run-id {run_id}` releases "
+                               "what that run left")
+    return run_id
 
 
 def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
@@ -66,6 +86,13 @@ def _print_plan(matrix: Matrix, cells: list[Cell], args: argparse.Namespace,
 
 def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
     matrix = load_matrix(args.matrix)
+    if getattr(args, "json", False):
+        import json
+
+        from harness.ci_matrix import list_data
+
+        print(json.dumps(list_data(matrix), indent=1))
+        return EXIT_OK
     print(f"matrix: {matrix.path}\n\nplatforms:")
     for p in matrix.platforms.values():
         default = " (default)" if p.name in matrix.defaults.platforms else ""
@@ -87,7 +114,14 @@ def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if matrix.known_defects:
         print("\nknown defects:")
         for d in matrix.known_defects:
-            print(f"  {d.id}: {d.summary} ({d.link})")
+            where = [f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in (
+                ("tests", d.tests), ("phases", d.phases), ("introduced_in", d.introduced_in),
+                ("fixed_in", d.fixed_in), ("mlflow", d.mlflow), ("client", d.client),
+                ("databases", d.databases), ("artifacts", d.artifacts),
+                ("channels", d.channels), ("platforms", d.platforms), ("upgrades", d.upgrades))
+                if v]
+            print(f"  {d.id}: {d.summary} ({d.link})\n      where: {'; '.join(where)}"
+                  f"\n      looks like: {d.signature.describe()}")
     return EXIT_OK
 
 
@@ -123,13 +157,19 @@ def cmd_report(args: argparse.Namespace, pytest_args: list[str]) -> int:
     from harness.reporting.build import build_reports
 
     reports = args.reports_dir.expanduser().resolve()
-    if not any(iter_cells(reports)):
+    if not args.merge and not any(iter_cells(reports)):
         what = "does not exist" if not reports.exists() else "holds no cell results"
         raise ConfigError(f"--reports-dir {args.reports_dir}: {reports} {what}; nothing to report",
                           hint="run the matrix first (`mlflow-matrix run …` or `tox -e matrix`), "
                                "or pass the --reports-dir that run used")
     matrix = load_matrix(args.matrix) if args.matrix else _default_matrix()
-    outcome = build_reports(reports, matrix, progress=print)
+    if getattr(args, "merge", None) or getattr(args, "previous", None):
+        from harness.reporting.merge import merge_and_build
+
+        outcome = merge_and_build(reports, list(args.merge), previous=args.previous,
+                                  matrix=matrix, progress=print)
+    else:
+        outcome = build_reports(reports, matrix, progress=print)
     for path in outcome.paths:
         print(path)
     print(f"{outcome.cells} cell(s); " + ", ".join(f"{name} {seconds:.1f}s"

@@ -18,6 +18,7 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from harness.defects import Facts, KnownDefect, applies, check_entry
 from harness.errors import ConfigError, MatrixFileError
 from harness.registry import load_provisioner_class
 
@@ -26,8 +27,6 @@ SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 UPGRADE_SCENARIO = "upgrade"
 DETECT = "detect"  # an `external` cell's version: read from the server's /version
-# lifecycle phases a known defect may name (the runner's phase results)
-PHASES = ("provision", "environment", "deploy", "upgrade", "restart", "collect", "teardown")
 
 
 @dataclass(frozen=True)
@@ -83,22 +82,6 @@ class Suite:
     description: str
     platforms: tuple[str, ...] | None  # None: every platform
     requires: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class KnownDefect:
-    """A behaviour found broken; applied as strict xfail where it matches, so a fix shows red."""
-
-    id: str
-    link: str
-    summary: str
-    tests: tuple[str, ...] = ()
-    phases: tuple[str, ...] = ()
-    mlflow: str = ""
-    channels: tuple[str, ...] = ()
-    platforms: tuple[str, ...] = ()
-    databases: tuple[str, ...] = ()
-    upgrades: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,27 +159,40 @@ class Matrix:
         ]
         return (*pins, *channel.constraints)
 
-    def defects_for(self, cell: Cell) -> list[KnownDefect]:
-        return [d for d in self.known_defects if defect_applies(d, cell)]
+    def defects_for(self, cell: Cell, facts: Facts | None = None) -> list[KnownDefect]:
+        """Defects that apply to a cell: for sure with `facts` measured in the run, or that may
+        apply (unknown facts match) when only the matrix is known (list, plan)."""
+        if facts is None:
+            return [d for d in self.known_defects if applies(d, cell_facts(cell), strict=False)]
+        return [d for d in self.known_defects if applies(d, facts)]
 
 
-def defect_applies(defect: KnownDefect, cell: Cell) -> bool:
-    versions = [cell.channel.mlflow_version]
-    names = [cell.channel.name]
-    if cell.upgrade_to:
-        versions.append(cell.upgrade_to.mlflow_version)
-        names.append(cell.upgrade_to.name)
-    if defect.upgrades and (not cell.upgrade_to or cell.channel_label.replace("→", ":") not in
-                            {u.replace("→", ":") for u in defect.upgrades}):
-        return False
-    versions = [v for v in versions if v != DETECT]
-    if defect.mlflow and not any(Version(v) in SpecifierSet(defect.mlflow) for v in versions):
-        return False
-    if defect.channels and not set(defect.channels) & set(names):
-        return False
-    if defect.platforms and cell.platform.name not in defect.platforms:
-        return False
-    return not (defect.databases and cell.platform.database not in defect.databases)
+def platform_database(platform: Platform) -> str:
+    """The SQL store family: a local platform's own setting; a Kubernetes bundle's `mysql-k8s`
+    is MySQL; unknown ("") for a server someone else runs."""
+    if platform.database:
+        return platform.database
+    return "" if platform.kind == "external" else "mysql"
+
+
+def platform_artifacts(platform: Platform) -> str:
+    """The artifact mode a platform declares (direct | proxied), "" when it declares none."""
+    return str(getattr(platform.settings, "artifacts", "") or "")
+
+
+def cell_facts(cell: Cell, *, server_versions: tuple[str, ...] | None = None,
+               client_version: str = "", artifacts: str | None = None) -> Facts:
+    """What the matrix says of a cell, completed with what the run measured."""
+    if server_versions is None:
+        server_versions = tuple(v for v in (cell.channel.mlflow_version,
+                                            cell.upgrade_to.mlflow_version if cell.upgrade_to
+                                            else None) if v and v != DETECT)
+    channels = (cell.channel.name,) + ((cell.upgrade_to.name,) if cell.upgrade_to else ())
+    return Facts(platform=cell.platform.name, database=platform_database(cell.platform),
+                 artifacts=platform_artifacts(cell.platform) if artifacts is None else artifacts,
+                 server_versions=server_versions, client_version=client_version,
+                 channels=channels,
+                 upgrade=cell.channel_label.replace("→", ":") if cell.upgrade_to else "")
 
 
 # ---------------------------------------------------------------- loading
@@ -434,21 +430,16 @@ class _Loader:
         defects = self.typed(value, tuple[KnownDefect, ...], "known_defects")
         seen = set()
         for i, defect in enumerate(defects):
+            key = f"known_defects[{i}]"
             if defect.id in seen:
-                self.fail(f"known_defects[{i}].id", f"duplicate id {defect.id!r}",
+                self.fail(f"{key}.id", f"duplicate id {defect.id!r}",
                           hint="give every known defect its own id")
             seen.add(defect.id)
-            if defect.mlflow:
-                self.specifier(defect.mlflow, f"known_defects[{i}].mlflow")
-            if not defect.tests and not defect.phases:
-                self.fail(f"known_defects[{i}]", "names neither `tests` nor `phases`",
-                          hint="list the test ids or lifecycle phases this defect breaks")
-            for j, phase in enumerate(defect.phases):
-                if phase not in PHASES:
-                    close = _closest(phase, PHASES)
-                    self.fail(f"known_defects[{i}].phases[{j}]", f"unknown phase {phase!r}",
-                              hint=(f"did you mean `{close}`? " if close else "")
-                              + f"phases: {', '.join(PHASES)}")
+            for name in ("mlflow", "client"):
+                if getattr(defect, name):
+                    self.specifier(getattr(defect, name), f"{key}.{name}")
+            for where, problem, hint in check_entry(defect):
+                self.fail(_join(key, where), problem, hint=hint)
         return defects
 
     def load_defaults(self, value: Any, channels: Mapping[str, Channel],

@@ -92,6 +92,7 @@ class Runner:
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            self._collect_crashes(futures)
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
             name = "SIGTERM" if isinstance(exc, Interrupted) else "SIGINT"
@@ -107,6 +108,25 @@ class Runner:
         if interrupted:
             return EXIT_INTERRUPTED
         return max((STATUS_EXIT[o.status] for o in self.outcomes), default=EXIT_OK)
+
+    def _collect_crashes(self, futures: Mapping[Future[CellOutcome], Cell]) -> None:
+        """A cell thread that raised is a broken cell with its cell.json, never a silent pass."""
+        for future, cell in futures.items():
+            error = None if future.cancelled() else future.exception()
+            if error is None:
+                continue
+            outcome = next((o for o in self.outcomes if o.cell is cell), None)
+            if outcome is None:
+                outcome = CellOutcome(cell)
+                self.outcomes.append(outcome)
+            outcome.worsen("broken", f"harness error: the cell's thread raised {error!r}")
+            outcome.finished = outcome.finished or time.time()
+            self.progress(f"{cell.title}  BROKEN: the cell's thread raised {error!r}")
+            try:
+                CellRun(self, cell, self.slots[cell.platform.name])._write_cell_summary(
+                    outcome, self.reports / cell.platform.name / cell.id)
+            except Exception as exc:
+                self.progress(f"{cell.title}  could not write cell.json: {exc}")
 
     def _cancel(self, futures: Mapping[Future[CellOutcome], Cell]) -> None:
         CANCEL.set()

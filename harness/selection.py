@@ -18,7 +18,7 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from harness.errors import ConfigError
+from harness.errors import CellSkipped, ConfigError
 from harness.matrix import (
     DETECT,
     Cell,
@@ -92,10 +92,17 @@ def select(args: argparse.Namespace,
         if channel_flags:
             raise ConfigError("--mlflow-version and --channel are alternatives",
                               hint="use one: a channel from the matrix file, or an MLflow version")
-        channel = adhoc_channel(args.mlflow_version)
-        version_given.append(channel.mlflow_version)
-        matrix = _with_channel(matrix, channel)
-        channels = (channel.name,)
+        from harness.releases import resolve_versions
+
+        versions = resolve_versions(unique(args.mlflow_version, "mlflow_version", notes))
+        if external and len(versions) > 1:
+            raise ConfigError("--platform external tests the one MLflow its server runs",
+                              hint="give one --mlflow-version (or none) with --platform external")
+        for version in versions:
+            channel = adhoc_channel(version)
+            version_given.append(channel.mlflow_version)
+            matrix = _with_channel(matrix, channel)
+        channels = tuple(adhoc_channel(v).name for v in versions)
         upgrades = upgrades if upgrade_flags else ()
     matrix, upgrades, adhoc = _adhoc_upgrades(matrix, upgrades)
     version_given += adhoc
@@ -103,7 +110,7 @@ def select(args: argparse.Namespace,
     if version_given:
         juju = [n for n in others if not takes_bare_versions(matrix, n)]
         if juju:
-            what = (f"--mlflow-version {args.mlflow_version}" if args.mlflow_version
+            what = (f"--mlflow-version {' '.join(args.mlflow_version)}" if args.mlflow_version
                     else "--upgrade with a bare version")
             raise ConfigError(
                 f"{what}: {', '.join(juju)} {'deploys' if len(juju) == 1 else 'deploy'} "
@@ -123,7 +130,8 @@ def select(args: argparse.Namespace,
         cells += expand_cells(matrix, Selection(platforms=external, channels=(detect.name,),
                                                 scenarios=scenarios))
     _check_option_scope(matrix, platforms, args)
-    _check_platform_options(matrix, {cell.platform.name for cell in cells}, args)
+    _check_platform_options(matrix, {cell.platform.name for cell in cells}, args,
+                            explicit=set(requested), notes=notes)
     if not cells:
         raise ConfigError("the selection has no cells",
                           hint="check --platform/--channel/--scenario against `mlflow-matrix list`")
@@ -170,14 +178,28 @@ def _check_option_scope(matrix: Matrix, platforms: Iterable[str],
             + f", or drop {flag(option)}")
 
 
-def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace) -> None:
-    """Bad platform options (e.g. external without --tracking-uri) fail before a run starts."""
+def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace, *,
+                            explicit: set[str], notes: list[str]) -> None:
+    """Bad platform options (e.g. external without --tracking-uri) fail before a run starts.
+
+    A platform this machine cannot run (local-mysql without MariaDB) is bad input when the user
+    named it (exit 2 with the install hint); in the default selection it is a visible warning
+    and its cells are reported `skipped`.
+    """
     from harness.registry import load_provisioner_class
 
     for name in sorted(names):
         platform = matrix.platforms[name]
-        load_provisioner_class(platform.kind).check_options(platform.settings,
-                                                            provisioner_options(args))
+        try:
+            load_provisioner_class(platform.kind).check_options(platform.settings,
+                                                                provisioner_options(args))
+        except CellSkipped as exc:
+            if name in explicit or "all" in explicit:
+                raise ConfigError(f"--platform {name} cannot run here: {exc.message}",
+                                  hint=exc.hint) from None
+            notes.append(f"warning: platform {name} (default selection) cannot run here: "
+                         f"{exc.message}; its cells are reported as skipped"
+                         + (f" ({exc.hint})" if exc.hint else ""))
 
 
 def _check_upgrade_directions(matrix: Matrix, upgrades: tuple[str, ...]) -> None:

