@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-on-failure", action="store_true",
                      help="leave failed or broken deployments running for inspection")
     run.add_argument("--parallel", type=_positive, default=None, metavar="N",
-                     help="cells to run at once (default: defaults.parallel in matrix.yaml)")
+                     help="cells to run at once (default: defaults.parallel in matrix.yaml; "
+                     "0 there: from cores and memory)")
+    run.add_argument("--workers", type=_positive, default=None, metavar="N",
+                     help="pytest-xdist workers per cell, 1 = serial (default: defaults.workers "
+                     "in matrix.yaml; 0 there: from cores and --parallel)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
 
     plan = sub.add_parser("plan", help="print every step a run would take; touch nothing")

@@ -108,12 +108,17 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if args.dry_run:
         return _print_plan(matrix, cells, args)
     from harness.runner import Runner, RunOptions
+    from harness.scheduling import Machine, longest_first, previous_durations, sized
 
-    options = RunOptions(reports_dir=args.reports_dir.resolve(),
-                         parallel=args.parallel or matrix.defaults.parallel,
+    reports_dir = args.reports_dir.resolve()
+    parallel, workers = sized(cells, Machine.here(),
+                              parallel=args.parallel or matrix.defaults.parallel,
+                              workers=args.workers or matrix.defaults.workers)
+    options = RunOptions(reports_dir=reports_dir, parallel=parallel, workers=workers,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args),
                          provisioner_options=_provisioner_options(args))
+    cells = longest_first(cells, previous_durations(reports_dir))
     return Runner(matrix, cells, options).run()
 
 

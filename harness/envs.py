@@ -22,10 +22,12 @@ from platformdirs import user_cache_dir
 from harness.errors import CommandError, InfrastructureError
 from harness.procs import run
 
-# What every cell env needs besides MLflow: the scenario runner, Allure, S3 and MySQL clients,
-# the Prometheus exporter the charm's `--expose-prometheus` loads, and a model library.
+# What every cell env needs besides MLflow: the scenario runner and its xdist workers, Allure,
+# S3 and MySQL clients, the Prometheus exporter the charm's `--expose-prometheus` loads, and a
+# model library.
 CLIENT_REQUIREMENTS = (
     "pytest>=7",
+    "pytest-xdist>=3.5",
     "allure-pytest>=2.13",
     "boto3",
     "pymysql",

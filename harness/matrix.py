@@ -99,7 +99,8 @@ class Selection:
     channels: tuple[str, ...]
     upgrades: tuple[str, ...] = ()
     scenarios: tuple[str, ...] = ()
-    parallel: int = 1
+    parallel: int = 1  # cells at once; 0: from cores and memory (harness/scheduling.py)
+    workers: int = 0   # pytest-xdist workers per cell; 0: from cores and parallel, 1: serial
 
 
 @dataclass(frozen=True)
@@ -435,6 +436,10 @@ class _Loader:
                       platforms: Mapping[str, Platform], suites: Mapping[str, Suite],
                       upgrades: tuple[UpgradePath, ...]) -> Selection:
         selection = self.typed(value, Selection, "defaults")
+        for key in ("parallel", "workers"):
+            if getattr(selection, key) < 0:
+                self.fail(f"defaults.{key}", "must be 0 (sized to this machine) or more",
+                          hint=f"write `{key}: 0` for the automatic default")
         for name in selection.platforms:
             if name not in platforms:
                 self.fail("defaults.platforms", f"unknown platform {name!r}",

@@ -53,6 +53,7 @@ from harness.reporting.allure_results import (
     write_phase_result,
 )
 from harness.reporting.enrich import enrich_cell
+from harness.scheduling import EnvPrebuilder, channels_of, xdist_args
 from harness.state import RunState, new_run_id
 from harness.waits import CANCEL
 from provisioners.base import (
@@ -79,6 +80,7 @@ STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, KNOWN_DEFECT: EXIT_OK,
 class RunOptions:
     reports_dir: Path
     parallel: int = 1
+    workers: int = 1
     keep: bool = False
     keep_on_failure: bool = False
     pytest_args: tuple[str, ...] = ()
@@ -183,6 +185,8 @@ class Runner:
             self.slots[name] = _PlatformSlot(cls(self._context(platform)), count)
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
         interrupted = False
+        envs = channels_of(self.cells)
+        prebuild = EnvPrebuilder(self.env_for, envs, concurrency=len(envs)).start()
         pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallel),
                                   thread_name_prefix="cell")
         futures: dict[Future[CellOutcome], Cell] = {}
@@ -199,6 +203,7 @@ class Runner:
             self._cancel(futures)
         finally:
             pool.shutdown(wait=True)
+            prebuild.shutdown()
             signal.signal(signal.SIGTERM, previous_term)
             if interrupted:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -485,6 +490,7 @@ class Runner:
                 "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
                 "--alluredir", str(results), "-p", "no:cacheprovider", "-q", "-rfEX",
                 f"--junitxml={cell_dir / ('junit' + ('-' + phase if phase else '') + '.xml')}",
+                *xdist_args(self.options.workers, phased=phase is not None),
                 *self.options.pytest_args]
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -293,7 +294,13 @@ class SqliteStore:
         self.uri = f"sqlite:///{root / 'mlflow.db'}"
 
     def start(self) -> None:
+        """An empty database in WAL mode (kept by the file): the server's workers and the
+        client's xdist workers read while one writes, instead of queueing on the file lock."""
+        import sqlite3
+
         self.root.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.root / "mlflow.db")) as db:
+            db.execute("PRAGMA journal_mode=WAL")
 
     def logs(self) -> list[Path]:
         return []
