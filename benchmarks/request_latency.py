@@ -98,6 +98,7 @@ class Http:
 
 
 API = "/api/2.0/mlflow"
+IDLE_WINDOW = 10.0
 
 
 def request_mix(http: Http) -> Iterator[tuple[str, float]]:
@@ -156,6 +157,9 @@ class Sample:
     stop_s: float = 0.0
     processes: int = 0
     rss_mib: float = 0.0
+    idle_cpu_pct: float = 0.0
+    start_cpu_s: float = 0.0
+    cpu_per_mix_ms: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         rows = {name: {"median_ms": round(statistics.median(v) * 1000, 2),
@@ -165,24 +169,35 @@ class Sample:
         return {"version": self.version, "variant": self.variant,
                 "mix_median_ms": round(statistics.median(mix) * 1000, 1),
                 "start_s": round(self.start_s, 1), "stop_s": round(self.stop_s, 1),
-                "processes": self.processes,
+                "processes": self.processes, "idle_cpu_pct": round(self.idle_cpu_pct, 1),
+                "start_cpu_s": round(self.start_cpu_s, 1),
+                "cpu_per_mix_ms": round(self.cpu_per_mix_ms, 1),
                 "rss_mib": round(self.rss_mib), "requests": rows}
 
 
-def process_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
+def process_group(pgid: int) -> list[int]:
+    """Every process of the server's group (MLflow 3's job consumers outlive their parent)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
+        if int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
     return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
 
 
 def rss_mib(pids: list[int]) -> float:
@@ -228,25 +243,34 @@ def measure(env: MlflowEnv, variant: Variant, context: RunContext, s3: SeaweedS3
     server = VariantServer(env, root, context, settings, s3, store_uri, timeout=600)
     server.variant = variant
     sample = Sample(env.mlflow_version, variant.name)
-    with patched_environ(variant.env):
-        t0 = time.monotonic()
-        endpoint = server.start()
-        sample.start_s = time.monotonic() - t0
     try:
+        with patched_environ(variant.env):
+            t0 = time.monotonic()
+            endpoint = server.start()
+            sample.start_s = time.monotonic() - t0
         assert server.service and server.service.pid
+        sample.start_cpu_s = cpu_seconds(process_group(server.service.pid))
         port = int(endpoint.tracking_uri.rsplit(":", 1)[1])
         http = Http(port)
         for _ in range(2):  # warm-up: imports, first DB connections on every worker
             list(request_mix(http))
         time.sleep(1)
-        pids = process_tree(server.service.pid)
+        pids = process_group(server.service.pid)
         sample.processes, sample.rss_mib = len(pids), rss_mib(pids)
+        before, t0 = cpu_seconds(pids), time.monotonic()
+        time.sleep(IDLE_WINDOW)  # what the server tree burns while nobody asks anything
+        sample.idle_cpu_pct = 100 * (cpu_seconds(pids) - before) / (time.monotonic() - t0)
+        pids = process_group(server.service.pid)
+        before = cpu_seconds(pids)
         for _ in range(rounds):
             for name, seconds in request_mix(http):
                 sample.per_request.setdefault(name, []).append(seconds)
+        sample.cpu_per_mix_ms = 1000 * (cpu_seconds(pids) - before) / rounds
         progress(f"  {env.mlflow_version} {variant.name}: mix median "
                  f"{sample.summary()['mix_median_ms']} ms, start {sample.start_s:.1f}s, "
-                 f"{sample.processes} processes, {sample.rss_mib:.0f} MiB")
+                 f"{sample.processes} processes, {sample.rss_mib:.0f} MiB, idle CPU "
+                 f"{sample.idle_cpu_pct:.1f}%, CPU to start {sample.start_cpu_s:.1f}s, "
+                 f"CPU per mix {sample.cpu_per_mix_ms:.0f} ms")
     finally:
         t0 = time.monotonic()
         server.stop()
@@ -313,11 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     after = os.getloadavg()
     rows = [s.summary() for s in samples]
     names = list(samples[0].per_request)
-    print(f"{'version':8} {'variant':14} {'mix ms':>8} {'start s':>8} {'stop s':>7} {'procs':>5} {'MiB':>6}  "
+    print(f"{'version':8} {'variant':14} {'mix ms':>8} {'start s':>8} {'stop s':>7} "
+          f"{'procs':>5} {'MiB':>6} {'idle%':>5} {'cpu@start':>9} {'cpu/mix':>7}  "
           + " ".join(f"{n.split('/')[-1][:10]:>10}" for n in names))
     for row in rows:
         print(f"{row['version']:8} {row['variant']:14} {row['mix_median_ms']:8.1f} "
-              f"{row['start_s']:8.1f} {row['stop_s']:7.1f} {row['processes']:5d} {row['rss_mib']:6d}  "
+              f"{row['start_s']:8.1f} {row['stop_s']:7.1f} {row['processes']:5d} {row['rss_mib']:6d} "
+              f"{row['idle_cpu_pct']:5.1f} {row['start_cpu_s']:9.1f} {row['cpu_per_mix_ms']:7.0f}  "
               + " ".join(f"{row['requests'][n]['median_ms']:10.1f}" for n in names))
     print(f"load average before {load[0]:.2f}, after {after[0]:.2f}")
     if args.json:

@@ -175,7 +175,9 @@ class Runner:
 
     def run(self) -> int:
         CANCEL.clear()
-        self.progress(f"run {self.run_id}: {len(self.cells)} cell(s), reports in {self.reports}")
+        self.progress(f"run {self.run_id}: {len(self.cells)} cell(s), {self.options.parallel} at "
+                      f"once, {self.options.workers} pytest worker(s) each; "
+                      f"reports in {self.reports}")
         counts: dict[str, int] = defaultdict(int)
         for cell in self.cells:
             counts[cell.platform.name] += 1
