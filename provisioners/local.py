@@ -36,6 +36,7 @@ from provisioners.base import RunContext, Substrate
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
+TEARDOWN_GRACE = 3.0  # seconds a process gets at teardown: its data is deleted right after
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,10 @@ class LocalDeployment:
                         (dest / log.name).write_text(redact(text), encoding="utf-8")
 
     def teardown(self) -> None:
+        """Short grace: every store's data is deleted next, so nothing is waited for."""
         for part in (self.server, self.db, self.s3):
             if part is not None:
-                part.stop()
+                part.stop(grace=TEARDOWN_GRACE)
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
             if self._work_rid:
@@ -282,10 +284,10 @@ class SeaweedS3:
 
         wait_for(create, what=f"bucket {bucket!r} to be created", timeout=self.timeout)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 2) -> None:
         """Short grace: its data dir is deleted next, and weed lingers ~10 s on SIGTERM."""
         if self.service:
-            self.service.stop(timeout=2)
+            self.service.stop(timeout=min(grace, 2))
 
 
 class SqliteStore:
@@ -305,7 +307,7 @@ class SqliteStore:
     def logs(self) -> list[Path]:
         return []
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 0) -> None:
         """The file goes with the deployment's temp dir."""
 
 
@@ -388,9 +390,9 @@ class MariaDbStore:
         if proc.returncode != 0:
             raise NotYet(proc.stderr.strip())
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 20) -> None:
         if self.service:
-            self.service.stop(timeout=20)
+            self.service.stop(timeout=grace)
 
 
 class MlflowServer:
@@ -483,9 +485,10 @@ class MlflowServer:
                 return line.split(" ERROR ", 1)[-1].strip()
         return "see the server log"
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM, then SIGKILL after `grace`: a restart gives the server a pod's grace."""
         if self.service:
-            self.service.stop(timeout=20)
+            self.service.stop(timeout=grace)
 
 
 SqlStore = SqliteStore | MariaDbStore

@@ -60,5 +60,4 @@ def test_xdist_cell_keeps_labels_known_defects_and_counts(tmp_path: Path, monkey
     summary = json.loads((cell_dir / "cell.json").read_text())
     assert summary["status"] == "known-defect"
     assert summary["counts"]["known-defect"] == 1
-    assert "-n 2" in (cell_dir / "pytest.log").read_text() or \
-        "2 workers" in (cell_dir / "pytest.log").read_text()
+    assert "bringing up nodes" in (cell_dir / "pytest.log").read_text()
