@@ -75,9 +75,11 @@ def log_path(cell_dir: Path, phase: str | None) -> Path:
 
 
 def pytest_argv(python: str, scenarios_dir: Path, suites: Sequence[str], cell_dir: Path,
-                phase: str | None, extra: Sequence[str]) -> list[str]:
+                phase: str | None, extra: Sequence[str], *, workers: int = 1) -> list[str]:
+    from harness.scheduling import xdist_args
+
     junit = cell_dir / f"junit{'-' + phase if phase else ''}.xml"
     return [python, "-m", "pytest", *suite_files(scenarios_dir, suites), "-p", "harness.plugin",
             "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
             "--alluredir", str(cell_dir / "allure-results"), "-p", "no:cacheprovider", "-q",
-            "-rfEX", f"--junitxml={junit}", *extra]
+            "-rfEX", f"--junitxml={junit}", *xdist_args(workers, phased=phase is not None), *extra]

@@ -127,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--keep-on-failure", action="store_true",
                       help="leave failed or broken deployments running for inspection")
     opts.add_argument("--parallel", type=_positive, default=None, metavar="N",
-                      help="cells to run at once (default: defaults.parallel in the matrix file)")
+                      help="cells to run at once (default: defaults.parallel in the matrix file; "
+                           "0 there: sized to this machine's cores and memory)")
+    opts.add_argument("--workers", type=_positive, default=None, metavar="N",
+                      help="pytest-xdist workers per cell, 1 = serial (default: defaults.workers "
+                           "in the matrix file; 0 there: from cores and --parallel)")
     opts.add_argument("--dry-run", action="store_true",
                       help="print the plan (as `mlflow-matrix plan`) and exit")
     opts.add_argument("--run-id", metavar="ID",

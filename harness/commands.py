@@ -42,9 +42,12 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         platform = matrix.platforms[name]
         load_provisioner_class(platform.kind).preflight(platform.settings,
                                                         _provisioner_options(args))
+    from harness.scheduling import longest_first, previous_durations
+
+    parallel, workers = _sizing(args, matrix, cells)
+    cells = longest_first(cells, previous_durations(reports))  # before the last run is archived
     start_run(reports, run_id, progress=lambda text: print(text, file=sys.stderr))
-    options = RunOptions(reports_dir=reports,
-                         parallel=args.parallel or matrix.defaults.parallel,
+    options = RunOptions(reports_dir=reports, parallel=parallel, workers=workers,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args),
                          provisioner_options=_provisioner_options(args), run_id=run_id)
@@ -68,6 +71,16 @@ def _new_run_id(args: argparse.Namespace) -> str:
     return run_id
 
 
+def _sizing(args: argparse.Namespace, matrix: Matrix, cells: list[Cell]) -> tuple[int, int]:
+    """(cells at once, pytest-xdist workers per cell): flags, else matrix.yaml, else sized to
+    this machine's cores and memory; `run` and `plan` use the same numbers."""
+    from harness.scheduling import Machine, sized
+
+    return sized(cells, Machine.here(),
+                 parallel=getattr(args, "parallel", None) or matrix.defaults.parallel,
+                 workers=getattr(args, "workers", None) or matrix.defaults.workers)
+
+
 def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
     matrix, cells = selected_cells(args)
     return _print_plan(matrix, cells, args, pytest_args)
@@ -77,9 +90,10 @@ def _print_plan(matrix: Matrix, cells: list[Cell], args: argparse.Namespace,
                 pytest_args: list[str]) -> int:
     from harness.planning import plan_lines
 
+    parallel, workers = _sizing(args, matrix, cells)
     for line in plan_lines(matrix, cells, _provisioner_options(args),
                            reports_dir=args.reports_dir.expanduser().resolve(),
-                           pytest_args=tuple(pytest_args)):
+                           pytest_args=tuple(pytest_args), parallel=parallel, workers=workers):
         print(line)
     return EXIT_OK
 

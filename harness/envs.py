@@ -22,17 +22,20 @@ from platformdirs import user_cache_dir
 from harness.errors import CommandError, InfrastructureError
 from harness.procs import run
 
-# What every cell env needs besides MLflow: the scenario runner, Allure, S3 and MySQL clients,
-# the Prometheus exporter the charm's `--expose-prometheus` loads, and a model library.
+# What every cell env needs besides MLflow: the scenario runner and its xdist workers, Allure,
+# S3 and MySQL clients, the Prometheus exporter the charm's `--expose-prometheus` loads, and a
+# model library.
 CLIENT_REQUIREMENTS = (
     "pytest>=7",
+    "pytest-xdist>=3.5",
     "allure-pytest>=2.13",
     "boto3",
     "pymysql",
     "prometheus-flask-exporter",
     "scikit-learn",
 )
-ENV_FORMAT = 1
+# 2: byte-compiled at build time, so the first server and its workers do not each compile MLflow.
+ENV_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ def _build(env: MlflowEnv, pins: Sequence[str], *, timeout: float) -> None:
     requirements = [f"mlflow=={env.mlflow_version}", *pins, *CLIENT_REQUIREMENTS]
     try:
         run([uv, "venv", "--quiet", "--python", sys.executable, str(env.path)], timeout=120)
-        run([uv, "pip", "install", "--quiet", "--python", str(env.python), *requirements],
+        run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(env.python),
+             *requirements],
             timeout=timeout)
     except CommandError as exc:
         shutil.rmtree(env.path, ignore_errors=True)

@@ -90,7 +90,8 @@ class Selection:
     channels: tuple[str, ...]
     upgrades: tuple[str, ...] = ()
     scenarios: tuple[str, ...] = ()
-    parallel: int = 1
+    parallel: int = 1  # cells at once; 0: from cores and memory (harness/scheduling.py)
+    workers: int = 0   # pytest-xdist workers per cell; 0: from cores and parallel, 1: serial
 
 
 @dataclass(frozen=True)
@@ -446,6 +447,10 @@ class _Loader:
                       platforms: Mapping[str, Platform], suites: Mapping[str, Suite],
                       upgrades: tuple[UpgradePath, ...]) -> Selection:
         selection = self.typed(value, Selection, "defaults")
+        for key in ("parallel", "workers"):
+            if getattr(selection, key) < 0:
+                self.fail(f"defaults.{key}", "must be 0 (sized to this machine) or more",
+                          hint=f"write `{key}: 0` for the automatic default")
         for name in selection.platforms:
             if name not in platforms:
                 self.fail("defaults.platforms", f"unknown platform {name!r}",
@@ -548,7 +553,7 @@ def _check_sign(loader: _Loader, key: str, value: float) -> None:
     """Seconds, counts and intervals: never negative; deadlines and intervals above zero."""
     name = key.rsplit(".", 1)[-1]
     positive = key.startswith("timeouts.") or any(
-        word in name for word in ("timeout", "interval", "successes", "parallel"))
+        word in name for word in ("timeout", "interval", "successes"))
     if value < 0 or (positive and value == 0):
         unit = "a count" if name in ("successes", "parallel") else "seconds"
         loader.fail(key, f"must be {'above zero' if positive else 'zero or more'} (got {value})",

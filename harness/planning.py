@@ -28,8 +28,8 @@ RUN_ID = "<run-id>"
 
 
 def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
-               reports_dir: Path = Path("reports"), pytest_args: Sequence[str] = ()
-               ) -> Iterator[str]:
+               reports_dir: Path = Path("reports"), pytest_args: Sequence[str] = (),
+               parallel: int = 1, workers: int = 1) -> Iterator[str]:
     from harness.runner import scenarios_root
 
     by_platform: dict[str, list[Cell]] = {}
@@ -38,7 +38,8 @@ def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
     yield f"matrix: {matrix.path}"
     yield (f"reports: {reports_dir} (this run's; a previous run there moves to "
            f"{reports_dir}/runs/<its run id>/), run state: {reports_dir}/state/{RUN_ID}.json")
-    yield f"{len(cells)} cell(s); pytest arguments after `--`: {' '.join(pytest_args) or 'none'}"
+    yield (f"{len(cells)} cell(s), {parallel} at once (longest first), {workers} pytest-xdist "
+           f"worker(s) per cell; pytest arguments after `--`: {' '.join(pytest_args) or 'none'}")
     with tempfile.TemporaryDirectory(prefix="mlflow-matrix-plan-") as tmp:
         state = RunState(Path(tmp) / "state.json", "plan")
         for name, platform_cells in by_platform.items():
@@ -56,12 +57,12 @@ def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
                 yield (f"  cell {cell.id}: MLflow {_version(cell.mlflow_label)}, suites "
                        f"{', '.join(cell.scenarios)} → {cell_dir}/")
                 yield from (f"    {line}" for line in _cell_plan(
-                    matrix, cell, provisioner, cell_dir, scenarios_root(), pytest_args))
+                    matrix, cell, provisioner, cell_dir, scenarios_root(), pytest_args, workers))
             yield "  teardown: platform down (idempotent; also on failure, Ctrl-C, SIGTERM)"
 
 
 def _cell_plan(matrix: Matrix, cell: Cell, provisioner: Provisioner, cell_dir: Path,
-               scenarios_dir: Path, pytest_args: Sequence[str]) -> Iterator[str]:
+               scenarios_dir: Path, pytest_args: Sequence[str], workers: int) -> Iterator[str]:
     plan = provisioner.deployment_plan(cell)
     # the runner asks the deployment what it can do (restart, upgrade): so does the plan
     deployment = provisioner.deployment(Substrate(name=cell.platform.name), cell_dir)
@@ -82,13 +83,13 @@ def _cell_plan(matrix: Matrix, cell: Cell, provisioner: Provisioner, cell_dir: P
                f"reports ({_version(DETECT)}; uv, cached; deadline timeouts.env_build = "
                f"{matrix.timeouts.env_build}s)")
     for step in cell_steps(cell, deployment):
-        yield from _step_plan(cell, step, plan, cell_dir, scenarios_dir, pytest_args)
+        yield from _step_plan(cell, step, plan, cell_dir, scenarios_dir, pytest_args, workers)
     yield from plan.close or (f"diagnostics → {cell_dir}/diagnostics/; then the deployment's "
                               "teardown (per-cell steps above)",)
 
 
 def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
-               scenarios_dir: Path, pytest_args: Sequence[str]) -> Iterator[str]:
+               scenarios_dir: Path, pytest_args: Sequence[str], workers: int) -> Iterator[str]:
     if step.action in ("skip", "note"):
         yield f"{'skipped: ' if step.action == 'skip' else ''}{step.reason}"
     elif step.action == "restart":
@@ -106,7 +107,8 @@ def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
         label = f"[{step.phase}] " if step.phase else ""
         note = " (informational: not counted against the cell)" if step.informational else ""
         python = f"<MLflow {_version(version)} env>/bin/python"
-        argv = pytest_argv(python, scenarios_dir, step.suites, cell_dir, step.phase, pytest_args)
+        argv = pytest_argv(python, scenarios_dir, step.suites, cell_dir, step.phase, pytest_args,
+                           workers=workers)
         yield f"scenarios {label}with the MLflow {_version(version)} client{note}:"
         yield f"  {' '.join(argv)}"
         yield f"  log: {log_path(cell_dir, step.phase)}"

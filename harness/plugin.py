@@ -49,6 +49,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kept = [i for i in items if _phase_of(i) == phase]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
+        for item in kept:  # one worker, in file order, should a phase ever run under `-n`
+            item.add_marker(pytest.mark.xdist_group(f"phase-{phase}"))
     else:
         dropped = [i for i in items if _phase_of(i) is not None]
         if dropped:

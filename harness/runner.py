@@ -29,6 +29,7 @@ from harness.progress import Progress
 from harness.registry import load_provisioner_class
 from harness.run_folders import finish_run
 from harness.scenario_process import SCENARIOS_DIR, SCENARIOS_DIR_ENV, ScenarioProcess, scenarios_root
+from harness.scheduling import EnvPrebuilder, channels_of
 from harness.state import RunState, new_run_id
 from harness.summary import CellLine, log_for
 from harness.summary import render as render_summary
@@ -43,6 +44,7 @@ __all__ = ["KNOWN_DEFECT", "RESTART_SUITE", "SCENARIOS_DIR", "SCENARIOS_DIR_ENV"
 class RunOptions:
     reports_dir: Path
     parallel: int = 1
+    workers: int = 1
     keep: bool = False
     keep_on_failure: bool = False
     pytest_args: tuple[str, ...] = ()
@@ -74,7 +76,9 @@ class Runner:
 
     def run(self) -> int:
         CANCEL.clear()
-        self.progress(f"run {self.run_id}: {len(self.cells)} cell(s), reports in {self.reports}")
+        self.progress(f"run {self.run_id}: {len(self.cells)} cell(s), {self.options.parallel} at "
+                      f"once, {self.options.workers} pytest worker(s) each; "
+                      f"reports in {self.reports}")
         counts: dict[str, int] = defaultdict(int)
         for cell in self.cells:
             counts[cell.platform.name] += 1
@@ -84,6 +88,8 @@ class Runner:
             self.slots[name] = PlatformSlot(cls(self._context(platform)), count)
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
         interrupted = False
+        envs = channels_of(self.cells)
+        prebuild = EnvPrebuilder(self.env_for, envs, concurrency=len(envs)).start()
         pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallel),
                                   thread_name_prefix="cell")
         futures: dict[Future[CellOutcome], Cell] = {}
@@ -101,6 +107,7 @@ class Runner:
             self._cancel(futures)
         finally:
             pool.shutdown(wait=True)
+            prebuild.shutdown()
             signal.signal(signal.SIGTERM, previous_term)
             if interrupted:
                 signal.signal(signal.SIGINT, signal.default_int_handler)

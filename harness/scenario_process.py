@@ -83,8 +83,9 @@ class ScenarioProcess:
             raise MatrixError(f"scenario module missing: {', '.join(missing)}",
                               hint="check `scenarios:` in matrix.yaml against scenarios/")
         log = log_path(cell_dir, phase)
+        # the same command line `plan` prints
         argv = pytest_argv(str(env.python), scenarios_dir, suites, cell_dir, phase,
-                           self.options.pytest_args)  # the same command line `plan` prints
+                           self.options.pytest_args, workers=self.options.workers)
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)
         what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else "")

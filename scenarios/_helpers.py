@@ -276,9 +276,14 @@ def manifest_read(path: Path) -> dict[str, Any]:
 
 
 def manifest_record(path: Path, section: str, record: dict[str, Any]) -> None:
-    """Add one section to the manifest (read-modify-write; tests of one phase run serially)."""
-    data = manifest_read(path)
-    data[section] = record
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    """Add one section to the manifest: read-modify-write under an exclusive lock, so tests of
+    one phase may run in several pytest-xdist workers."""
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = manifest_read(path)
+        data[section] = record
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        tmp.replace(path)

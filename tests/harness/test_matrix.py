@@ -115,17 +115,17 @@ def _negative_timeout(d):
 
 
 def _zero_parallel(d):
-    d["defaults"]["parallel"] = 0
+    d["defaults"]["parallel"] = -1  # 0 is valid: sized to the machine
 
 
 MALFORMED = [
     (_delete_channel_version, "channels.2.22/stable.mlflow", "add `mlflow: X.Y.Z`"),
-    (_bad_kind, "platforms.local.kind", "registered kinds: canonical-k8s, existing, external"),
+    (_bad_kind, "platforms.local.kind", "registered kinds: canonical-k8s, eks, existing, external"),
     (_cloud_kind, "platforms.local.kind", "registered but not installed"),
     (_phase_typo, "known_defects[0].phases[0]", "did you mean `upgrade`?"),
     (_negative_poll, "platforms.microk8s-1.32.poll_interval", "fix: write a positive number"),
     (_negative_timeout, "timeouts.deploy", "fix: write a positive number (seconds)"),
-    (_zero_parallel, "defaults.parallel", "fix: write a positive number"),
+    (_zero_parallel, "defaults.parallel", "must be zero or more"),
     (_unknown_top, "platfroms", "did you mean `platforms`"),
     (_unknown_setting, "platforms.local.databse", "did you mean `database`"),
     (_wrong_type_timeout, "timeouts.deploy", "whole number"),
