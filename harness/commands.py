@@ -15,9 +15,8 @@ from harness.matrix import (
     expand_cells,
     load_matrix,
 )
+from harness.options import provisioner_options as _provisioner_options
 
-EXTERNAL_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "kubeconfig",
-                    "controller")
 EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
 
 
@@ -65,13 +64,12 @@ def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
 
 def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace) -> None:
     """Bad platform options (e.g. external without --tracking-uri) fail before a run starts."""
-    from provisioners.base import load_provisioner_class
+    from harness.registry import load_provisioner_class
 
     for name in sorted(names):
         platform = matrix.platforms[name]
-        check = getattr(load_provisioner_class(platform.kind), "check_options", None)
-        if check is not None:
-            check(platform.settings, _provisioner_options(args))
+        load_provisioner_class(platform.kind).check_options(platform.settings,
+                                                            _provisioner_options(args))
 
 
 def _with_channel(matrix: Matrix, channel: Any) -> Matrix:
@@ -96,11 +94,6 @@ def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...]) -> tuple[Matrix, 
             sides.append(side)
         resolved.append(":".join(sides))
     return matrix, tuple(resolved)
-
-
-def _provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in EXTERNAL_OPTIONS
-            if getattr(args, name, None) is not None}
 
 
 def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:

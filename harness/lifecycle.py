@@ -9,13 +9,14 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError
+from harness.options import provisioner_options
 from harness.procs import same_process, stop_group
+from harness.registry import load_provisioner_class
 from harness.state import RunState, new_run_id, read_state
-from provisioners.base import RunContext, load_provisioner_class
+from provisioners.api import RunContext
 
 
 def _provisioner(args: argparse.Namespace, name: str, state: RunState):  # type: ignore[no-untyped-def]
-    from harness.commands import _provisioner_options
     from harness.matrix import load_matrix
 
     matrix = load_matrix(args.matrix)
@@ -26,7 +27,7 @@ def _provisioner(args: argparse.Namespace, name: str, state: RunState):  # type:
     context = RunContext(run_id=state.run_id, platform=platform,
                          work_dir=Path(tempfile.gettempdir()), state=state,
                          env_for=lambda c: None,  # type: ignore[arg-type,return-value]
-                         options=_provisioner_options(args))
+                         options=provisioner_options(args))
     return load_provisioner_class(platform.kind)(context)
 
 
@@ -118,19 +119,11 @@ def _release(resource: dict) -> None:
         if not target.name.startswith("mlflow-matrix-"):
             raise ConfigError(f"refusing to delete {target}: not an mlflow-matrix temp dir")
         shutil.rmtree(target, ignore_errors=True)
-    elif kind == "juju-model":
-        from harness.juju import destroy_recorded_model
-
-        destroy_recorded_model(resource)
+    elif "kind" in resource:  # recorded by a provisioner (or its deployment): its kind releases it
+        load_provisioner_class(resource["kind"]).release_recorded(resource)
     else:
-        from provisioners.base import load_provisioner_class as load
-
-        cls = load(resource["kind"]) if "kind" in resource else None
-        release = getattr(cls, "release_recorded", None)
-        if release is None:
-            raise ConfigError(f"no way to release a {kind!r} resource",
-                              hint="release it by hand; its details are in the state file")
-        release(resource)
+        raise ConfigError(f"no way to release a {kind!r} resource",
+                          hint="release it by hand; its details are in the state file")
 
 
 def _alive(pid: int) -> bool:

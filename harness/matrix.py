@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.errors import ConfigError, MatrixFileError
-from provisioners.base import known_kinds, load_provisioner_class
+from harness.registry import known_kinds, load_provisioner_class
 
 DEFAULT_MATRIX = Path(__file__).resolve().parent.parent / "matrix.yaml"
 SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.matrix import Cell, Matrix
+from harness.registry import load_provisioner_class
 from harness.runner import RESTART_SUITE
 from harness.state import RunState
-from provisioners.base import DeploysItself, RunContext, load_provisioner_class
+from provisioners.api import RunContext
 
 
 def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any]) -> Iterator[str]:
@@ -31,11 +32,8 @@ def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any]) ->
             for cell in platform_cells:
                 yield f"  cell {cell.id}: MLflow {cell.mlflow_label}, "\
                       f"suites {', '.join(cell.scenarios)}"
-                if not isinstance(provisioner, DeploysItself):
-                    from harness.juju import JujuDeployment
-
-                    for step in JujuDeployment.plan_for(context, cell):
-                        yield f"    {step}"
+                for step in provisioner.deployment_plan(cell):
+                    yield f"    {step}"
                 for step in _scenario_plan(matrix, cell):
                     yield f"    {step}"
             yield "  teardown: platform down (idempotent; also on failure, Ctrl-C, SIGTERM)"

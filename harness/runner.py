@@ -45,6 +45,7 @@ from harness.errors import (
 from harness.matrix import DETECT, Cell, Channel, KnownDefect, Matrix, adhoc_channel
 from harness.procs import stop_group
 from harness.redact import redact, redact_tree
+from harness.registry import load_provisioner_class
 from harness.reporting.allure_results import (
     PhaseResult,
     clear_results,
@@ -55,15 +56,13 @@ from harness.reporting.allure_results import (
 from harness.reporting.enrich import enrich_cell
 from harness.state import RunState, new_run_id
 from harness.waits import CANCEL
-from provisioners.base import (
+from provisioners.api import (
     Deployment,
-    DeploysItself,
     Provisioner,
     Restartable,
     RunContext,
     Substrate,
     Upgradable,
-    load_provisioner_class,
 )
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -293,7 +292,7 @@ class Runner:
             if CANCEL.is_set():
                 raise Interrupted()
             substrate = self._phase(outcome, "provision", slot.up)
-            deployment = self._deployment(slot.provisioner, substrate, cell_dir, cell)
+            deployment = slot.provisioner.deployment(substrate, cell_dir)
             channels = [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else [])
             for channel in channels:
                 if channel.mlflow_version != DETECT:
@@ -351,14 +350,6 @@ class Runner:
                       f" ({outcome.finished - outcome.started:.0f}s)"
                       + (f": {outcome.message}" if outcome.status not in ("passed",)
                          and outcome.message else ""))
-
-    def _deployment(self, provisioner: Provisioner, substrate: Substrate, cell_dir: Path,
-                    cell: Cell) -> Deployment:
-        if isinstance(provisioner, DeploysItself):
-            return provisioner.deployment(cell_dir)
-        from harness.juju import JujuDeployment
-
-        return JujuDeployment(self._context(cell.platform), substrate, cell_dir)
 
     def _phase(self, outcome: CellOutcome, name: str, action: Callable[[], Any], *,
                label: str | None = None, attach: Callable[[], list[Path]] | None = None) -> Any:
@@ -527,9 +518,8 @@ class Runner:
                  "PATH": f"{env.bin_dir}:{base.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
                  "MLFLOW_MATRIX_CLIENT_VERSION": env.mlflow_version,
                  "MLFLOW_MATRIX_INFORMATIONAL": "1" if informational else ""}
-        server_log = getattr(deployment, "server_log", None)
-        if server_log is not None:
-            child[SERVER_LOG_ENV] = str(server_log)
+        if deployment.server_log is not None:
+            child[SERVER_LOG_ENV] = str(deployment.server_log)
         if phase:
             child[PHASE_ENV] = phase
         if manifest:

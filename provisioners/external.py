@@ -34,9 +34,9 @@ from packaging.version import InvalidVersion, Version
 
 from harness.endpoint import Credentials, Endpoint
 from harness.errors import ConfigError, InfrastructureError
-from harness.matrix import DETECT, Channel
+from harness.matrix import DETECT, Cell, Channel
 from harness.redact import redact, register_secret
-from provisioners.base import RunContext, Substrate
+from provisioners.api import RunContext, Substrate
 
 PREFLIGHT_BUDGET = 10.0   # seconds for every check together: fail fast, before any scenario
 HTTP_TIMEOUT = 4.0        # one request (connect + read)
@@ -125,8 +125,8 @@ class ExternalProvisioner:
         self.context = context
         self.target = resolve_target(context.platform.settings, context.options)
 
-    @staticmethod
-    def check_options(settings: ExternalSettings, options: Mapping[str, Any]) -> None:
+    @classmethod
+    def check_options(cls, settings: ExternalSettings, options: Mapping[str, Any]) -> None:
         """Called while cells are selected: bad input fails before a run starts (exit 2)."""
         resolve_target(settings, options)
 
@@ -155,12 +155,24 @@ class ExternalProvisioner:
     def collect(self, dest: Path) -> None:
         """The server is not ours: there are no logs to fetch."""
 
-    def deployment(self, cell_dir: Path) -> ExternalDeployment:
+    @classmethod
+    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
+        """Processes and temp dirs are released by the janitor itself; nothing else is made."""
+        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
+                                  hint="release it by hand; its details are in the state file")
+
+    def deployment_plan(self, cell: Cell) -> list[str]:
+        """The deployment's steps are in `plan` (they are the same for every cell)."""
+        return []
+
+    def deployment(self, substrate: Substrate, cell_dir: Path) -> ExternalDeployment:
         return ExternalDeployment(self.target)
 
 
 class ExternalDeployment:
     """Pre-flight checks and the Endpoint of a server someone else runs."""
+
+    server_log: Path | None = None  # someone else's server: no log to attach
 
     def __init__(self, target: ExternalTarget, budget: float = PREFLIGHT_BUDGET) -> None:
         self.target = target

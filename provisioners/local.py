@@ -19,18 +19,19 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from harness.endpoint import Credentials, Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import CellSkipped, InfrastructureError
-from harness.matrix import Channel
+from harness.matrix import Cell, Channel
 from harness.procs import Service, free_ports, run
 from harness.redact import redact, register_secret
 from harness.waits import NotYet, Terminal, wait_for
-from provisioners.base import RunContext, Substrate
+from provisioners.api import RunContext, Substrate
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
@@ -99,7 +100,21 @@ class LocalProvisioner:
                                       check=False).stdout.strip()
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
 
-    def deployment(self, cell_dir: Path) -> LocalDeployment:
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """`local` takes no platform options."""
+
+    @classmethod
+    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
+        """Processes and temp dirs are released by the janitor itself; nothing else is made."""
+        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
+                                  hint="release it by hand; its details are in the state file")
+
+    def deployment_plan(self, cell: Cell) -> list[str]:
+        """The deployment's steps are in `plan` (they are the same for every cell)."""
+        return []
+
+    def deployment(self, substrate: Substrate, cell_dir: Path) -> LocalDeployment:
         return LocalDeployment(self.context, self.settings, cell_dir)
 
 

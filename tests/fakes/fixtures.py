@@ -19,7 +19,7 @@ from fakes.kubeapi import FakeKubeAPI
 from harness import waits
 from harness.matrix import Channel, Matrix, load_matrix
 from harness.state import RunState
-from provisioners.base import RunContext
+from provisioners.api import RunContext
 
 BUNDLES = Path(__file__).resolve().parent / "recordings" / "bundles"
 RUN_ID = "20260101-000000-abcdef"

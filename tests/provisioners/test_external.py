@@ -27,14 +27,15 @@ from harness.errors import ConfigError, InfrastructureError
 from harness.matrix import DETECT, adhoc_channel, load_matrix
 from harness.procs import free_ports
 from harness.redact import redact
+from harness.registry import ENTRY_POINT_GROUP, load_provisioner_class
 from harness.state import RunState
-from provisioners.base import (
-    ENTRY_POINT_GROUP,
-    DeploysItself,
+from provisioners.api import (
+    Deployment,
+    Provisioner,
     Restartable,
     RunContext,
+    Substrate,
     Upgradable,
-    provisioner_classes,
 )
 from provisioners.external import (
     PREFLIGHT_BUDGET,
@@ -372,7 +373,7 @@ def test_external_selection_errors():
 
 def test_registered_under_the_entry_point_group_and_capabilities():
     assert "external" in {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    assert provisioner_classes()["external"].load() is ExternalProvisioner  # type: ignore[attr-defined]
+    assert load_provisioner_class("external") is ExternalProvisioner
     matrix = load_matrix()
     assert matrix.platforms["external"].kind == "external"
     assert "external" not in matrix.defaults.platforms
@@ -382,7 +383,9 @@ def test_registered_under_the_entry_point_group_and_capabilities():
                          state=None, env_for=lambda c: None,  # type: ignore[arg-type,return-value]
                          options={"tracking_uri": "http://x"})
     provisioner = ExternalProvisioner(context)
-    assert isinstance(provisioner, DeploysItself)
+    assert isinstance(provisioner, Provisioner)
+    own = provisioner.deployment(Substrate(name="external"), Path("/tmp/cell"))
+    assert isinstance(own, ExternalDeployment) and isinstance(own, Deployment)
     assert any("nothing to provision" in step for step in provisioner.plan())
 
 

@@ -1,14 +1,8 @@
-"""`microk8s`: a single-node MicroK8s from its snap, with Juju deploying the bundle onto it.
+"""Kubernetes from a snap on this machine (MicroK8s, Canonical Kubernetes): shared steps.
 
-up:   snap install microk8s (only if absent; recorded first) → status --wait-ready → enable dns,
-      hostpath-storage, metallb:<range> → wait for the node to be Ready → `microk8s config` as
-      the kubeconfig (mode 600, its credentials registered as secrets)
-down: the Juju controller and cloud this run created → `snap remove microk8s --purge` if `up`
-      installed it (else: disable only the addons `up` enabled). Idempotent, also after a
-      failed or partial `up`; `mlflow-matrix down --platform NAME` finds what an earlier
-      `mlflow-matrix up` installed through a marker in the cache directory.
-
-`SnapClusterProvisioner` is shared with `canonical-k8s` (the `k8s` snap).
+`up` installs the snap only if absent (recorded first) and `down` removes only what `up` added:
+the snap it installed, else the addons/features it enabled. `mlflow-matrix down --platform NAME`
+finds what an earlier `mlflow-matrix up` installed through a marker in the cache directory.
 """
 
 from __future__ import annotations
@@ -16,28 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import CommandError, InfrastructureError, MatrixError
-from harness.juju import JujuSettings, cloud_name, controller_name, release_platform
-from harness.kube import register_kubeconfig_secrets
 from harness.procs import run
 from harness.redact import redact
-from provisioners.base import RunContext, Substrate
+from provisioners.api import RunContext, Substrate
+from provisioners.kubernetes.base import KubernetesProvisioner
 
 SNAP_TIMEOUT = 900
 COMMAND_TIMEOUT = 300
-
-
-@dataclass(frozen=True)
-class MicroK8sSettings(JujuSettings):
-    channel: str = "1.32/stable"
-    addons: tuple[str, ...] = ("dns", "hostpath-storage")
-    metallb_range: str = "10.64.140.43-10.64.140.49"  # empty: no MetalLB
-    sudo: bool = True          # prefix snap/microk8s commands with sudo when not root
-    ready_timeout: int = 600   # node Ready, `status --wait-ready`
 
 
 def platform_marker(platform: str) -> Path:
@@ -47,15 +32,18 @@ def platform_marker(platform: str) -> Path:
     return cache_root() / "platforms" / f"{platform}.json"
 
 
-class SnapClusterProvisioner:
-    """A Kubernetes that a snap provides on this machine; `down` removes only what `up` added."""
+class SnapClusterProvisioner(KubernetesProvisioner):
+    """A Kubernetes that a snap provides on this machine; `down` removes only what `up` added.
+
+    Subclasses give the snap's own steps: `cluster_plan`, `create_cluster` (ending with
+    `ready_substrate`), `disable` and `status_commands`.
+    """
 
     kind: ClassVar[str]
     snap: ClassVar[str]
 
     def __init__(self, context: RunContext) -> None:
-        self.context = context
-        self.settings: Any = context.platform.settings
+        super().__init__(context)
         self.kubeconfig = context.work_dir / "kubeconfig"
         self._recorded: dict[str, str] = {}   # what up added → state resource id
         self._installed_snap = False
@@ -152,6 +140,8 @@ class SnapClusterProvisioner:
     def write_kubeconfig(self, text: str) -> Path:
         if "apiVersion" not in text or "clusters" not in text:
             raise InfrastructureError(f"{self.snap} printed no kubeconfig")
+        from harness.kube import register_kubeconfig_secrets  # lightkube: only when used
+
         register_kubeconfig_secrets(text)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -161,21 +151,20 @@ class SnapClusterProvisioner:
 
     def substrate(self) -> Substrate:
         return Substrate(name=self.context.platform.name, kubeconfig=self.kubeconfig,
-                         details={"snap": self.snap, "channel": self.settings.channel,
-                                  "cluster_goes_away": "true" if self._installed_snap
-                                  else "false"})
+                         cluster_goes_away=self._installed_snap,
+                         details={"snap": self.snap, "channel": self.settings.channel})
 
     # -- down / collect
 
-    def down(self) -> None:
+    def cluster_goes_away(self) -> bool:
+        marker = self._read_marker()
+        return self._installed_snap or bool(marker and marker.get("installed"))
+
+    def delete_cluster(self) -> None:
+        """Remove the snap if `up` installed it, else disable only what `up` enabled."""
         problems: list[str] = []
         marker = self._read_marker()
         installed = self._installed_snap or bool(marker and marker.get("installed"))
-        try:
-            release_platform(self.context, timeout=float(self.context.options.get(
-                "teardown_timeout") or 600), cluster_goes_away=installed)
-        except MatrixError as exc:
-            problems.append(exc.message)
         if installed:
             try:
                 self.remove_snap()
@@ -199,32 +188,21 @@ class SnapClusterProvisioner:
         if problems:
             raise InfrastructureError("; ".join(problems))
 
+    @abstractmethod
     def disable(self, feature: str) -> None:
-        raise NotImplementedError
+        """Disable one addon/feature `up` enabled on a snap it did not install."""
+
+    @abstractmethod
+    def status_commands(self) -> list[tuple[str, list[str]]]:
+        """(file name, argv) of the snap's own status commands, without sudo."""
 
     def collect_commands(self) -> list[tuple[str, list[str]]]:
-        raise NotImplementedError
-
-    def collect(self, dest: Path) -> None:
-        dest.mkdir(parents=True, exist_ok=True)
-        for name, argv in [("snap-list.txt", ["snap", "list", self.snap]),
-                           *self.collect_commands()]:
-            try:
-                proc = run(self.cmd(*argv), timeout=60, check=False)
-                text = f"$ {' '.join(self.cmd(*argv))}\n{proc.stdout}{proc.stderr}"
-                if proc.returncode != 0:
-                    text += f"\n(exit {proc.returncode})\n"
-            except MatrixError as exc:
-                text = f"$ {' '.join(self.cmd(*argv))}\n({exc.message})\n"
-            (dest / name).write_text(redact(text), encoding="utf-8")
+        return [(name, self.cmd(*argv)) for name, argv in
+                [("snap-list.txt", ["snap", "list", self.snap]), *self.status_commands()]]
 
     @classmethod
-    def release_recorded(cls, resource: dict[str, Any]) -> None:
-        """Janitor: release a resource a crashed run recorded (snap, feature or Juju object)."""
-        from harness.juju import release_recorded_juju
-
-        if release_recorded_juju(resource):
-            return
+    def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
+        """Janitor: a snap or a feature/addon a crashed run recorded."""
         sudo = ["sudo"] if os.geteuid() != 0 else []
         if resource["type"] == "snap":
             argv = [*sudo, "snap", "remove", resource["name"], "--purge"]
@@ -232,89 +210,12 @@ class SnapClusterProvisioner:
             argv = [*sudo, cls.snap if cls.snap == "k8s" else "microk8s", "disable",
                     resource["name"]]
         else:
-            argv = []
-        if argv:
-            proc = run(argv, timeout=SNAP_TIMEOUT, check=False)
-            gone = "not installed" in proc.stdout + proc.stderr or "not found" in proc.stderr
-            if proc.returncode != 0 and not gone:
-                raise InfrastructureError(f"{' '.join(argv)} failed: "
-                                          f"{redact(proc.stderr.strip())}")
-            return
-        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
-                                  hint="release it by hand; its details are in the state file")
-
-    def _juju_down_plan(self) -> list[str]:
-        controller, cloud = controller_name(self.context), cloud_name(self.context)
-        lines = []
-        if not self.context.options.get("controller"):
-            lines.append(f"down: juju destroy-controller {controller} --no-prompt "
-                         "--destroy-all-models --destroy-storage (fallback: juju "
-                         f"kill-controller {controller} --no-prompt --timeout 60s)")
-        target = (f"--controller {self.context.options['controller']}"
-                  if self.context.options.get("controller") else "--client")
-        lines.append(f"down: juju remove-k8s {cloud} {target}")
-        return lines
-
-
-class MicroK8sProvisioner(SnapClusterProvisioner):
-    """MicroK8s from its snap; Juju deploys the bundle onto it."""
-
-    kind: ClassVar[str] = "microk8s"
-    snap: ClassVar[str] = "microk8s"
-    Settings = MicroK8sSettings
-
-    def addon_args(self) -> list[str]:
-        s: MicroK8sSettings = self.settings
-        addons = list(s.addons)
-        if s.metallb_range and not any(a.startswith("metallb") for a in addons):
-            addons.append(f"metallb:{s.metallb_range}")
-        return addons
-
-    def plan(self) -> list[str]:
-        s: MicroK8sSettings = self.settings
-        lines = [
-            f"{self.shell('snap', 'list', 'microk8s')}   (installed already: reused only if it "
-            f"tracks {s.channel}, and left installed by down)",
-            f"{self.shell('snap', 'install', 'microk8s', '--classic', f'--channel={s.channel}')}"
-            "   (only if absent; recorded in the run state first)",
-            self.shell("microk8s", "status", "--wait-ready", "--timeout", str(s.ready_timeout)),
-        ]
-        lines += [self.shell("microk8s", "enable", addon) for addon in self.addon_args()]
-        lines += [
-            self.shell("microk8s", "kubectl", "wait", "--for=condition=Ready", "node", "--all",
-                       f"--timeout={s.ready_timeout}s"),
-            f"{self.shell('microk8s', 'config')} > {self.kubeconfig}   (mode 600; its "
-            "credentials registered as secrets)",
-            *self._juju_down_plan(),
-            f"down: {self.shell('snap', 'remove', 'microk8s', '--purge')}   (only if up "
-            "installed it; otherwise `microk8s disable` of the addons up enabled)",
-            "collect: " + "; ".join(" ".join(self.cmd(*argv)) for _, argv in
-                                    [("", ["snap", "list", "microk8s"]),
-                                     *self.collect_commands()]),
-        ]
-        return lines
-
-    def up(self) -> Substrate:
-        s: MicroK8sSettings = self.settings
-        self.ensure_snap(s.channel)
-        self._run("microk8s", "status", "--wait-ready", "--timeout", str(s.ready_timeout),
-                  timeout=s.ready_timeout + 60, what="waiting for MicroK8s to be ready")
-        for addon in self.addon_args():
-            proc = self._run("microk8s", "enable", addon, timeout=COMMAND_TIMEOUT,
-                             what=f"microk8s enable {addon}")
-            if not self._installed_snap and "already enabled" not in proc.stdout:
-                name = addon.split(":", 1)[0]
-                self._enabled.append(name)
-                self._record(f"{self.kind}-feature", name=name)
-                self._write_marker()
-        return self.ready_substrate("microk8s", ["microk8s", "config"], "the MicroK8s node")
-
-    def disable(self, feature: str) -> None:
-        self._run("microk8s", "disable", feature, what=f"microk8s disable {feature}")
-
-    def collect_commands(self) -> list[tuple[str, list[str]]]:
-        return [("microk8s-status.txt", ["microk8s", "status"]),
-                ("nodes.txt", ["microk8s", "kubectl", "get", "nodes", "-o", "wide"])]
+            return False
+        proc = run(argv, timeout=SNAP_TIMEOUT, check=False)
+        gone = "not installed" in proc.stdout + proc.stderr or "not found" in proc.stderr
+        if proc.returncode != 0 and not gone:
+            raise InfrastructureError(f"{' '.join(argv)} failed: {redact(proc.stderr.strip())}")
+        return True
 
 
 def _channel(name: str) -> str:

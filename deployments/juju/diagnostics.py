@@ -17,7 +17,6 @@ is redacted first (registered secrets and secret-shaped text).
 from __future__ import annotations
 
 import json
-import shutil
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,11 +25,13 @@ from typing import TYPE_CHECKING
 import yaml
 
 from harness.errors import CommandError, MatrixError
+from harness.kubectl import kubectl_argv
 from harness.procs import run
 from harness.redact import redact
 
 if TYPE_CHECKING:
-    from harness.juju import JujuDeployment
+    from deployments.juju.deployment import JujuDeployment
+
 
 COMMAND_TIMEOUT = 60
 DEBUG_LOG_TIMEOUT = 120
@@ -117,17 +118,6 @@ def _juju_debug_log(deployment: JujuDeployment, where: Path) -> None:
                                      timeout=DEBUG_LOG_TIMEOUT)
     write_redacted(where / "debug-log.txt",
                    tail_lines(out, deployment.settings.debug_log_lines))
-
-
-def kubectl_argv(kubeconfig: Path | None, context: str | None, namespace: str,
-                 args: Sequence[str]) -> list[str]:
-    binary = shutil.which("kubectl") or "kubectl"
-    argv = [binary]
-    if kubeconfig is not None:
-        argv += ["--kubeconfig", str(kubeconfig)]
-    if context:
-        argv += ["--context", context]
-    return [*argv, "-n", namespace, *args]
 
 
 def _kubectl(deployment: JujuDeployment, target: Path, args: Sequence[str]) -> None:

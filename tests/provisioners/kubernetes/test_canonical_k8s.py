@@ -1,4 +1,4 @@
-"""provisioners.canonical_k8s with fake `snap`, `k8s` and `juju` on PATH."""
+"""provisioners.kubernetes.canonical_k8s with fake `snap`, `k8s` and `juju` on PATH."""
 # ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     stub_mlflow,
 )
 
-from harness import juju as hj
+from deployments.juju import controller as jcontroller
+from deployments.juju import deployment as jdeployment
 from harness.errors import InfrastructureError
-from provisioners.canonical_k8s import CanonicalK8sProvisioner
+from provisioners.kubernetes.canonical_k8s import CanonicalK8sProvisioner
 
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
     yield
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
 
 
 def test_plan_is_the_exact_commands_and_runs_nothing(context_for, monkeypatch):
@@ -54,7 +55,7 @@ def test_up_bootstraps_and_down_removes_the_snap(cluster, context_for, tmp_path)
     substrate = provisioner.up()
     assert fake.world()["k8s_bootstrapped"] is True
     assert "client-certificate-data" in substrate.kubeconfig.read_text()
-    dep = hj.JujuDeployment(ctx, substrate, tmp_path / "reports" / "ck8s" / "2.22-stable")
+    dep = jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "ck8s" / "2.22-stable")
     endpoint = dep.deploy(local_channel("2.22/stable"))
     assert endpoint.mlflow_version == "2.22.0"
     dep.teardown()

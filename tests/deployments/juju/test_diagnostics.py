@@ -1,4 +1,4 @@
-"""harness.diagnostics: what a failed or finished Juju cell leaves under diagnostics/, redacted."""
+"""deployments.juju.diagnostics: what a failed or finished Juju cell leaves under diagnostics/, redacted."""
 # ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
 )
 from fakes.kubeapi import FakeKubeAPI
 
-from harness import diagnostics
-from harness import juju as hj
+from deployments.juju import cli as jcli
+from deployments.juju import controller as jcontroller
+from deployments.juju import deployment as jdeployment
+from deployments.juju import diagnostics
+from harness import kubectl
 from harness.redact import redact
-from provisioners.microk8s import MicroK8sProvisioner
+from provisioners.kubernetes.microk8s import MicroK8sProvisioner
 
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
     yield
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def deployed(cluster, context_for, tmp_path, stub_mlflow):
     api.log_secret = fake.secret_key
     ctx = context_for("microk8s-1.32")
     provisioner = MicroK8sProvisioner(ctx)
-    dep = hj.JujuDeployment(ctx, provisioner.up(), tmp_path / "reports" / "m" / "2.22-stable")
+    dep = jdeployment.JujuDeployment(ctx, provisioner.up(), tmp_path / "reports" / "m" / "2.22-stable")
     dep.deploy(local_channel("2.22/stable"))
     yield fake, dep
     dep.teardown()
@@ -82,11 +85,11 @@ def test_a_failing_step_is_noted_and_without_kubectl_objects_come_from_the_api(
 
     def broken_debug_log(*args, **kwargs):
         if args[0] == "debug-log":
-            raise hj.jubilant.CLIError(1, ["juju", "debug-log"], "", "ERROR connection refused")
+            raise jcli.jubilant.CLIError(1, ["juju", "debug-log"], "", "ERROR connection refused")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dep.juju, "run_cli", broken_debug_log)
-    monkeypatch.setattr(diagnostics.shutil, "which", lambda name: "/nonexistent/kubectl")
+    monkeypatch.setattr(kubectl.shutil, "which", lambda name: "/nonexistent/kubectl")
     dest = tmp_path / "diagnostics"
     dep.collect(dest)
     written = files(dest)
@@ -99,7 +102,7 @@ def test_a_failing_step_is_noted_and_without_kubectl_objects_come_from_the_api(
 
 def test_nothing_to_collect_before_the_model_exists(context_for, tmp_path):
     ctx = context_for("microk8s-1.32")
-    dep = hj.JujuDeployment(ctx, MicroK8sProvisioner(ctx).substrate(), tmp_path / "c" / "2.22")
+    dep = jdeployment.JujuDeployment(ctx, MicroK8sProvisioner(ctx).substrate(), tmp_path / "c" / "2.22")
     dest = tmp_path / "diagnostics"
     dep.collect(dest)
     assert "no Juju model to collect from" in (dest / "juju" / "README.txt").read_text()

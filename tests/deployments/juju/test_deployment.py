@@ -1,4 +1,4 @@
-"""harness.juju: the bundle through jubilant, faked at the subprocess boundary (exact argv) and
+"""deployments.juju: the bundle through jubilant, faked at the subprocess boundary (exact argv) and
 with the fake `juju` CLI on PATH (transcripts of each code path)."""
 # ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
 
@@ -25,11 +25,17 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
 from fakes.recording import recording
 from fakes.subproc import FakeRun, Reply
 
-from harness import juju as hj
+from deployments.juju import bundle as jbundle
+from deployments.juju import cli as jcli
+from deployments.juju import controller as jcontroller
+from deployments.juju import deployment as jdeployment
+from deployments.juju import names as jnames
+from deployments.juju import settings as jsettings
+from deployments.juju import watch as jwatch
 from harness.errors import InfrastructureError, Interrupted
 from harness.redact import redact
 from harness.waits import CANCEL, DeadlineExceeded, Terminal
-from provisioners.base import Substrate
+from provisioners.api import Substrate
 
 CLOUD = f"mm-{RUN_ID}-microk8s-1-32"
 MODEL = f"mm-{RUN_ID}-2-22-stable"
@@ -46,10 +52,10 @@ def status(name: str, **values: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_platforms():
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
     CANCEL.clear()
     yield
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
     CANCEL.clear()
 
 
@@ -59,7 +65,7 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> FakeRun:
     fake = FakeRun()
     fake.bootstraps = []
     monkeypatch.setattr(subprocess, "run", fake)
-    monkeypatch.setattr(hj, "bootstrap", lambda ctx, juju, cloud, controller, timeout:
+    monkeypatch.setattr(jcontroller, "bootstrap", lambda ctx, juju, cloud, controller, timeout:
                         fake.bootstraps.append((cloud, controller, timeout)))
     return fake
 
@@ -81,14 +87,14 @@ def bundle_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         where.mkdir(parents=True, exist_ok=True)
         return str(where)
 
-    monkeypatch.setattr(hj.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(jdeployment.tempfile, "mkdtemp", mkdtemp)
     return where
 
 
-def deployment(context_for, substrate: Substrate, tmp_path: Path, **settings) -> hj.JujuDeployment:
+def deployment(context_for, substrate: Substrate, tmp_path: Path, **settings) -> jdeployment.JujuDeployment:
     options = settings.pop("options", {})
     ctx = context_for("microk8s-1.32", options=options, **settings)
-    return hj.JujuDeployment(ctx, substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
+    return jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
 
 
 def expect_controller(fake_run: FakeRun) -> None:
@@ -112,9 +118,9 @@ def test_cloud_and_controller_are_created_once_per_platform(fake_run, context_fo
     expect_controller(fake_run)
     first = deployment(context_for, substrate, tmp_path)
     second = deployment(context_for, substrate, tmp_path)
-    assert hj.ensure_controller(first.context, substrate, first.juju, first.settings) == \
+    assert jcontroller.ensure_controller(first.context, substrate, first.juju, first.settings) == \
         (CLOUD, CLOUD)
-    assert hj.ensure_controller(second.context, substrate, second.juju, second.settings) == \
+    assert jcontroller.ensure_controller(second.context, substrate, second.juju, second.settings) == \
         (CLOUD, CLOUD)
     assert fake_run.argvs() == [["juju", "add-k8s", CLOUD, "--client"]]
     assert fake_run.calls[0].input == substrate.kubeconfig.read_text()  # kubeconfig on stdin
@@ -131,7 +137,7 @@ def test_a_given_controller_is_reused_not_bootstrapped(fake_run, context_for, su
                     "added\n")
     dep = deployment(context_for, substrate, tmp_path, storage_class="fast",
                      options={"controller": "prod"})
-    assert hj.ensure_controller(dep.context, substrate, dep.juju, dep.settings) == (CLOUD, "prod")
+    assert jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings) == (CLOUD, "prod")
     assert [r.type for r in dep.context.state.resources()] == ["juju-cloud"]
 
 
@@ -143,13 +149,13 @@ def test_bootstrap_failure_is_reported_with_jujus_error_and_remembered(cluster, 
     substrate = Substrate(name="microk8s-1.32", kubeconfig=kubeconfig)
     dep = deployment(context_for, substrate, tmp_path)
     with pytest.raises(InfrastructureError) as caught:
-        hj.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+        jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
     assert "juju bootstrap of controller" in caught.value.message
     assert "failed to bootstrap model: creating controller stack" in caught.value.message
     assert "storage class" in caught.value.hint
     calls = len(fake.calls())
     with pytest.raises(InfrastructureError):   # the second cell gets the same error, no retry
-        hj.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+        jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
     assert len(fake.calls()) == calls
     assert "process" not in {r.type for r in dep.context.state.resources()}
 
@@ -163,7 +169,7 @@ def test_ctrl_c_stops_a_running_bootstrap(cluster, context_for, tmp_path):
     threading.Timer(0.5, CANCEL.set).start()
     started = time.monotonic()
     with pytest.raises(Interrupted):
-        hj.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+        jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
     assert time.monotonic() - started < 5
     types = [r.type for r in dep.context.state.resources()]
     assert "process" not in types, "the bootstrap process group was stopped and released"
@@ -184,7 +190,7 @@ def test_model_is_recorded_before_it_is_created_then_bundle_deployed_with_trust(
     expect_controller(fake_run)
     expect_model(fake_run, bundle_dir, check=check)
     fake_run.handle(STATUS, status("status-deploying"), status("status-healthy"))
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     assert dep.deploy(local_channel("2.22/stable")) == "endpoint"
     assert seen_state["juju-model"] == {"kind": "microk8s", "name": MODEL, "controller": CLOUD}
     argvs = fake_run.argvs()
@@ -212,7 +218,7 @@ def test_a_channel_without_bundle_deploys_the_three_charms(fake_run, context_for
     for argv in expected:
         fake_run.handle(argv, "")
     fake_run.handle(STATUS, status("status-healthy"))
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     channel = dataclasses.replace(local_channel("2.22/stable"), bundle=None)
     deployment(context_for, substrate, tmp_path).deploy(channel)
     assert fake_run.argvs()[2:7] == expected
@@ -251,7 +257,7 @@ def test_transient_blocked_and_waiting_within_the_grace_period_pass(fake_run, co
                 status("status-deploying"), status("status-healthy")]
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir, statuses,
                     blocked_grace=30)
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     assert dep.deploy(local_channel("2.22/stable")) == "endpoint"
     assert fake_run.argvs().count(STATUS) == 6
 
@@ -273,7 +279,7 @@ def test_blocked_longer_than_the_grace_period_fails_with_the_message(fake_run, c
 
 def test_grace_is_per_unit_and_resets_when_the_unit_leaves_blocked():
     clock = {"now": 0.0}
-    watch = hj.BundleWatch(hj.BUNDLE_APPS, blocked_grace=10, clock=lambda: clock["now"])
+    watch = jwatch.BundleWatch(jsettings.BUNDLE_APPS, blocked_grace=10, clock=lambda: clock["now"])
     blocked = jubilant.Status._from_dict(json.loads(status("status-blocked")))
     deploying = jubilant.Status._from_dict(json.loads(status("status-deploying")))
     assert watch.error(blocked) is False
@@ -306,7 +312,7 @@ def test_a_few_failed_status_calls_in_a_row_are_retried(fake_run, context_for, s
     blip = Reply(returncode=1, stderr="ERROR connection is shut down\n")
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
                     [blip, blip, status("status-deploying"), status("status-healthy")])
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     assert dep.deploy(local_channel("2.22/stable")) == "endpoint"
 
 
@@ -316,7 +322,7 @@ def test_status_failing_for_good_ends_the_wait_with_jujus_error(fake_run, contex
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir, [gone])
     with pytest.raises(InfrastructureError, match='controller "x" not found'):
         dep.deploy(local_channel("2.22/stable"))
-    assert fake_run.argvs().count(STATUS) == hj.STATUS_RETRIES + 1
+    assert fake_run.argvs().count(STATUS) == jsettings.STATUS_RETRIES + 1
 
 
 def test_ctrl_c_ends_the_wait_at_the_next_poll(fake_run, context_for, substrate, tmp_path,
@@ -336,7 +342,7 @@ def _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypa
            "MINIO_CHANNEL": "ckf-1.9/stable" if source.name == "2.15/stable" else "ckf-1.10/stable"}
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
                     [status("status-healthy", **old)])
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     dep.deploy(source)
     return dep, old
 
@@ -402,13 +408,13 @@ def test_teardown_destroys_the_model_and_releases_it(fake_run, context_for, subs
                                                      bundle_dir, monkeypatch):
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
                     [status("status-healthy")])
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     dep.deploy(local_channel("2.22/stable"))
     fake_run.handle(DESTROY, Reply(stderr=recording("juju/destroy-model.stderr")))
     dep.teardown()
     dep.teardown()  # idempotent
     assert fake_run.argvs()[-1] == DESTROY and fake_run.argvs().count(DESTROY) == 1
-    assert fake_run.calls[-1].timeout == hj.DEFAULT_TEARDOWN_TIMEOUT  # timeouts.teardown
+    assert fake_run.calls[-1].timeout == jsettings.DEFAULT_TEARDOWN_TIMEOUT  # timeouts.teardown
     assert "juju-model" not in {r.type for r in dep.context.state.resources()}
 
 
@@ -420,7 +426,7 @@ def test_teardown_forces_the_destroy_when_the_normal_one_fails(failure, fake_run
                                                                monkeypatch):
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
                     [status("status-healthy")], options={"teardown_timeout": 42})
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     dep.deploy(local_channel("2.22/stable"))
     fake_run.handle(DESTROY, failure)
     fake_run.handle(FORCED, "")
@@ -436,8 +442,8 @@ def test_janitor_destroys_a_recorded_model_forcefully_and_tolerates_it_being_gon
     fake_run.handle(forced, "", Reply(returncode=1, stderr='ERROR model "mm-x-2-22-stable" not '
                                                           'found (not found)\n'))
     resource = {"type": "juju-model", "name": "mm-x-2-22-stable", "controller": "ctl"}
-    hj.destroy_recorded_model(resource)
-    hj.destroy_recorded_model(resource)
+    jcontroller.destroy_recorded_model(resource)
+    jcontroller.destroy_recorded_model(resource)
     assert fake_run.argvs() == [forced, forced]
 
 
@@ -445,7 +451,7 @@ def test_release_platform_destroys_what_the_run_created(fake_run, context_for, s
                                                         tmp_path):
     expect_controller(fake_run)
     dep = deployment(context_for, substrate, tmp_path)
-    hj.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+    jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
     destroy = ["juju", "destroy-controller", CLOUD, "--no-prompt", "--destroy-all-models",
                "--destroy-storage"]
     kill = ["juju", "kill-controller", CLOUD, "--no-prompt", "--timeout", "60s"]
@@ -455,8 +461,8 @@ def test_release_platform_destroys_what_the_run_created(fake_run, context_for, s
                                                      "unable to get bootstrap information\n"))
     fake_run.handle(unregister, "")
     fake_run.handle(["juju", "remove-k8s", CLOUD, "--client"], "")
-    hj.release_platform(dep.context, timeout=30, cluster_goes_away=True)
-    hj.release_platform(dep.context)   # idempotent
+    jcontroller.release_platform(dep.context, timeout=30, cluster_goes_away=True)
+    jcontroller.release_platform(dep.context)   # idempotent
     assert fake_run.argvs()[1:] == [destroy, kill, unregister,
                                     ["juju", "remove-k8s", CLOUD, "--client"]]
     assert dep.context.state.resources() == []
@@ -466,14 +472,14 @@ def test_a_controller_that_cannot_be_killed_is_an_error_on_a_cluster_that_stays(
         fake_run, context_for, substrate, tmp_path):
     expect_controller(fake_run)
     dep = deployment(context_for, substrate, tmp_path)
-    hj.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+    jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
     fake_run.handle(["juju", "destroy-controller", CLOUD, "--no-prompt", "--destroy-all-models",
                      "--destroy-storage"], Reply(returncode=1, stderr="ERROR boom\n"))
     fake_run.handle(["juju", "kill-controller", CLOUD, "--no-prompt", "--timeout", "60s"],
                     Reply(returncode=1, stderr="ERROR still boom\n"))
     fake_run.handle(["juju", "remove-k8s", CLOUD, "--client"], "")
     with pytest.raises(InfrastructureError, match="still boom"):
-        hj.release_platform(dep.context, cluster_goes_away=False)
+        jcontroller.release_platform(dep.context, cluster_goes_away=False)
     assert [r.type for r in dep.context.state.resources()] == ["juju-controller"]
 
 
@@ -483,19 +489,19 @@ def test_a_controller_that_cannot_be_killed_is_an_error_on_a_cluster_that_stays(
 def test_every_juju_command_has_a_deadline_and_its_own_session(fake_run):
     fake_run.handle(["juju", "status", "--model", "c:m", "--format", "json"],
                     status("status-healthy"))
-    juju = hj._Juju(model="c:m", command_timeout=7)
+    juju = jcli._Juju(model="c:m", command_timeout=7)
     assert "mlflow-server" in juju.status().apps
     assert fake_run.calls[0].timeout == 7   # FakeRun asserts start_new_session=True too
 
 
 def test_names_are_valid_juju_and_kubernetes_names(context_for):
     ctx = context_for("microk8s-1.32")
-    assert hj.cloud_name(ctx) == CLOUD
-    assert hj.model_name(ctx, "upgrade-2.15-stable-to-2.22-stable") == \
+    assert jnames.cloud_name(ctx) == CLOUD
+    assert jnames.model_name(ctx, "upgrade-2.15-stable-to-2.22-stable") == \
         f"mm-{RUN_ID}-upgrade-2-15-stable-to-2-22-stable"
-    long = hj.model_name(ctx, "upgrade-2.22-stable-to-latest-edge-and-some-more-words")
+    long = jnames.model_name(ctx, "upgrade-2.22-stable-to-latest-edge-and-some-more-words")
     assert len(long) <= 63 and long.startswith("mm-")
-    assert hj.model_name(ctx, "x" * 80) != hj.model_name(ctx, "x" * 81)
+    assert jnames.model_name(ctx, "x" * 80) != jnames.model_name(ctx, "x" * 81)
 
 
 def test_plan_for_is_the_exact_command_sequence_and_runs_nothing(fake_run, context_for):
@@ -504,13 +510,13 @@ def test_plan_for_is_the_exact_command_sequence_and_runs_nothing(fake_run, conte
     ctx = context_for("microk8s-1.32")
     cell = Cell(ctx.platform, local_channel("2.15/stable"), ("tracking",),
                 upgrade_to=local_channel("2.22/stable"))
-    lines = hj.JujuDeployment.plan_for(ctx, cell)
+    lines = jdeployment.JujuDeployment.plan_for(ctx, cell)
     model = f"mm-{RUN_ID}-upgrade-2-15-stable-to-2-22-stable"
     text = "\n".join(lines)
     assert f"juju add-k8s {CLOUD} --client" in lines[0]
     assert f"juju bootstrap {CLOUD} {CLOUD} --no-switch" in lines[1]
     assert lines[2] == f"juju add-model --no-switch {model} {CLOUD} --controller {CLOUD}"
-    assert f"juju deploy --model {CLOUD}:{model} {hj._juju_data_dir()}/mlflow-matrix-<run-id>-" \
+    assert f"juju deploy --model {CLOUD}:{model} {jbundle._juju_data_dir()}/mlflow-matrix-<run-id>-" \
            "<random>/bundle.yaml --trust" in text
     assert f"juju refresh --model {CLOUD}:{model} mlflow-minio --channel ckf-1.10/stable" in text
     assert f"juju refresh --model {CLOUD}:{model} mlflow-server --channel 2.22/stable" in text
@@ -523,7 +529,7 @@ def test_minio_keys_come_from_the_relation_data_and_never_show(fake_run, context
                                                                tmp_path, bundle_dir, monkeypatch):
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
                     [status("status-healthy")])
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     dep.deploy(local_channel("2.22/stable"))
     secret = "K3Y" + "9" * 27
     fake_run.handle(["juju", "show-unit", "--model", REF, "mlflow-server/0", "--format", "json"],
@@ -542,7 +548,7 @@ def test_minio_keys_fall_back_to_the_get_minio_credentials_action(fake_run, cont
                                                                   bundle_dir, monkeypatch):
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
                     [status("status-healthy")])
-    monkeypatch.setattr(hj.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
     dep.deploy(local_channel("2.22/stable"))
     fake_run.handle(["juju", "run", "--model", REF, "--format", "json", "mlflow-server/0",
                      "get-minio-credentials", "--wait", "120s"],
@@ -557,13 +563,13 @@ def test_minio_keys_fall_back_to_the_get_minio_credentials_action(fake_run, cont
 
 
 def _run_deploy(fake: FakeCluster, context_for, tmp_path, **settings):
-    from provisioners.microk8s import MicroK8sProvisioner
+    from provisioners.kubernetes.microk8s import MicroK8sProvisioner
 
     options = settings.pop("options", {})
     ctx = context_for("microk8s-1.32", options=options, **settings)
     provisioner = MicroK8sProvisioner(ctx)
     substrate = provisioner.up()
-    dep = hj.JujuDeployment(ctx, substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
+    dep = jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
     return provisioner, dep
 
 
@@ -624,7 +630,7 @@ def test_restart_recreates_the_server_pod_and_finds_the_endpoint_again(cluster, 
     fake = cluster()
     provisioner, dep = _run_deploy(fake, context_for, tmp_path)
     first = dep.deploy(local_channel("2.22/stable"))
-    from provisioners.base import Restartable, Upgradable
+    from provisioners.api import Restartable, Upgradable
 
     assert isinstance(dep, Restartable) and isinstance(dep, Upgradable)
     again = dep.restart()
@@ -650,12 +656,12 @@ def test_stuck_destroy_is_forced_within_the_deadline(cluster, context_for, tmp_p
 
 def test_parallel_cells_share_one_controller(cluster, context_for, tmp_path):
     fake = cluster()
-    from provisioners.microk8s import MicroK8sProvisioner
+    from provisioners.kubernetes.microk8s import MicroK8sProvisioner
 
     ctx = context_for("microk8s-1.32")
     provisioner = MicroK8sProvisioner(ctx)
     substrate = provisioner.up()
-    deps = [hj.JujuDeployment(ctx, substrate, tmp_path / "r" / cell)
+    deps = [jdeployment.JujuDeployment(ctx, substrate, tmp_path / "r" / cell)
             for cell in ("2.15-stable", "2.22-stable")]
     errors = []
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from deployments.juju.settings import JujuSettings
 from harness.errors import InfrastructureError
-from harness.juju import JujuSettings
 from harness.redact import redact
-from provisioners.base import Substrate
-from provisioners.microk8s import COMMAND_TIMEOUT, SnapClusterProvisioner
+from provisioners.api import Substrate
+from provisioners.kubernetes.snap import COMMAND_TIMEOUT, SnapClusterProvisioner
 
 NOT_BOOTSTRAPPED = "not part of a Kubernetes cluster"
 
@@ -49,7 +49,7 @@ class CanonicalK8sProvisioner(SnapClusterProvisioner):
         return ["k8s", "set", f"load-balancer.cidrs={s.load_balancer_cidrs}",
                 f"load-balancer.l2-mode={'true' if s.load_balancer_l2_mode else 'false'}"]
 
-    def plan(self) -> list[str]:
+    def cluster_plan(self) -> list[str]:
         s: CanonicalK8sSettings = self.settings
         lines = [
             f"{self.shell('snap', 'list', 'k8s')}   (installed already: reused only if it tracks "
@@ -69,15 +69,14 @@ class CanonicalK8sProvisioner(SnapClusterProvisioner):
                        f"--timeout={s.ready_timeout}s"),
             f"{self.shell('k8s', 'config')} > {self.kubeconfig}   (mode 600; its credentials "
             "registered as secrets)",
-            *self._juju_down_plan(),
-            f"down: {self.shell('snap', 'remove', 'k8s', '--purge')}   (only if up installed "
-            "it; otherwise `k8s disable` of the features up enabled)",
-            "collect: " + "; ".join(" ".join(self.cmd(*argv)) for _, argv in
-                                    [("", ["snap", "list", "k8s"]), *self.collect_commands()]),
         ]
         return lines
 
-    def up(self) -> Substrate:
+    def cluster_down_plan(self) -> list[str]:
+        return [f"down: {self.shell('snap', 'remove', 'k8s', '--purge')}   (only if up installed "
+                "it; otherwise `k8s disable` of the features up enabled)"]
+
+    def create_cluster(self) -> Substrate:
         s: CanonicalK8sSettings = self.settings
         self.ensure_snap(s.channel)
         status = self._run("k8s", "status", check=False, timeout=120)
@@ -105,7 +104,7 @@ class CanonicalK8sProvisioner(SnapClusterProvisioner):
     def disable(self, feature: str) -> None:
         self._run("k8s", "disable", feature, what=f"k8s disable {feature}")
 
-    def collect_commands(self) -> list[tuple[str, list[str]]]:
+    def status_commands(self) -> list[tuple[str, list[str]]]:
         return [("k8s-status.txt", ["k8s", "status"]),
                 ("nodes.txt", ["k8s", "kubectl", "get", "nodes", "-o", "wide"])]
 

@@ -17,16 +17,19 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     stub_mlflow,
 )
 
-from harness import juju as hj
+from deployments.juju import cli as jcli
+from deployments.juju import controller as jcontroller
+from deployments.juju import deployment as jdeployment
+from deployments.juju import settings as jsettings
 from harness.errors import ConfigError, InfrastructureError
-from provisioners.existing import ExistingClusterProvisioner
+from provisioners.kubernetes.existing import ExistingClusterProvisioner
 
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
     yield
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
 
 
 @pytest.fixture
@@ -41,8 +44,8 @@ def test_plan_names_the_kubeconfig_and_installs_nothing(context_for, kubeconfig,
     lines = ExistingClusterProvisioner(context_for("existing", options={
         "kubeconfig": str(kubeconfig)})).plan()
     assert lines[0] == f"use the cluster of {kubeconfig} (its current context); nothing is installed"
-    assert f"down: juju remove-k8s mm-{RUN_ID}-existing --client; the cluster is left as it was" \
-        in lines
+    assert f"down: juju remove-k8s mm-{RUN_ID}-existing --client" in lines
+    assert "down: the cluster is left as it was" in lines
     assert not any("snap" in line for line in lines)
 
 
@@ -53,7 +56,7 @@ def test_deploy_through_port_forward_and_release_only_juju(cluster, context_for,
     provisioner = ExistingClusterProvisioner(ctx)
     substrate = provisioner.up()
     assert substrate.kubeconfig == kubeconfig and substrate.details["nodes"] == "1"
-    dep = hj.JujuDeployment(ctx, substrate, tmp_path / "reports" / "existing" / "2.22-stable")
+    dep = jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "existing" / "2.22-stable")
     endpoint = dep.deploy(local_channel("2.22/stable"))
     assert endpoint.tracking_uri.startswith("http://127.0.0.1:")
     assert endpoint.mlflow_version == "2.22.0"
@@ -72,8 +75,9 @@ def test_a_given_controller_is_used_and_never_destroyed(cluster, context_for, ku
                                            "controller": "prod-controller"})
     provisioner = ExistingClusterProvisioner(ctx)
     substrate = provisioner.up()
-    juju = hj._Juju(command_timeout=30)
-    assert hj.ensure_controller(ctx, substrate, juju, hj.juju_settings(ctx.platform.settings)) == \
+    juju = jcli._Juju(command_timeout=30)
+    settings = jsettings.juju_settings(ctx.platform.settings)
+    assert jcontroller.ensure_controller(ctx, substrate, juju, settings) == \
         (f"mm-{RUN_ID}-existing", "prod-controller")
     provisioner.down()
     assert "prod-controller" in fake.world()["controllers"]

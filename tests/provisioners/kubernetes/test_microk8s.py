@@ -1,4 +1,4 @@
-"""provisioners.microk8s with fake `snap`, `microk8s` and `juju` on PATH, alone and under the
+"""provisioners.kubernetes.microk8s with fake `snap`, `microk8s` and `juju` on PATH, alone and under the
 runner (failing up, unit in error, Ctrl-C, and — opt-in — scenarios against a real MLflow)."""
 # ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
 
@@ -28,20 +28,20 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     stub_mlflow,
 )
 
-from harness import juju as hj
+from deployments.juju import controller as jcontroller
 from harness.errors import InfrastructureError
 from harness.matrix import Selection, expand_cells, load_matrix
 from harness.runner import Progress, Runner, RunOptions
-from provisioners.microk8s import MicroK8sProvisioner, platform_marker
+from provisioners.kubernetes.microk8s import MicroK8sProvisioner, platform_marker
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
     yield
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
 
 
 # ---------------------------------------------------------------- plan
@@ -95,7 +95,7 @@ def test_up_installs_and_down_removes_what_up_installed(cluster, context_for):
     kubeconfig = substrate.kubeconfig
     assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
     assert "client-key-data" in kubeconfig.read_text()
-    assert substrate.details["cluster_goes_away"] == "true"
+    assert substrate.cluster_goes_away is True
     assert [(r.type, r.data["name"]) for r in ctx.state.resources()] == [("snap", "microk8s")]
     assert json.loads(platform_marker("microk8s-1.32").read_text())["installed"] is True
     provisioner.down()
@@ -112,7 +112,7 @@ def test_an_installed_microk8s_is_reused_and_only_what_up_enabled_is_disabled(cl
                     "microk8s": {"enabled": ["dns", "hostpath-storage"]}})
     ctx = context_for("microk8s-1.32")
     provisioner = MicroK8sProvisioner(ctx)
-    assert provisioner.up().details["cluster_goes_away"] == "false"
+    assert provisioner.up().cluster_goes_away is False
     assert [(r.type, r.data["name"]) for r in ctx.state.resources()] == \
         [("microk8s-feature", "metallb")]
     provisioner.down()
@@ -132,7 +132,7 @@ def test_an_installed_microk8s_on_another_channel_is_refused(cluster, context_fo
 def test_a_later_down_finds_what_an_earlier_up_installed(cluster, context_for, tmp_path):
     fake = cluster()
     MicroK8sProvisioner(context_for("microk8s-1.32")).up()   # `mlflow-matrix up`, then exit
-    hj._PLATFORMS.clear()
+    jcontroller._PLATFORMS.clear()
     MicroK8sProvisioner(context_for("microk8s-1.32")).down()  # `mlflow-matrix down --platform`
     assert "microk8s" not in fake.world()["snaps"]
 
@@ -283,7 +283,7 @@ def test_scenarios_run_against_a_real_mlflow_behind_the_fake_cluster(tmp_path, m
 
     from harness.envs import cache_root, ensure_env
     from harness.state import RunState
-    from provisioners.base import RunContext
+    from provisioners.api import RunContext
     from provisioners.local import LocalSettings, MlflowServer, SeaweedS3, SqliteStore
 
     matrix = matrix_with(**{"microk8s-1.32": FAST})

@@ -1,0 +1,1 @@
+"""What runs MLflow on a substrate a provisioner brought up."""

@@ -1,0 +1,170 @@
+"""`KubernetesProvisioner`: everything a Kubernetes platform does except its cluster verbs.
+
+The base implements the `Provisioner` protocol around a small set of provider hooks:
+
+    preflight()                 cheap checks before anything is created (credentials, CLIs)
+    create_cluster()            create or find the cluster → Substrate with its kubeconfig
+    delete_cluster()            remove what create_cluster created (idempotent)
+    cluster_goes_away()         does delete_cluster remove the cluster itself?
+    cluster_plan()              the create steps, for `mlflow-matrix plan`
+    cluster_down_plan()         the delete steps, for `mlflow-matrix plan`
+    collect_commands()          (file name, argv) pairs that describe the cluster
+    release_cluster_resource()  janitor: release one recorded resource of this kind
+    juju_kubeconfig(substrate)  optional: a kubeconfig Juju can use, when it differs
+
+and owns the order: Juju's controller and cloud are released *before* the cluster is deleted
+(their load balancers and volumes live in it), the deployment of every cell is Juju's bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from deployments.juju.settings import JujuSettings
+from harness.errors import InfrastructureError, MatrixError
+from harness.procs import run
+from harness.redact import redact
+from provisioners.api import RunContext, Substrate
+
+if TYPE_CHECKING:
+    from deployments.juju.deployment import JujuDeployment
+    from harness.matrix import Cell
+
+COLLECT_TIMEOUT = 60
+
+
+class KubernetesProvisioner(ABC):
+    """A Kubernetes cluster from a provider, with Juju deploying the bundle onto it."""
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[JujuSettings]] = JujuSettings
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        self.settings: Any = context.platform.settings
+
+    # ------------------------------------------------------------ provider hooks
+
+    def preflight(self) -> None:  # noqa: B027  (optional hook)
+        """Called first by `up`, before anything is created: fail fast on missing credentials
+        (CredentialsError, exit 2) or a missing CLI. Default: nothing to check."""
+
+    @abstractmethod
+    def create_cluster(self) -> Substrate:
+        """Create (or find) the cluster and return it with a kubeconfig.
+
+        Record every resource in `self.context.state` *before* creating it, so `down` and the
+        janitor can release it after a partial create. Set `cluster_goes_away=True` when
+        `delete_cluster` will remove the cluster."""
+
+    @abstractmethod
+    def delete_cluster(self) -> None:
+        """Remove what `create_cluster` created; idempotent, also after a partial create.
+        Called by `down` after Juju's controller and cloud are released."""
+
+    @abstractmethod
+    def cluster_goes_away(self) -> bool:
+        """Whether `delete_cluster` removes the cluster (then an unreachable Juju controller is
+        only unregistered instead of failing `down`)."""
+
+    @abstractmethod
+    def cluster_plan(self) -> list[str]:
+        """The create steps, one line each, exact commands or API calls; no side effects."""
+
+    def cluster_down_plan(self) -> list[str]:
+        """The delete steps (after Juju's release), one line each; no side effects."""
+        return []
+
+    @abstractmethod
+    def collect_commands(self) -> list[tuple[str, list[str]]]:
+        """(file name, argv) of read-only commands describing the cluster, for diagnostics."""
+
+    @classmethod
+    def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
+        """Janitor: release one non-Juju resource a crashed run recorded under this kind.
+        Return False when the resource is not one of this provider's."""
+        return False
+
+    def juju_kubeconfig(self, substrate: Substrate) -> Path | None:
+        """A kubeconfig Juju (and the endpoint lookup) should use instead of the substrate's,
+        e.g. one with a static token because the juju snap cannot run exec plugins."""
+        return None
+
+    # ------------------------------------------------------------ Provisioner protocol
+
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:  # noqa: B027
+        """Kubernetes platforms take --kubeconfig/--controller; nothing to reject up front."""
+
+    @classmethod
+    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
+        from deployments.juju.controller import release_recorded_juju
+
+        if release_recorded_juju(resource) or cls.release_cluster_resource(resource):
+            return
+        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
+                                  hint="release it by hand; its details are in the state file")
+
+    def plan(self) -> list[str]:
+        from deployments.juju.plan import platform_down_plan
+
+        collect = "; ".join(" ".join(argv) for _, argv in self.collect_commands())
+        return [*self.cluster_plan(), *platform_down_plan(self.context),
+                *self.cluster_down_plan(), f"collect: {collect}"]
+
+    def deployment_plan(self, cell: Cell) -> list[str]:
+        from deployments.juju.plan import cell_plan
+
+        return cell_plan(self.context, cell)
+
+    def up(self) -> Substrate:
+        self.preflight()
+        return self.create_cluster()
+
+    def down(self) -> None:
+        """Juju's controller and cloud first, then the cluster; every step runs even if one
+        before it failed, and the failures are reported together."""
+        from deployments.juju.controller import release_platform
+
+        problems: list[MatrixError] = []
+        try:
+            release_platform(self.context, timeout=self.teardown_timeout(),
+                             cluster_goes_away=self.cluster_goes_away())
+        except MatrixError as exc:
+            problems.append(exc)
+        try:
+            self.delete_cluster()
+        except MatrixError as exc:
+            problems.append(exc)
+        if problems:
+            raise InfrastructureError("; ".join(p.message for p in problems),
+                                      hint=next((p.hint for p in problems if p.hint), None))
+
+    def collect(self, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, argv in self.collect_commands():
+            try:
+                proc = run(argv, timeout=COLLECT_TIMEOUT, check=False)
+                text = f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}"
+                if proc.returncode != 0:
+                    text += f"\n(exit {proc.returncode})\n"
+            except MatrixError as exc:
+                text = f"$ {' '.join(argv)}\n({exc.message})\n"
+            (dest / name).write_text(redact(text), encoding="utf-8")
+
+    def deployment(self, substrate: Substrate, cell_dir: Path) -> JujuDeployment:
+        from deployments.juju.deployment import JujuDeployment
+
+        kubeconfig = self.juju_kubeconfig(substrate)
+        if kubeconfig is not None:
+            substrate = dataclasses.replace(substrate, kubeconfig=kubeconfig)
+        return JujuDeployment(self.context, substrate, cell_dir)
+
+    # ------------------------------------------------------------ helpers
+
+    def teardown_timeout(self) -> float:
+        return float(self.context.options.get("teardown_timeout") or 600)
