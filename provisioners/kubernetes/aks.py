@@ -16,9 +16,23 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from harness.errors import ConfigError, InfrastructureError, MatrixError
+from provisioners.kubernetes.cloud import (
+    CapacityError,
+    CredentialsError,
+    TaggedResource,
+    resource_name,
+    run_tags,
+    sweep_resources,
+)
+
+from deployments.juju.settings import JujuSettings
+from harness.errors import InfrastructureError, MatrixError
+from harness.kubectl import kubectl_argv
+from provisioners.api import RunContext, Substrate, SweptResource
+from provisioners.kubernetes.base import KubernetesProvisioner
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -45,12 +59,14 @@ _KNOWN_AUTHORITIES = ("login.microsoftonline.com", "login.chinacloudapi.cn",
                       "login.microsoftonline.us")
 
 
-class AzureCredentialsError(ConfigError):
-    """No usable Azure identity or subscription (exit 2, before anything is created)."""
+EXPECTED = ("AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_ID",
+            "AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE")
+CAPACITY_HINT = ("pick another vm_size or location for the platform in matrix.yaml, or request a "
+                 "quota increase (Azure portal → Quotas → Compute)")
 
 
-class AzureCapacityError(InfrastructureError):
-    """Azure refused for quota or capacity: another size/region, or a quota increase."""
+def credentials_error(detail: str) -> CredentialsError:
+    return CredentialsError("Azure", EXPECTED, detail, hint=CREDENTIALS_HINT)
 
 
 @dataclass(frozen=True)
@@ -98,19 +114,10 @@ class AksSpec:
         }
 
 
-@dataclass(frozen=True)
-class SweptGroup:
-    name: str
-    run_id: str
-    expires: str
-    deleted: bool
-    error: str = ""
-
-
 def subscription_from_env(env: Mapping[str, str] = os.environ) -> str:
     sub = (env.get("AZURE_SUBSCRIPTION_ID") or "").strip()
     if not sub:
-        raise AzureCredentialsError("AZURE_SUBSCRIPTION_ID is not set", hint=CREDENTIALS_HINT)
+        raise credentials_error("AZURE_SUBSCRIPTION_ID is not set")
     return sub
 
 
@@ -167,8 +174,7 @@ class AksClient:
             self.credential.get_token(self.scope)
         except ClientAuthenticationError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AzureCredentialsError(f"no Azure credentials that work: {first}",
-                                        hint=CREDENTIALS_HINT) from None
+            raise credentials_error(first) from None
         try:
             self.resources.resource_groups.check_existence(resource_group)
         except HttpResponseError as exc:
@@ -204,7 +210,8 @@ class AksClient:
         except HttpResponseError as exc:
             raise self._error(what, exc) from None
         self._wait(poller, what, deadline, progress,
-                   state=lambda: self._cluster_state(spec.resource_group, spec.cluster))
+                   state=lambda: self._cluster_state(spec.resource_group, spec.cluster),
+                   cancellable=True)
         state = self._cluster_state(spec.resource_group, spec.cluster)
         if state != "Succeeded":
             raise InfrastructureError(f"{what}: provisioningState is {state}",
@@ -290,36 +297,22 @@ class AksClient:
             if (group.tags or {}).get(RUN_TAG) and not group.managed_by:
                 yield group
 
-    def sweep(self, is_due: Callable[[Mapping[str, str]], bool], *, dry_run: bool, timeout: float,
-              progress: Callable[[str], None]) -> list[SweptGroup]:
-        """Delete (or with `dry_run` only list) the run-tagged groups `is_due` says have expired,
-        with the same delete as `down`. A group without the run tag is never looked at."""
-        swept = []
-        for group in self.tagged_groups():
-            tags = dict(group.tags or {})
-            if not is_due(tags):
-                continue
-            expires = tags.get("mlflow-matrix-expires", "")
-            if dry_run:
-                swept.append(SweptGroup(group.name, tags[RUN_TAG], expires, deleted=False))
-                continue
-            try:
-                self.delete(group.name, None, timeout=timeout, progress=progress)
-                swept.append(SweptGroup(group.name, tags[RUN_TAG], expires, deleted=True))
-            except MatrixError as exc:
-                swept.append(SweptGroup(group.name, tags[RUN_TAG], expires, deleted=False,
-                                        error=exc.message))
-        return swept
-
     # ------------------------------------------------------------------ waiting
     def _wait(self, poller: LROPoller[Any], what: str, deadline: float,
-              progress: Callable[[str], None], state: Callable[[], str] | None = None) -> None:
-        """Until the poller is done, the deadline passes, or a terminal failed state shows."""
+              progress: Callable[[str], None], state: Callable[[], str] | None = None,
+              cancellable: bool = False) -> None:
+        """Until the poller is done, the deadline passes, or a terminal failed state shows.
+        A `cancellable` wait (creates, not deletes) also ends on the runner's Ctrl-C."""
         from azure.core.exceptions import HttpResponseError
+
+        from harness.errors import Interrupted
+        from harness.waits import CANCEL
 
         started = time.monotonic()
         last_report = started
         while True:
+            if cancellable and CANCEL.is_set():   # Ctrl-C/SIGTERM: teardown starts now
+                raise Interrupted()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise InfrastructureError(
@@ -357,9 +350,175 @@ class AksClient:
         message = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
         text = f"{what}: {code + ': ' if code else ''}{message}"[:600]
         if getattr(exc, "status_code", None) == 401 or code in AUTH_CODES:
-            return AzureCredentialsError(text, hint=CREDENTIALS_HINT)
+            return credentials_error(text)
         if code in CAPACITY_CODES or "quota" in message.lower():
-            return AzureCapacityError(
-                text, hint="pick another vm_size or location for the platform in matrix.yaml, or "
-                           "request a quota increase (Azure portal → Quotas → Compute)")
+            return CapacityError("Azure", what.removeprefix("creating "),
+                                 f"{code + ': ' if code else ''}{message}"[:600], hint=CAPACITY_HINT)
         return InfrastructureError(text)
+
+
+# ====================================================================== the provisioner
+
+RESOURCE_TYPE = "aks-resource-group"
+RESOURCE_API = "2025-04-01"        # the api-versions the pinned SDKs send (see the fake's test)
+AKS_API = "2026-08-01"
+
+
+@dataclass(frozen=True)
+class AksSettings(JujuSettings):
+    location: str = "eastus"
+    vm_size: str = "Standard_D4s_v5"      # 4 vCPU, 16 GiB
+    node_count: int = 2
+    kubernetes_version: str = "1.32"
+    os_disk_gb: int = 128
+    up_timeout: int = 1800                # cluster create deadline (s)
+    down_timeout: int = 1200              # resource group delete deadline (s)
+    api_poll_interval: float = 15.0       # between ARM long-running-operation polls (s)
+    ttl_hours: float = 6.0                # mlflow-matrix-expires = created + this
+    arm_endpoint: str = PUBLIC_ARM        # another cloud (Azure China/Government, Stack)
+    # Nodes have no public IPs: reach MLflow through the API server.
+    access: Literal["nodeport", "loadbalancer", "port-forward"] = "port-forward"
+
+
+def _client(settings: AksSettings) -> AksClient:
+    return AksClient(make_credential(), subscription_from_env(), endpoint=settings.arm_endpoint,
+                     poll_interval=settings.api_poll_interval)
+
+
+class AksProvisioner(KubernetesProvisioner):
+    """AKS: resource group + Free-tier cluster per run; the admin kubeconfig for Juju."""
+
+    kind: ClassVar[str] = "aks"
+    Settings = AksSettings
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
+        self.kubeconfig = context.work_dir / f"{context.platform.name}-{context.run_id}.kubeconfig"
+
+    # ------------------------------------------------------------ names
+    def spec(self) -> AksSpec:
+        run_id = self.context.run_id
+        s = self.settings
+        return AksSpec(resource_group=resource_name(run_id, "aks", limit=90),
+                       cluster=resource_name(run_id, limit=40), location=s.location,
+                       kubernetes_version=s.kubernetes_version, vm_size=s.vm_size,
+                       node_count=s.node_count, os_disk_gb=s.os_disk_gb,
+                       tags=run_tags(run_id, ttl=timedelta(hours=s.ttl_hours)))
+
+    # ------------------------------------------------------------ hooks
+    @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        _client(settings).check_credentials(resource_name("preflight", "aks", limit=90))
+
+    def create_cluster(self) -> Substrate:
+        spec = self.spec()
+        client = _client(self.settings)
+        state = self.context.state
+        rid: list[str] = []
+        recorded = {"kind": self.kind, "name": spec.resource_group,
+                    "node_resource_group": spec.node_resource_group, "cluster": spec.cluster,
+                    "location": spec.location, "subscription": client.subscription_id,
+                    "arm_endpoint": client.endpoint, "run_id": self.context.run_id,
+                    "api_poll_interval": self.settings.api_poll_interval,
+                    "down_timeout": self.settings.down_timeout}
+        kubeconfig = client.create(
+            spec, timeout=self.settings.up_timeout, progress=self._progress,
+            on_group=lambda: rid.append(state.add(RESOURCE_TYPE, **recorded)),
+            on_cluster=lambda: state.update(rid[0], cluster_requested=True))
+        self._write_kubeconfig(kubeconfig.decode())
+        return Substrate(name=self.context.platform.name, kubeconfig=self.kubeconfig,
+                         cluster_goes_away=True,
+                         details={"resource_group": spec.resource_group, "cluster": spec.cluster,
+                                  "node_resource_group": spec.node_resource_group,
+                                  "location": spec.location})
+
+    def delete_cluster(self) -> None:
+        mine = [r for r in self.context.state.resources()
+                if r.type == RESOURCE_TYPE and r.data.get("kind") == self.kind]
+        for resource in mine:
+            _client(self.settings).delete(resource.data["name"],
+                                          resource.data.get("node_resource_group"),
+                                          timeout=self.settings.down_timeout,
+                                          progress=self._progress)
+            self.context.state.release(resource.id)
+        self.kubeconfig.unlink(missing_ok=True)
+
+    def cluster_goes_away(self) -> bool:
+        return True
+
+    def cluster_plan(self) -> list[str]:
+        s, spec = self.settings, self.spec()
+        sub = f"/subscriptions/{os.environ.get('AZURE_SUBSCRIPTION_ID') or '$AZURE_SUBSCRIPTION_ID'}"
+        group = f"{s.arm_endpoint}{sub}/resourcegroups/{spec.resource_group}"
+        mc = (f"{s.arm_endpoint}{sub}/resourceGroups/{spec.resource_group}/providers/"
+              f"Microsoft.ContainerService/managedClusters/{spec.cluster}")
+        tags = ", ".join(f"{k}={v}" for k, v in spec.tags.items())
+        return [
+            "credentials: azure-identity DefaultAzureCredential (AZURE_TENANT_ID/AZURE_CLIENT_ID/"
+            "AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE, else `az login`), token for "
+            f"{s.arm_endpoint}/.default; HEAD {s.arm_endpoint}{sub}/resourcegroups/<name> checks it",
+            f"PUT {group}?api-version={RESOURCE_API} location={s.location} tags: {tags}",
+            f"PUT {mc}?api-version={AKS_API} sku Base/Free, Kubernetes {s.kubernetes_version}, "
+            f"system pool {s.node_count} x {s.vm_size} ({s.os_disk_gb} GB OS disk), "
+            f"nodeResourceGroup {spec.node_resource_group}, same tags",
+            f"poll its Azure-AsyncOperation every {s.api_poll_interval:g} s until Succeeded "
+            f"(Failed/Canceled stops), deadline {s.up_timeout} s; GET the cluster: "
+            "provisioningState Succeeded",
+            f"POST {mc}/listClusterAdminCredential?api-version={AKS_API} → admin kubeconfig "
+            f"(client certificates, no exec plugin) → {self.kubeconfig}",
+        ]
+
+    def cluster_down_plan(self) -> list[str]:
+        s, spec = self.settings, self.spec()
+        sub = f"/subscriptions/{os.environ.get('AZURE_SUBSCRIPTION_ID') or '$AZURE_SUBSCRIPTION_ID'}"
+        return [
+            f"DELETE {s.arm_endpoint}{sub}/resourcegroups/{spec.resource_group}?api-version="
+            f"{RESOURCE_API} (the cluster, and AKS deletes {spec.node_resource_group} with it); "
+            f"poll its Location until 200, deadline {s.down_timeout} s",
+            f"HEAD {s.arm_endpoint}{sub}/resourcegroups/{spec.node_resource_group} → 404 "
+            "expected; if it is still there: DELETE it and wait",
+        ]
+
+    def collect_commands(self) -> list[tuple[str, list[str]]]:
+        base = kubectl_argv(self.kubeconfig, None, None, [])
+        return [("version.txt", [*base, "version"]),
+                ("nodes.txt", [*base, "get", "nodes", "-o", "wide"]),
+                ("storage.txt", [*base, "get", "storageclass,pv,pvc", "-A"]),
+                ("services.txt", [*base, "get", "services", "-A", "-o", "wide"])]
+
+    @classmethod
+    def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
+        if resource.get("type") != RESOURCE_TYPE:
+            return False
+        settings = AksSettings(
+            arm_endpoint=resource.get("arm_endpoint") or PUBLIC_ARM,
+            api_poll_interval=float(resource.get("api_poll_interval") or 15.0),
+            down_timeout=int(resource.get("down_timeout") or AksSettings.down_timeout))
+        _client(settings).delete(resource["name"], resource.get("node_resource_group"),
+                                 timeout=settings.down_timeout, progress=print)
+        return True
+
+    @classmethod
+    def sweep(cls, settings: Any, *, older_than: timedelta | None, dry_run: bool,
+              progress: Callable[[str], None]) -> list[SweptResource]:
+        """Resource groups tagged mlflow-matrix-run that are due, deleted like `down` does."""
+        client = _client(settings)
+        found = [TaggedResource("resource-group", g.name, dict(g.tags or {}))
+                 for g in client.tagged_groups()]
+        return sweep_resources(
+            found, lambda r: client.delete(r.name, None, timeout=settings.down_timeout,
+                                           progress=progress),
+            older_than=older_than, dry_run=dry_run, progress=progress)
+
+    # ------------------------------------------------------------ helpers
+    def _write_kubeconfig(self, text: str) -> None:
+        from harness.kube import register_kubeconfig_secrets
+
+        register_kubeconfig_secrets(text)
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def _progress(self, line: str) -> None:
+        print(f"{self.context.platform.name}: {line}", flush=True)

@@ -1,27 +1,36 @@
 """AKS through the real Azure SDK (azure-identity, azure-mgmt-resource, azure-mgmt-containerservice)
 against the loopback fake ARM of tests/fakes/azure_arm.py. Leftovers are counted through the
 fake's own list API, called with the SDK (`resource_groups.list`)."""
+# ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from fakes.azure_arm import FakeAzure
+from fakes.fixtures import context_for  # noqa: F401  (pytest fixture)
+from provisioners.kubernetes.cloud import CapacityError, CredentialsError
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, InfrastructureError
 from provisioners.kubernetes.aks import (
     AksClient,
+    AksProvisioner,
     AksSpec,
-    AzureCapacityError,
-    AzureCredentialsError,
     make_credential,
     subscription_from_env,
 )
 
+ROOT = Path(__file__).resolve().parents[3]
 TAGS = {"mlflow-matrix-run": "20261129-200000-abc123", "mlflow-matrix-owner": "ci",
         "mlflow-matrix-created": "2026-11-29T20:00:00Z",
         "mlflow-matrix-expires": "2026-11-30T02:00:00Z"}
@@ -109,7 +118,7 @@ def test_quota_refusal_is_a_capacity_error(az: FakeAzure) -> None:
     az.quota_error = True
     c = client(az)
     s = spec()
-    with pytest.raises(AzureCapacityError) as err:
+    with pytest.raises(CapacityError) as err:
         c.create(s, timeout=30, progress=lambda _: None)
     assert "QuotaExceeded" in err.value.message and "vm_size" in (err.value.hint or "")
     assert err.value.exit_code == EXIT_INFRASTRUCTURE
@@ -139,7 +148,7 @@ def test_node_group_left_behind_is_deleted_too(az: FakeAzure) -> None:
 
 def test_missing_subscription_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
-    with pytest.raises(AzureCredentialsError) as err:
+    with pytest.raises(CredentialsError) as err:
         subscription_from_env()
     assert err.value.exit_code == EXIT_BAD_INPUT
     assert "AZURE_SUBSCRIPTION_ID" in err.value.message
@@ -153,7 +162,7 @@ def test_no_identity_fails_fast_naming_the_variables(az: FakeAzure,
     monkeypatch.setenv("PATH", "/nonexistent")      # no `az`, `azd` or `pwsh` to fall back to
     c = client(az)
     start = time.monotonic()
-    with pytest.raises(AzureCredentialsError) as err:
+    with pytest.raises(CredentialsError) as err:
         c.check_credentials("mlflow-matrix-r1")
     assert time.monotonic() - start < 10
     assert err.value.exit_code == EXIT_BAD_INPUT
@@ -166,27 +175,158 @@ def test_wrong_secret_is_bad_input_and_never_shown(az: FakeAzure,
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-the-secret-xyz")
     monkeypatch.setenv("PATH", "/nonexistent")
     c = client(az)
-    with pytest.raises(AzureCredentialsError) as err:
+    with pytest.raises(CredentialsError) as err:
         c.check_credentials("mlflow-matrix-r1")
     assert "not-the-secret-xyz" not in err.value.render()
     assert not [r for r in az.requests if r[1].startswith("/subscriptions")]
 
 
-def test_sweep_deletes_only_expired_run_tagged_groups(az: FakeAzure) -> None:
+# ---------------------------------------------------------------- the provisioner (base + CLI)
+
+@pytest.fixture
+def aks_context(az: FakeAzure, context_for):
+    def make(**settings: object):
+        return context_for("aks-1.32", arm_endpoint=az.url, api_poll_interval=0.02, **settings)
+    return make
+
+
+def test_plan_prints_every_call_without_credentials(aks_context, monkeypatch) -> None:
+    for var in ("AZURE_CLIENT_SECRET", "AZURE_SUBSCRIPTION_ID"):
+        monkeypatch.delenv(var)
+    lines = AksProvisioner(aks_context()).plan()
+    text = "\n".join(lines)
+    for call in ("PUT ", "managedClusters/mm-", "api-version=2026-08-01", "sku Base/Free",
+                 "2 x Standard_D4s_v5", "listClusterAdminCredential", "DELETE ",
+                 "HEAD ", "mlflow-matrix-expires=", "deadline 1800 s", "deadline 1200 s"):
+        assert call in text, call
+
+
+def test_up_records_before_creating_and_down_releases_everything(az: FakeAzure, aks_context) -> None:
+    ctx = aks_context()
+    AksProvisioner.preflight(ctx.platform.settings, {})
+    prov = AksProvisioner(ctx)
+    substrate = prov.up()
     c = client(az)
-    old, fresh = spec("old"), spec("new", **{"mlflow-matrix-run": "fresh"})
-    c.create(old, timeout=30, progress=lambda _: None)
-    c.create(fresh, timeout=30, progress=lambda _: None)
+    assert substrate.cluster_goes_away and substrate.kubeconfig.stat().st_mode & 0o777 == 0o600
+    assert "client-certificate-data" in substrate.kubeconfig.read_text()
+    [res] = [r for r in json.loads(ctx.state.path.read_text())["resources"]
+             if r["type"] == "aks-resource-group"]
+    assert res["kind"] == "aks" and res["cluster_requested"] is True
+    assert sorted([res["name"], res["node_resource_group"]]) == listed(c)
+    tags = c.resources.resource_groups.get(res["name"]).tags
+    assert tags["mlflow-matrix-run"] == ctx.run_id
+    assert set(tags) == {"mlflow-matrix-run", "mlflow-matrix-owner", "mlflow-matrix-created",
+                         "mlflow-matrix-expires"}
+    prov.down()
+    assert listed(c) == []
+    assert not [r for r in ctx.state.resources() if r.type == "aks-resource-group"]
+    assert not substrate.kubeconfig.exists()
+    prov.down()                                               # idempotent
+
+
+def test_create_failing_half_way_then_down_removes_everything(az: FakeAzure, aks_context) -> None:
+    az.fail_create = True
+    ctx = aks_context()
+    prov = AksProvisioner(ctx)
+    with pytest.raises(InfrastructureError):
+        prov.up()
+    c = client(az)
+    assert len(listed(c)) == 2 and len(ctx.state.resources()) == 1
+    prov.down()
+    assert listed(c) == [] and ctx.state.resources() == []
+
+
+def test_janitor_releases_what_a_crashed_run_recorded(az: FakeAzure, aks_context) -> None:
+    ctx = aks_context()
+    AksProvisioner(ctx).up()
+    [recorded] = json.loads(ctx.state.path.read_text())["resources"]
+    AksProvisioner.release_recorded(recorded)                 # what `mlflow-matrix janitor` calls
+    assert listed(client(az)) == []
+
+
+def _matrix_file(tmp_path: Path, **settings: object) -> Path:
+    data = yaml.safe_load((ROOT / "matrix.yaml").read_text())
+    data["platforms"]["aks-1.32"].update(settings)
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _wait_for(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _recorded(reports: Path) -> list[dict]:
+    found = []
+    for path in (reports / "state").glob("*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            found += json.loads(path.read_text())["resources"]
+    return found
+
+
+def test_kill_9_during_up_then_janitor_cloud_removes_all_by_tag(az: FakeAzure,
+                                                                 tmp_path: Path) -> None:
+    az.create_polls = 10**9
+    matrix = _matrix_file(tmp_path, arm_endpoint=az.url, api_poll_interval=0.05, ttl_hours=0.0001)
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "up", "--platform", "aks-1.32",
+                             "--matrix", str(matrix), "--reports-dir", str(reports)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: any(r.get("cluster_requested") for r in _recorded(reports))
+                  and len(az.group_names()) == 2)
+    finally:
+        proc.kill()                                           # SIGKILL: no teardown at all
+        proc.wait(timeout=30)
+    c = client(az)
+    left = listed(c)
+    assert len(left) == 2                                     # the group and its node group
+    fresh = {**TAGS, "mlflow-matrix-run": "fresh", "mlflow-matrix-expires": "2999-01-01T00:00:00Z"}
     az.add_group("someone-elses", tags={"team": "data"})
-    az.add_group("their-run-named-like-ours", tags={"mlflow-matrix-expires": "2000-01-01T00:00:00Z"})
+    az.add_group("a-fresh-run", tags=fresh)
+    time.sleep(0.5)                                           # the killed run's tags expire
+    janitor = [sys.executable, "-m", "harness", "janitor", "--cloud", "aks", "--matrix", str(matrix)]
+    dry = subprocess.run([*janitor, "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would delete resource-group mm-" in dry.stdout and "a-fresh-run" not in dry.stdout
+    assert len(listed(c)) == 4
+    real = subprocess.run(janitor, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert listed(c) == ["a-fresh-run", "someone-elses"]      # 0 of the run's left, others kept
 
-    def due(tags: dict[str, str]) -> bool:
-        return tags["mlflow-matrix-run"] != "fresh"
 
-    dry = c.sweep(due, dry_run=True, timeout=30, progress=lambda _: None)
-    assert [(g.name, g.deleted) for g in dry] == [(old.resource_group, False)]
-    assert len(listed(c)) == 6
-    done = c.sweep(due, dry_run=False, timeout=30, progress=lambda _: None)
-    assert [(g.name, g.deleted) for g in done] == [(old.resource_group, True)]
-    assert listed(c) == sorted([fresh.resource_group, fresh.node_resource_group,
-                                "someone-elses", "their-run-named-like-ours"])
+def test_sigint_during_create_tears_down(az: FakeAzure, tmp_path: Path) -> None:
+    az.create_polls = 10**9
+    matrix = _matrix_file(tmp_path, arm_endpoint=az.url, api_poll_interval=0.05)
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--platform", "aks-1.32",
+                             "--channel", "2.22/stable", "--scenario", "tracking", "--matrix",
+                             str(matrix), "--reports-dir", str(reports)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: any(r.get("cluster_requested") for r in _recorded(reports)), timeout=60)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert listed(client(az)) == []
+    assert not [r for r in _recorded(reports) if r["type"] == "aks-resource-group"]
+
+
+def test_no_credentials_exit_2_before_anything_is_created(az: FakeAzure, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env["PATH"] = os.path.dirname(sys.executable)             # no `az` to fall back to
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--platform", "aks-1.32",
+                           "--reports-dir", str(tmp_path / "r")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stdout + proc.stderr
+    assert time.monotonic() - start < 30
+    assert "AZURE_SUBSCRIPTION_ID" in proc.stderr + proc.stdout
+    assert az.group_names() == []
