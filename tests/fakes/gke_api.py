@@ -316,9 +316,15 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET":
             return self._send(200, cluster)
         if method == "DELETE":
-            if cluster["status"] == "STOPPING":
-                return self._send(400, _status(400, "FAILED_PRECONDITION",
-                                               f"Cluster {name} is already being deleted."))
+            busy = [o for o in fake.operations.values() if o.body["targetLink"] == cluster["selfLink"]
+                    and o.body["status"] != "DONE"]
+            if busy:
+                fake._advance(busy[0])   # time passes while the client retries
+                return self._send(400, _status(
+                    400, "FAILED_PRECONDITION",
+                    f"Operation {busy[0].body['name']} is currently "
+                    f"{'creating' if busy[0].body['operationType'] == 'CREATE_CLUSTER' else 'deleting'}"
+                    f" cluster {name}. Please wait and try again once it is done."))
             cluster["status"] = "STOPPING"
             op = fake._new_op(project, location, "DELETE_CLUSTER", cluster["selfLink"],
                               fake.delete_polls, lambda: fake.clusters.pop(ckey, None))

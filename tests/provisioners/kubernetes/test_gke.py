@@ -1,29 +1,37 @@
 """GKE through the real google-cloud-container client (REST transport) and google-auth (a
 service-account key whose token_uri is the fake) against tests/fakes/gke_api.py. Leftovers are
 counted with the API's own list call (`list_clusters`, location `-`)."""
+# ruff: noqa: F811  (pytest fixtures imported from fakes.fixtures are parameters here)
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from fakes.fixtures import context_for  # noqa: F401  (pytest fixture)
 from fakes.gke_api import PROJECT, FakeGke
+from provisioners.kubernetes.cloud import CapacityError, CredentialsError
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, InfrastructureError
 from provisioners.kubernetes.gke import (
-    GcpCapacityError,
-    GcpCredentialsError,
     GkeClient,
+    GkeProvisioner,
     GkeSpec,
     access_token,
     default_credentials,
     kubeconfig,
 )
 
+ROOT = Path(__file__).resolve().parents[3]
 LABELS = {"mlflow-matrix-run": "20261129-200000-abc123", "mlflow-matrix-owner": "ci",
           "mlflow-matrix-created": "2026-11-29t20-00-00z",
           "mlflow-matrix-expires": "2026-11-30t02-00-00z"}
@@ -104,7 +112,7 @@ def test_operation_error_stops_early_and_delete_still_works(gke: FakeGke) -> Non
 def test_quota_refusal_is_a_capacity_error(gke: FakeGke) -> None:
     gke.quota_error = True
     c = client(gke)
-    with pytest.raises(GcpCapacityError) as err:
+    with pytest.raises(CapacityError) as err:
         c.create(spec(), timeout=30, progress=lambda _: None)
     assert "Insufficient regional quota" in err.value.message
     assert err.value.exit_code == EXIT_INFRASTRUCTURE
@@ -133,7 +141,7 @@ def test_missing_credentials_fail_fast_naming_what_to_set(gke: FakeGke,
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
     monkeypatch.setenv("NO_GCE_CHECK", "True")
     start = time.monotonic()
-    with pytest.raises(GcpCredentialsError) as err:
+    with pytest.raises(CredentialsError) as err:
         default_credentials()
     assert time.monotonic() - start < 10
     assert err.value.exit_code == EXIT_BAD_INPUT
@@ -151,25 +159,158 @@ def test_revoked_key_is_bad_input(gke: FakeGke, tmp_path: Path,
     other = tmp_path / "other.json"
     other.write_text(json.dumps(key))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(other))
-    with pytest.raises(GcpCredentialsError, match="do not work"):
+    with pytest.raises(CredentialsError, match="do not work"):
         default_credentials()
     assert [p for _, p in gke.requests] == ["/token"]
 
 
-def test_sweep_deletes_only_expired_labelled_clusters(gke: FakeGke) -> None:
+# ---------------------------------------------------------------- the provisioner (base + CLI)
+
+@pytest.fixture
+def gke_context(gke: FakeGke, context_for):
+    def make(**settings: object):
+        return context_for("gke-1.32", api_endpoint=gke.url, api_poll_interval=0.02, **settings)
+    return make
+
+
+def test_plan_prints_every_call_without_credentials(gke_context, monkeypatch) -> None:
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    text = "\n".join(GkeProvisioner(gke_context()).plan())
+    for call in ("POST ", "/locations/us-central1-a/clusters", "2 x e2-standard-4",
+                 "mlflow-matrix-run=", "mlflow-matrix-expires=", "operations/<op>", "until DONE",
+                 "static access token", "DELETE ", "deadline 1800 s", "deadline 1200 s"):
+        assert call in text, call
+
+
+def test_up_records_before_creating_and_down_releases_everything(gke: FakeGke, gke_context) -> None:
+    ctx = gke_context()
+    GkeProvisioner.preflight(ctx.platform.settings, {})
+    prov = GkeProvisioner(ctx)
+    substrate = prov.up()
     c = client(gke)
-    old, fresh = spec("old"), spec("new", **{"mlflow-matrix-run": "fresh"})
-    c.create(old, timeout=30, progress=lambda _: None)
-    c.create(fresh, timeout=30, progress=lambda _: None)
+    assert substrate.cluster_goes_away and substrate.kubeconfig.stat().st_mode & 0o777 == 0o600
+    user = yaml.safe_load(substrate.kubeconfig.read_text())["users"][0]["user"]
+    assert set(user) == {"token"} and user["token"] in gke.tokens
+    [res] = [r for r in json.loads(ctx.state.path.read_text())["resources"]
+             if r["type"] == "gke-cluster"]
+    assert res["kind"] == "gke" and listed(c) == [res["name"]]
+    [cluster] = c.client.list_clusters(parent=f"projects/{PROJECT}/locations/-").clusters
+    labels = dict(cluster.resource_labels)
+    assert labels["mlflow-matrix-run"] == ctx.run_id
+    assert set(labels) == {"mlflow-matrix-run", "mlflow-matrix-owner", "mlflow-matrix-created",
+                           "mlflow-matrix-expires"}
+    assert all(v == v.lower() and len(v) <= 63 for v in labels.values())
+    prov.down()
+    assert listed(c) == []
+    assert not [r for r in ctx.state.resources() if r.type == "gke-cluster"]
+    assert not substrate.kubeconfig.exists()
+    prov.down()
+
+
+def test_create_failing_half_way_then_down_removes_everything(gke: FakeGke, gke_context) -> None:
+    gke.fail_create = True
+    ctx = gke_context()
+    prov = GkeProvisioner(ctx)
+    with pytest.raises(InfrastructureError):
+        prov.up()
+    c = client(gke)
+    assert len(listed(c)) == 1 and len(ctx.state.resources()) == 1
+    prov.down()
+    assert listed(c) == [] and ctx.state.resources() == []
+
+
+def test_janitor_releases_what_a_crashed_run_recorded(gke: FakeGke, gke_context) -> None:
+    ctx = gke_context()
+    GkeProvisioner(ctx).up()
+    [recorded] = json.loads(ctx.state.path.read_text())["resources"]
+    GkeProvisioner.release_recorded(recorded)
+    assert listed(client(gke)) == []
+
+
+def _matrix_file(tmp_path: Path, **settings: object) -> Path:
+    data = yaml.safe_load((ROOT / "matrix.yaml").read_text())
+    data["platforms"]["gke-1.32"].update(settings)
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _wait_for(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _recorded(reports: Path) -> list[dict]:
+    found = []
+    for path in (reports / "state").glob("*.json"):
+        with contextlib.suppress(ValueError, OSError):
+            found += json.loads(path.read_text())["resources"]
+    return found
+
+
+def test_kill_9_during_up_then_janitor_cloud_removes_all_by_label(gke: FakeGke,
+                                                                   tmp_path: Path) -> None:
+    gke.create_polls = 25         # still creating when killed; the janitor's delete waits it out
+    matrix = _matrix_file(tmp_path, api_endpoint=gke.url, api_poll_interval=0.05,
+                          ttl_hours=0.0001)
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "up", "--platform", "gke-1.32",
+                             "--matrix", str(matrix), "--reports-dir", str(reports)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: bool(_recorded(reports)) and len(gke.cluster_names()) == 1)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    c = client(gke)
     gke.add_cluster("someone-elses", labels={"team": "data"})
-    gke.add_cluster("no-labels-at-all", location="europe-west1-b")
+    gke.add_cluster("a-fresh-run", labels={**LABELS, "mlflow-matrix-run": "fresh",
+                                           "mlflow-matrix-expires": "2999-01-01t00-00-00z"})
+    time.sleep(0.5)
+    janitor = [sys.executable, "-m", "harness", "janitor", "--cloud", "gke", "--matrix", str(matrix)]
+    dry = subprocess.run([*janitor, "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would delete gke-cluster us-central1-a/mm-" in dry.stdout
+    assert "a-fresh-run" not in dry.stdout and len(listed(c)) == 3
+    real = subprocess.run(janitor, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert listed(c) == ["a-fresh-run", "someone-elses"]
 
-    def due(labels: dict[str, str]) -> bool:
-        return labels["mlflow-matrix-run"] != "fresh"
 
-    dry = c.sweep(due, dry_run=True, timeout=30, progress=lambda _: None)
-    assert [(x.name, x.deleted) for x in dry] == [(old.cluster, False)]
-    assert len(listed(c)) == 4
-    done = c.sweep(due, dry_run=False, timeout=30, progress=lambda _: None)
-    assert [(x.name, x.deleted) for x in done] == [(old.cluster, True)]
-    assert listed(c) == sorted([fresh.cluster, "someone-elses", "no-labels-at-all"])
+def test_sigint_during_create_tears_down(gke: FakeGke, tmp_path: Path) -> None:
+    gke.create_polls = 40
+    matrix = _matrix_file(tmp_path, api_endpoint=gke.url, api_poll_interval=0.05)
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--platform", "gke-1.32",
+                             "--channel", "2.22/stable", "--scenario", "tracking", "--matrix",
+                             str(matrix), "--reports-dir", str(reports)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: bool(gke.cluster_names()), timeout=60)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert listed(client(gke)) == []
+    assert not [r for r in _recorded(reports) if r["type"] == "gke-cluster"]
+    # the delete was refused while the create ran, and retried until GKE accepted it
+    assert any(m == "DELETE" for m, _ in gke.requests)
+
+
+def test_no_credentials_exit_2_before_anything_is_created(gke: FakeGke, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GOOGLE_", "CLOUDSDK_", "GCLOUD_"))}
+    env["NO_GCE_CHECK"] = "True"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--platform", "gke-1.32",
+                           "--reports-dir", str(tmp_path / "r")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stdout + proc.stderr
+    assert time.monotonic() - start < 30
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in proc.stderr + proc.stdout
+    assert gke.requests == []
