@@ -12,6 +12,7 @@ variables, workload identity, or `az login`); the subscription is AZURE_SUBSCRIP
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -131,6 +132,9 @@ def make_credential(env: Mapping[str, str] = os.environ) -> TokenCredential:
     """
     from azure.identity import DefaultAzureCredential
 
+    # Its chain logs every member's failure as a multi-line WARNING; check_credentials turns the
+    # failure into one error naming the variables instead.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     authority = (env.get("AZURE_AUTHORITY_HOST") or "").removeprefix("https://").rstrip("/")
     on_azure = bool(env.get("IDENTITY_ENDPOINT") or env.get("MSI_ENDPOINT"))
     return DefaultAzureCredential(

@@ -161,6 +161,17 @@ class GkeClient:
         self.poll_interval = poll_interval
         self.call_timeout = call_timeout
 
+    def check_access(self, location: str) -> None:
+        """One read in the project: a missing permission or a disabled Kubernetes Engine API
+        fails here, in seconds, before anything is created."""
+        from google.api_core.exceptions import GoogleAPICallError
+
+        try:
+            self.client.list_clusters(parent=f"projects/{self.project}/locations/{location}",
+                                      timeout=self.call_timeout)
+        except GoogleAPICallError as exc:
+            raise self._error(f"listing the clusters of project {self.project}", exc) from None
+
     # ------------------------------------------------------------------ create
     def create(self, spec: GkeSpec, *, timeout: float, progress: Callable[[str], None],
                on_cluster: Callable[[], None] = lambda: None) -> Any:
@@ -379,7 +390,7 @@ class GkeProvisioner(KubernetesProvisioner):
 
     @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        default_credentials(settings.project)
+        _client(settings).check_access(settings.zone)
 
     def create_cluster(self) -> Substrate:
         client = _client(self.settings)
@@ -420,7 +431,7 @@ class GkeProvisioner(KubernetesProvisioner):
         return [
             "credentials: google-auth Application Default Credentials "
             "(GOOGLE_APPLICATION_CREDENTIALS, else `gcloud auth application-default login`), "
-            "scope cloud-platform, refreshed once to check them",
+            "scope cloud-platform, refreshed once, then GET …/clusters in the zone to check them",
             f"POST {s.api_endpoint}/v1/{spec.parent}/clusters (google-cloud-container, REST) "
             f"cluster {spec.cluster}: Kubernetes {s.kubernetes_version}, zonal ({s.zone}), "
             f"node pool default-pool {s.node_count} x {s.machine_type} ({s.disk_size_gb} GB "
