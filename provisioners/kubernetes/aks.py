@@ -46,7 +46,7 @@ CAPACITY_CODES = frozenset({
     "QuotaExceeded", "ErrCode_InsufficientVCPUQuota", "InsufficientVCPUQuota",
     "OperationNotAllowed", "SkuNotAvailable", "AllocationFailed", "ZonalAllocationFailed",
     "OverconstrainedAllocationRequest", "OverconstrainedZonalAllocationRequest",
-    "PublicIPCountLimitReached", "SubscriptionRequestsThrottled",
+    "PublicIPCountLimitReached",
 })
 AUTH_CODES = frozenset({"AuthorizationFailed", "InvalidAuthenticationToken",
                         "InvalidAuthenticationTokenTenant", "ExpiredAuthenticationToken",

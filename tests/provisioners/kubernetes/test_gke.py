@@ -252,7 +252,7 @@ def _recorded(reports: Path) -> list[dict]:
 
 def test_kill_9_during_up_then_janitor_cloud_removes_all_by_label(gke: FakeGke,
                                                                    tmp_path: Path) -> None:
-    gke.create_polls = 25         # still creating when killed; the janitor's delete waits it out
+    gke.create_polls = 10         # still creating when killed; the janitor's delete waits it out
     matrix = _matrix_file(tmp_path, api_endpoint=gke.url, api_poll_interval=0.05,
                           ttl_hours=0.0001)
     reports = tmp_path / "reports"
