@@ -78,10 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list platforms, channels, upgrade paths and suites")
     lst.add_argument("--matrix", type=Path)
 
-    janitor = sub.add_parser("janitor",
-                             help="release leftovers of crashed or killed runs (state files)")
+    janitor = sub.add_parser(
+        "janitor", help="release leftovers of crashed or killed runs (state files, or cloud "
+                        "resources by tag with --cloud)",
+        epilog="examples:\n  mlflow-matrix janitor                       what state files recorded"
+               "\n  mlflow-matrix janitor --cloud eks --older-than 6h --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     janitor.add_argument("--reports-dir", type=Path, default=Path("reports"))
     janitor.add_argument("--dry-run", action="store_true", help="only show what would go")
+    janitor.add_argument("--cloud", metavar="KIND",
+                         help="sweep this cloud kind (eks, aks, gke…) for resources tagged "
+                              "mlflow-matrix-run that are expired")
+    janitor.add_argument("--older-than", metavar="AGE",
+                         help="with --cloud: also resources created longer ago (90m, 6h, 2d)")
+    janitor.add_argument("--matrix", type=Path,
+                         help="with --cloud: region/project settings come from its platforms")
+    janitor.add_argument("--platform", action="append", default=[], metavar="NAME",
+                         help="with --cloud: only these platforms' settings")
 
     report = sub.add_parser("report", help="build the matrix page and the Allure report")
     report.add_argument("--reports-dir", type=Path, default=Path("reports"))

@@ -100,7 +100,13 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     matrix, cells = selected_cells(args)
     if args.dry_run:
         return _print_plan(matrix, cells, args)
+    from harness.registry import load_provisioner_class
     from harness.runner import Runner, RunOptions
+
+    for name in sorted({cell.platform.name for cell in cells}):  # before anything is created
+        platform = matrix.platforms[name]
+        load_provisioner_class(platform.kind).preflight(platform.settings,
+                                                        _provisioner_options(args))
 
     options = RunOptions(reports_dir=args.reports_dir.resolve(),
                          parallel=args.parallel or matrix.defaults.parallel,
@@ -163,8 +169,14 @@ def cmd_down(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 
 def cmd_janitor(args: argparse.Namespace, pytest_args: list[str]) -> int:
-    from harness.lifecycle import janitor
+    from harness.lifecycle import cloud_janitor, janitor
 
+    if args.cloud:
+        return cloud_janitor(args.cloud, older_than=args.older_than, dry_run=args.dry_run,
+                             matrix_path=args.matrix, platforms=args.platform)
+    if args.older_than or args.platform:
+        raise ConfigError("--older-than and --platform go with --cloud KIND",
+                          hint="`mlflow-matrix janitor --cloud eks --older-than 6h`")
     return janitor(args.reports_dir.resolve(), dry_run=args.dry_run)
 
 

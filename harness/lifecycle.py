@@ -9,14 +9,15 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError
-from harness.options import provisioner_options
+from harness.options import parse_duration, provisioner_options
 from harness.procs import same_process, stop_group
 from harness.registry import load_provisioner_class
 from harness.state import RunState, new_run_id, read_state
-from provisioners.api import RunContext
+from provisioners.api import Provisioner, RunContext, Sweepable
 
 
-def _provisioner(args: argparse.Namespace, name: str, state: RunState):  # type: ignore[no-untyped-def]
+def _provisioner(args: argparse.Namespace, name: str, state: RunState, *,
+                 preflight: bool = False) -> Provisioner:
     from harness.matrix import load_matrix
 
     matrix = load_matrix(args.matrix)
@@ -28,7 +29,10 @@ def _provisioner(args: argparse.Namespace, name: str, state: RunState):  # type:
                          work_dir=Path(tempfile.gettempdir()), state=state,
                          env_for=lambda c: None,  # type: ignore[arg-type,return-value]
                          options=provisioner_options(args))
-    return load_provisioner_class(platform.kind)(context)
+    cls = load_provisioner_class(platform.kind)
+    if preflight:
+        cls.preflight(platform.settings, context.options)
+    return cls(context)  # type: ignore[call-arg]
 
 
 def platform_up(args: argparse.Namespace) -> int:
@@ -36,7 +40,7 @@ def platform_up(args: argparse.Namespace) -> int:
         raise ConfigError("`up` takes exactly one --platform")
     run_id = new_run_id()
     state = RunState(args.reports_dir.resolve() / "state" / f"{run_id}.json", run_id)
-    substrate = _provisioner(args, args.platform[0], state).up()
+    substrate = _provisioner(args, args.platform[0], state, preflight=True).up()
     state.finish("up")
     print(f"{substrate.name} is up (run id {run_id})")
     if substrate.kubeconfig:
@@ -134,3 +138,64 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def cloud_janitor(kind: str, *, older_than: str | None, dry_run: bool,
+                  matrix_path: Path | None, platforms: list[str]) -> int:
+    """`janitor --cloud KIND`: delete run-tagged resources of that cloud that are due.
+
+    The nightly safety net after a run was killed before its state file could help: the kind's
+    `sweep` lists what carries the `mlflow-matrix-run` tag and is expired (or older than
+    `--older-than`) and deletes it with the same code `down` uses. Settings (region, project…)
+    come from the platforms of that kind in matrix.yaml, or the kind's defaults.
+    """
+    age = parse_duration(older_than) if older_than else None
+    cls = load_provisioner_class(kind)
+    if not isinstance(cls, Sweepable):
+        from harness.registry import known_kinds
+
+        sweepable = [k for k in known_kinds() if _sweepable(k)]
+        raise ConfigError(f"provisioner kind {kind!r} cannot sweep cloud resources by tag",
+                          hint="`--cloud` takes a cloud kind: " + (", ".join(sweepable) or
+                               "none is installed") + "; `mlflow-matrix janitor` without "
+                               "--cloud releases what state files recorded")
+    for settings in _sweep_settings(kind, cls, matrix_path, platforms):
+        cls.preflight(settings, {})
+    code = EXIT_OK
+    total = 0
+    for settings in _sweep_settings(kind, cls, matrix_path, platforms):
+        swept = cls.sweep(settings, older_than=age, dry_run=dry_run,
+                          progress=lambda line: print(f"janitor --cloud {kind}: {line}"))
+        total += len(swept)
+        if any(item.error for item in swept):
+            code = EXIT_INFRASTRUCTURE
+    verb = "would delete" if dry_run else "deleted"
+    print(f"janitor --cloud {kind}: {total} run-tagged resource(s) due"
+          + (f" ({verb} above)" if total else "; nothing to do"))
+    return code
+
+
+def _sweepable(kind: str) -> bool:
+    try:
+        return isinstance(load_provisioner_class(kind), Sweepable)
+    except ConfigError:
+        return False
+
+
+def _sweep_settings(kind: str, cls: type, matrix_path: Path | None,
+                    platforms: list[str]) -> list[object]:
+    """Distinct settings of the kind's platforms in matrix.yaml (or the kind's defaults)."""
+    from harness.matrix import load_matrix
+
+    matrix = load_matrix(matrix_path)
+    chosen = [p for p in matrix.platforms.values() if p.kind == kind
+              and (not platforms or p.name in platforms)]
+    unknown = [n for n in platforms if n not in matrix.platforms]
+    if unknown:
+        raise ConfigError(f"unknown platform {unknown[0]!r}",
+                          hint=f"use one of: {', '.join(matrix.platforms)}")
+    found: list[object] = []
+    for platform in chosen:
+        if platform.settings not in found:
+            found.append(platform.settings)
+    return found or [cls.Settings()]  # type: ignore[attr-defined]

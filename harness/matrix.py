@@ -51,6 +51,12 @@ class Platform:
     settings: Any
     description: str = ""
 
+    @property
+    def database(self) -> str:
+        """The SQL store family when the platform's settings name one (`local`: sqlite or
+        mysql), else "": what known defects and reports key on."""
+        return str(getattr(self.settings, "database", "") or "")
+
 
 @dataclass(frozen=True)
 class UpgradePath:
@@ -188,8 +194,7 @@ def defect_applies(defect: KnownDefect, cell: Cell) -> bool:
         return False
     if defect.platforms and cell.platform.name not in defect.platforms:
         return False
-    database = getattr(cell.platform.settings, "database", "")
-    return not (defect.databases and database not in defect.databases)
+    return not (defect.databases and cell.platform.database not in defect.databases)
 
 
 # ---------------------------------------------------------------- loading

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.cell import RESTART_SUITE
 from harness.matrix import Cell, Matrix
 from harness.registry import load_provisioner_class
-from harness.runner import RESTART_SUITE
 from harness.state import RunState
 from provisioners.api import RunContext
 

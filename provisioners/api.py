@@ -81,6 +81,12 @@ class Provisioner(Protocol):
         `run`/`plan` for every selected platform of the kind."""
 
     @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Fail fast before anything is created: missing or expired credentials (a
+        CredentialsError, exit 2), a missing CLI. Called by `run` (not `--dry-run`) and `up`
+        for every selected platform of the kind, before the first cell; never by `plan`."""
+
+    @classmethod
     def release_recorded(cls, resource: Mapping[str, Any]) -> None:
         """Release one resource a crashed run recorded in its state file under this kind.
         Called by `janitor` and `down --run-id`; raises when it cannot release it."""

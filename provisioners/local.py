@@ -105,6 +105,10 @@ class LocalProvisioner:
         """`local` takes no platform options."""
 
     @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Nothing to check before the run: the deployment checks what it needs."""
+
+    @classmethod
     def release_recorded(cls, resource: Mapping[str, Any]) -> None:
         """Processes and temp dirs are released by the janitor itself; nothing else is made."""
         raise InfrastructureError(f"no way to release a {resource['type']!r} resource",

@@ -2,7 +2,7 @@
 
 The base implements the `Provisioner` protocol around a small set of provider hooks:
 
-    preflight()                 cheap checks before anything is created (credentials, CLIs)
+    preflight(settings, options)  classmethod: credentials/CLI checks before anything exists
     create_cluster()            create or find the cluster → Substrate with its kubeconfig
     delete_cluster()            remove what create_cluster created (idempotent)
     cluster_goes_away()         does delete_cluster remove the cluster itself?
@@ -49,9 +49,11 @@ class KubernetesProvisioner(ABC):
 
     # ------------------------------------------------------------ provider hooks
 
-    def preflight(self) -> None:  # noqa: B027  (optional hook)
-        """Called first by `up`, before anything is created: fail fast on missing credentials
-        (CredentialsError, exit 2) or a missing CLI. Default: nothing to check."""
+    @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Called by `run` and `up` before anything is created: fail fast on missing or
+        expired credentials (cloud.CredentialsError, exit 2) or a missing CLI. Default: none."""
+        return
 
     @abstractmethod
     def create_cluster(self) -> Substrate:
@@ -97,8 +99,9 @@ class KubernetesProvisioner(ABC):
     # ------------------------------------------------------------ Provisioner protocol
 
     @classmethod
-    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:  # noqa: B027
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
         """Kubernetes platforms take --kubeconfig/--controller; nothing to reject up front."""
+        return
 
     @classmethod
     def release_recorded(cls, resource: Mapping[str, Any]) -> None:
@@ -122,7 +125,6 @@ class KubernetesProvisioner(ABC):
         return cell_plan(self.context, cell)
 
     def up(self) -> Substrate:
-        self.preflight()
         return self.create_cluster()
 
     def down(self) -> None:
