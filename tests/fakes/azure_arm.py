@@ -84,6 +84,9 @@ class FakeAzure:
         self.fail_create = False
         self.quota_error = False
         self.leak_node_group = False
+        # the admin kubeconfig handed out (e.g. the fake Kubernetes API's); None: a made-up one
+        self.kubeconfig_text: str | None = None
+        self.on_group_delete: Any = None      # called (group name) when a DELETE is accepted
         self.api_versions: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
 
@@ -136,6 +139,8 @@ class FakeAzure:
         return body
 
     def _kubeconfig(self, cluster: dict[str, Any]) -> str:
+        if self.kubeconfig_text is not None:
+            return self.kubeconfig_text
         fqdn = cluster["properties"]["fqdn"]
         name = cluster["name"]
         ca = base64.b64encode(self.ca.cert_pem.bytes()).decode()
@@ -320,6 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "ResourceGroupManagedByMismatch",
                     f"The resource group '{name}' is managed by '{group['managedBy']}'. "
                     "It can only be deleted through the resource that manages it."))
+            if fake.on_group_delete:
+                fake.on_group_delete(name)
             group["properties"]["provisioningState"] = "Deleting"
             op = fake._new_op(fake.delete_polls, lambda: fake._delete_group_now(key))
             location = (f"{fake.url}/subscriptions/{SUBSCRIPTION}/operationresults/{op.id}"

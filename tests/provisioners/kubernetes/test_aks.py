@@ -18,8 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 from fakes.azure_arm import FakeAzure
-from fakes.fixtures import context_for  # noqa: F401  (pytest fixture)
-from provisioners.kubernetes.cloud import CapacityError, CredentialsError
+from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
+    cluster,
+    context_for,
+    fake_api,
+    local_channel,
+    stub_mlflow,
+)
 
 from harness.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, InfrastructureError
 from provisioners.kubernetes.aks import (
@@ -29,6 +34,7 @@ from provisioners.kubernetes.aks import (
     make_credential,
     subscription_from_env,
 )
+from provisioners.kubernetes.cloud import CapacityError, CredentialsError
 
 ROOT = Path(__file__).resolve().parents[3]
 TAGS = {"mlflow-matrix-run": "20261129-200000-abc123", "mlflow-matrix-owner": "ci",
@@ -330,3 +336,33 @@ def test_no_credentials_exit_2_before_anything_is_created(az: FakeAzure, tmp_pat
     assert time.monotonic() - start < 30
     assert "AZURE_SUBSCRIPTION_ID" in proc.stderr + proc.stdout
     assert az.group_names() == []
+
+
+def test_juju_deploys_on_the_admin_kubeconfig_and_is_released_before_the_group(
+        az: FakeAzure, aks_context, cluster, fake_api, tmp_path: Path) -> None:
+    """The admin kubeconfig AKS returns (client certificates) is what Juju and lightkube use:
+    here it is the fake Kubernetes API's, under the fake `juju`."""
+    from deployments.juju import controller as jcontroller
+
+    jcontroller._PLATFORMS.clear()
+    fake = cluster({"values": {"SUBSTRATE": "kubernetes/default"}})
+    az.kubeconfig_text = fake_api.kubeconfig(cluster="mm-aks", user="clusterAdmin_rg_mm-aks",
+                                             context="mm-aks-admin")
+    controllers_at_delete: list[list[str]] = []
+    az.on_group_delete = lambda name: controllers_at_delete.append(
+        list(fake.world()["controllers"]))
+    ctx = aks_context()
+    prov = AksProvisioner(ctx)
+    substrate = prov.up()
+    dep = prov.deployment(substrate, tmp_path / "reports" / "aks-1.32" / "2.22-stable")
+    endpoint = dep.deploy(local_channel("2.22/stable"))
+    assert endpoint.mlflow_version == "2.22.0"
+    assert {pod for _, pod, _ in fake_api.forwards} == {"mlflow-server-0"}   # port-forward
+    assert fake.world()["controllers"]                       # bootstrapped into the cluster
+    dep.teardown()
+    prov.down()
+    juju = fake.lines("juju")
+    assert any(line.startswith("juju add-k8s ") for line in juju)
+    assert any(line.startswith("juju destroy-controller ") for line in juju)
+    assert controllers_at_delete and controllers_at_delete[0] == []   # Juju went first
+    assert listed(client(az)) == [] and ctx.state.resources() == []
