@@ -267,7 +267,7 @@ class CellRun:
         cell = outcome.cell
         env = self._client_env(outcome, endpoint)
         self.scenarios.run(outcome, env, endpoint, cell_dir, cell.scenarios, phase=None,
-                     deployment=deployment)
+                           deployment=deployment)
         if RESTART_SUITE in cell.scenarios:
             if not isinstance(deployment, Restartable):
                 self.progress(f"{cell.title}  {RESTART_SUITE}: this platform cannot restart "
@@ -275,11 +275,11 @@ class CellRun:
                 return
             manifest = cell_dir / "persistence-manifest.json"
             self.scenarios.run(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                         phase="before-restart", manifest=manifest, deployment=deployment)
+                               phase="before-restart", manifest=manifest, deployment=deployment)
             endpoint = self._phase(outcome, "restart", deployment.restart,
                                    attach=lambda: _collect_to(deployment, cell_dir))
             self.scenarios.run(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                         phase="after-restart", manifest=manifest, deployment=deployment)
+                               phase="after-restart", manifest=manifest, deployment=deployment)
 
     def _upgrade_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
                        cell_dir: Path) -> None:
@@ -290,7 +290,7 @@ class CellRun:
         manifest = cell_dir / "upgrade-manifest.json"
         source_env, target_env = self.env_for(cell.channel), self.env_for(cell.upgrade_to)
         self.scenarios.run(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                     phase="before-upgrade", manifest=manifest, deployment=deployment)
+                           phase="before-upgrade", manifest=manifest, deployment=deployment)
         if outcome.status != "passed":
             self.progress(f"{cell.title}  seeding failed; not upgrading")
             return
@@ -300,10 +300,10 @@ class CellRun:
                                attach=lambda: _collect_to(deployment, cell_dir))
         outcome.versions["mlflow_server"] = endpoint.mlflow_version
         self.scenarios.run(outcome, target_env, endpoint, cell_dir, cell.scenarios,
-                     phase="after-upgrade", manifest=manifest, deployment=deployment)
+                           phase="after-upgrade", manifest=manifest, deployment=deployment)
         self.scenarios.run(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                     phase="old-client", manifest=manifest, deployment=deployment,
-                     informational=True)
+                           phase="old-client", manifest=manifest, deployment=deployment,
+                           informational=True)
 
     def _collect(self, outcome: CellOutcome, deployment: Deployment | None, slot: PlatformSlot,
                  cell_dir: Path) -> None:

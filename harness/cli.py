@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--parallel", type=_positive, default=None, metavar="N",
                      help="cells to run at once (default: defaults.parallel in matrix.yaml)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    run.add_argument("--run-id", metavar="ID",
+                     help="name this run (default: a new id); CI sets it up front so an "
+                          "always-run teardown can call `down --run-id ID`")
 
     plan = sub.add_parser("plan", help="print every step a run would take; touch nothing")
     selection(plan)
@@ -77,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list platforms, channels, upgrade paths and suites")
     lst.add_argument("--matrix", type=Path)
+    lst.add_argument("--json", action="store_true",
+                     help="machine-readable, with what a CI job per platform needs "
+                          "(cloud, snaps, timeouts)")
 
     janitor = sub.add_parser(
         "janitor", help="release leftovers of crashed or killed runs (state files, or cloud "
@@ -99,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="build the matrix page and the Allure report")
     report.add_argument("--reports-dir", type=Path, default=Path("reports"))
     report.add_argument("--matrix", type=Path)
+    report.add_argument("--merge", nargs="+", type=Path, default=[], metavar="DIR",
+                        help="merge these reports directories (one per job/machine) into "
+                             "--reports-dir, then build one report over all of them")
+    report.add_argument("--previous", type=Path, metavar="DIR",
+                        help="the previous published report (its matrix.json and "
+                             "allure-history.jsonl): keeps Allure's history and trends, and "
+                             "calls out regressions at the top of the matrix page")
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from harness.errors import EXIT_OK, ConfigError
@@ -18,6 +19,7 @@ from harness.matrix import (
 from harness.options import provisioner_options as _provisioner_options
 
 EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
+RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # it names models and cloud resources
 
 
 def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
@@ -103,17 +105,35 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     from harness.registry import load_provisioner_class
     from harness.runner import Runner, RunOptions
 
+    run_id = _new_run_id(args)
     for name in sorted({cell.platform.name for cell in cells}):  # before anything is created
         platform = matrix.platforms[name]
         load_provisioner_class(platform.kind).preflight(platform.settings,
                                                         _provisioner_options(args))
 
-    options = RunOptions(reports_dir=args.reports_dir.resolve(),
+    options = RunOptions(reports_dir=args.reports_dir.resolve(), run_id=run_id,
                          parallel=args.parallel or matrix.defaults.parallel,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args),
                          provisioner_options=_provisioner_options(args))
     return Runner(matrix, cells, options).run()
+
+
+def _new_run_id(args: argparse.Namespace) -> str:
+    """`--run-id`: checked, and never one whose state file exists (it may hold leftovers)."""
+    run_id = getattr(args, "run_id", None) or ""
+    if not run_id:
+        return ""
+    if not RUN_ID.match(run_id):
+        raise ConfigError(f"--run-id {run_id!r} is not a valid run id",
+                          hint="use 1-40 lower-case letters, digits and '-', starting with a "
+                               "letter or digit")
+    state = args.reports_dir.resolve() / "state" / f"{run_id}.json"
+    if state.exists():
+        raise ConfigError(f"run id {run_id} was used before ({state})",
+                          hint=f"pick a new id; `mlflow-matrix down --run-id {run_id}` releases "
+                               "what that run left")
+    return run_id
 
 
 def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
@@ -131,6 +151,13 @@ def _print_plan(matrix: Matrix, cells: list[Cell], args: argparse.Namespace) -> 
 
 def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
     matrix = load_matrix(args.matrix)
+    if getattr(args, "json", False):
+        import json
+
+        from harness.ci_matrix import list_data
+
+        print(json.dumps(list_data(matrix), indent=1))
+        return EXIT_OK
     print(f"matrix: {matrix.path}\n\nplatforms:")
     for p in matrix.platforms.values():
         default = " (default)" if p.name in matrix.defaults.platforms else ""
@@ -186,7 +213,13 @@ def cmd_report(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
     reports = args.reports_dir.resolve()
     matrix = load_matrix(args.matrix) if args.matrix else _default_matrix()
-    outcome = build_reports(reports, matrix, progress=print)
+    if getattr(args, "merge", None) or getattr(args, "previous", None):
+        from harness.reporting.merge import merge_and_build
+
+        outcome = merge_and_build(reports, list(args.merge), previous=args.previous,
+                                  matrix=matrix, progress=print)
+    else:
+        outcome = build_reports(reports, matrix, progress=print)
     for path in outcome.paths:
         print(path)
     print(f"{outcome.cells} cell(s); " + ", ".join(f"{name} {seconds:.1f}s"

@@ -32,6 +32,9 @@ class Endpoint:
     s3_endpoint_url: str | None = None
     artifact_bucket: str | None = None
     s3_credentials: Credentials | None = None
+    # A file the harness placed outside the artifact root (local platforms only): security probes
+    # read it to prove a traversal, so they never need to touch a file that matters.
+    canary_path: str | None = None
 
     def public_json(self) -> str:
         """Serialise without credentials: this may be written next to reports."""

@@ -33,6 +33,8 @@ FEATURES = {
     "registry": "Model registry",
     "persistence": "Persistence",
     "upgrade": "Upgrades",
+    "security": "Security advisories",
+    "observability": "Observability",
 }
 
 

@@ -71,8 +71,8 @@ class ScenarioProcess:
             stop_group(pgid, timeout=10)
 
     def run(self, outcome: CellOutcome, env: MlflowEnv, endpoint: Endpoint, cell_dir: Path,
-                suites: Sequence[str], *, phase: str | None, deployment: Deployment,
-                manifest: Path | None = None, informational: bool = False) -> None:
+            suites: Sequence[str], *, phase: str | None, deployment: Deployment,
+            manifest: Path | None = None, informational: bool = False) -> None:
         cell = outcome.cell
         scenarios_dir = scenarios_root()
         files = [str(scenarios_dir / f"test_{suite}.py") for suite in suites]

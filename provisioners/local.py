@@ -20,7 +20,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -36,6 +36,7 @@ from provisioners.api import RunContext, Substrate
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
+CANARY_NAME = "mlflow-matrix-canary.txt"
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,16 @@ class LocalDeployment:
         env = self.context.env_for(channel)
         self.server = MlflowServer(env, self.work / "mlflow", self.context, self.settings,
                                    self.s3, self.db.uri, self.timeout)
-        return self.server.start()
+        return self._with_canary(self.server.start())
+
+    def _with_canary(self, endpoint: Endpoint) -> Endpoint:
+        """A file outside the artifact root (and outside the server's cwd), for security probes."""
+        assert self.work
+        canary = self.work / "canary" / CANARY_NAME
+        if not canary.is_file():
+            canary.parent.mkdir(exist_ok=True)
+            canary.write_text(f"mlflow-matrix canary {secrets.token_hex(8)}\n", encoding="utf-8")
+        return replace(endpoint, canary_path=str(canary))
 
     @property
     def server_log(self) -> Path | None:
@@ -158,7 +168,7 @@ class LocalDeployment:
     def restart(self) -> Endpoint:
         assert self.server, "deploy() first"
         self.server.stop()
-        return self.server.start()
+        return self._with_canary(self.server.start())
 
     def upgrade(self, channel: Channel) -> Endpoint:
         """Stop the server, migrate the DB only if the target charm does, start the new server."""
@@ -178,7 +188,7 @@ class LocalDeployment:
         self.server = MlflowServer(env, self.work / "mlflow", self.context,  # type: ignore[operator]
                                    self.settings, self.s3, self.db.uri, self.timeout,
                                    port=self.server.port)
-        return self.server.start()
+        return self._with_canary(self.server.start())
 
     def collect(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -446,7 +456,7 @@ class MlflowServer:
                 (self.port,) = free_ports(1)
             self.starts += 1
             log = self.root / f"mlflow-server-{self.env.mlflow_version}-{self.starts}.log"
-            self.service = Service("mlflow-server", self.argv(), log_path=log,
+            self.service = Service("mlflow-server", self.argv(), log_path=log, cwd=self.root,
                                    state=self.context.state, env={
                                        "PATH": f"{self.env.bin_dir}:{_path()}",
                                        "MLFLOW_S3_ENDPOINT_URL": self.s3.url,

@@ -8,9 +8,10 @@ afterwards, so the exit code still says the report is incomplete).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ConfigError, MatrixError
 from harness.matrix import Matrix
@@ -28,7 +29,9 @@ class ReportOutcome:
 
 
 def build_reports(reports: Path, matrix: Matrix | None = None, *, allure: bool = True,
-                  progress: Callable[[str], None] | None = None) -> ReportOutcome:
+                  progress: Callable[[str], None] | None = None,
+                  previous: Mapping[str, Any] | None = None) -> ReportOutcome:
+    """`previous`: the previous report's matrix.json, to call out regressions (history.py)."""
     say = progress or (lambda text: None)
     if not reports.is_dir():
         raise ConfigError(f"no reports at {reports}", hint="run `tox -e matrix` first")
@@ -47,7 +50,7 @@ def build_reports(reports: Path, matrix: Matrix | None = None, *, allure: bool =
             outcome.error = exc
         outcome.timings["allure"] = time.monotonic() - t1
     t2 = time.monotonic()
-    outcome.paths += write_matrix_page(reports, matrix)
+    outcome.paths += write_matrix_page(reports, matrix, previous=previous)
     outcome.timings["matrix"] = time.monotonic() - t2
     outcome.timings["total"] = time.monotonic() - t0
     return outcome

@@ -247,8 +247,14 @@ def _row(suite: str, columns: Sequence[Mapping[str, Any]], *, lifecycle: bool = 
 
 
 def _test_key(test: Mapping[str, Any], lifecycle: bool) -> str:
-    """Same test in two columns: same fullName (phase names carry the cell title)."""
-    return str(test.get("fullName") or test.get("name"))
+    """Same test in two columns: same fullName (phase names carry the cell title). Parameters
+    (`test_x[plain]`, `test_x[double-encoded]`) share a fullName, so they are keyed by it and
+    their parameter part: each variant of a probe keeps its own row."""
+    key = str(test.get("fullName") or test.get("name"))
+    name = str(test.get("name", ""))
+    if not lifecycle and name.endswith("]") and "[" in name:
+        key += name[name.index("["):]
+    return key
 
 
 def _test_title(test: Mapping[str, Any], lifecycle: bool) -> str:
@@ -291,6 +297,7 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
 
     totals = " · ".join(f"{ICONS[s]} {n} {LABELS[s]}" for s, n in model["totals"].items())
     out = [f"## Charmed MLflow matrix — {totals or 'no cells'}", ""]
+    out += _regression_markdown(model.get("regressions"), link, esc)
     if not columns:
         return "\n".join([*out, "No cell results found under reports/.", ""])
     head = [""] + [f"{c['platform']}<br>{esc(c['channel'])}" for c in columns]
@@ -333,10 +340,35 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
     return "\n".join(out)
 
 
-def write_matrix_page(reports: Path, matrix: Matrix | None = None) -> list[Path]:
-    """Write reports/matrix.json, matrix.md and matrix.html; returns their paths."""
+def _regression_markdown(regressions: Mapping[str, Any] | None, link: Any, esc: Any) -> list[str]:
+    if not regressions:
+        return []
+    from harness.reporting.history import regression_lines
+
+    lines = regression_lines(regressions)
+    since = regressions.get("previous_generated") or "the previous report"
+    if not lines:
+        return [f"No regression since {since}.", ""]
+    out = [f"> [!CAUTION]\n> **{len(lines)} regression(s) since {since}** "
+           "(green then, red or missing now):"]
+    cells = [*regressions.get("cells", []), *regressions.get("missing", [])]
+    for line, cell in zip(lines, cells, strict=True):
+        out.append(f"> - {link(esc(line), cell.get('link'))}")
+    return [*out, ""]
+
+
+def write_matrix_page(reports: Path, matrix: Matrix | None = None, *,
+                      previous: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write reports/matrix.json, matrix.md and matrix.html; returns their paths.
+
+    `previous`: the previous report's matrix.json; regressions against it go on top of the page.
+    """
     reports.mkdir(parents=True, exist_ok=True)
     model = build_model(reports, matrix)
+    if previous is not None:
+        from harness.reporting.history import find_regressions
+
+        model["regressions"] = find_regressions(previous, model)
     out_json, out_md, out_html = (reports / f"matrix.{ext}" for ext in ("json", "md", "html"))
     public = {k: v for k, v in model.items() if k != "rows"}  # rows repeat what cells hold
     out_json.write_text(json.dumps(public, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -166,7 +166,16 @@ class KubernetesProvisioner(ABC):
             substrate = dataclasses.replace(substrate, kubeconfig=kubeconfig)
         return JujuDeployment(self.context, substrate, cell_dir)
 
-    # ------------------------------------------------------------ helpers
+    # ------------------------------------------------------------ helpers for providers
+
+    def record(self, type_: str, **data: Any) -> str:
+        """Note a resource in the run state *before* creating it; `kind` is this provisioner's,
+        so `janitor` and `down --run-id` hand it back to `release_recorded`. Returns its id."""
+        return self.context.state.add(type_, kind=self.kind, **data)
+
+    def forget(self, rid: str) -> None:
+        """The recorded resource `rid` is gone (deleted by `delete_cluster`)."""
+        self.context.state.release(rid)
 
     def teardown_timeout(self) -> float:
         return float(self.context.options.get("teardown_timeout") or 600)

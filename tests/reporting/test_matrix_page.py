@@ -103,3 +103,20 @@ def test_an_empty_reports_dir_still_gets_a_page(tmp_path):
     paths = write_matrix_page(tmp_path)
     assert all(p.is_file() for p in paths)
     assert json.loads((tmp_path / "matrix.json").read_text())["cells"] == []
+
+
+def test_each_parameter_of_a_test_keeps_its_own_row():
+    from harness.reporting.matrix_page import _row
+
+    def column(name: str, status: str) -> dict:
+        test = {"name": name, "fullName": "test_security#test_probe", "status": status,
+                "display_status": status, "known": False, "message": "", "informational": False,
+                "link": None}
+        return {"message": "", "suites": {"security": {
+            "tests": [test], "display_status": status, "counts": {status: 1}, "link": None,
+            "message": ""}}}
+
+    columns = [column("test_probe[plain]", "passed"), column("test_probe[double-encoded]", "failed")]
+    row = _row("security", columns)
+    assert [t["title"] for t in row["tests"]] == ["test_probe[plain]", "test_probe[double-encoded]"]
+    assert [c["display_status"] for c in row["tests"][1]["cells"]] == ["not-run", "failed"]
