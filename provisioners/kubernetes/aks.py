@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from deployments.juju.settings import JujuSettings
+from harness.errors import InfrastructureError, MatrixError
+from harness.kubectl import kubectl_argv
+from provisioners.api import RunContext, Substrate, SweptResource
+from provisioners.kubernetes.base import KubernetesProvisioner
 from provisioners.kubernetes.cloud import (
     CapacityError,
     CredentialsError,
@@ -28,12 +33,6 @@ from provisioners.kubernetes.cloud import (
     run_tags,
     sweep_resources,
 )
-
-from deployments.juju.settings import JujuSettings
-from harness.errors import InfrastructureError, MatrixError
-from harness.kubectl import kubectl_argv
-from provisioners.api import RunContext, Substrate, SweptResource
-from provisioners.kubernetes.base import KubernetesProvisioner
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -439,6 +438,9 @@ class AksProvisioner(KubernetesProvisioner):
     def delete_cluster(self) -> None:
         mine = [r for r in self.context.state.resources()
                 if r.type == RESOURCE_TYPE and r.data.get("kind") == self.kind]
+        if not mine:
+            self._progress(f"no resource group recorded by this run; an earlier run's: `mlflow-matrix "
+                           f"down --run-id ID`, or `mlflow-matrix janitor --cloud {self.kind}`")
         for resource in mine:
             _client(self.settings).delete(resource.data["name"],
                                           resource.data.get("node_resource_group"),

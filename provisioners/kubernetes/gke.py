@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
+from deployments.juju.settings import JujuSettings
+from harness.errors import InfrastructureError, MatrixError
+from harness.kubectl import kubectl_argv
+from provisioners.api import RunContext, Substrate, SweptResource
+from provisioners.kubernetes.base import KubernetesProvisioner
 from provisioners.kubernetes.cloud import (
     CapacityError,
     CredentialsError,
@@ -30,12 +35,6 @@ from provisioners.kubernetes.cloud import (
     run_tags,
     sweep_resources,
 )
-
-from deployments.juju.settings import JujuSettings
-from harness.errors import InfrastructureError, MatrixError
-from harness.kubectl import kubectl_argv
-from provisioners.api import RunContext, Substrate, SweptResource
-from provisioners.kubernetes.base import KubernetesProvisioner
 
 PUBLIC_API = "https://container.googleapis.com"
 RUN_LABEL = "mlflow-matrix-run"
@@ -414,6 +413,9 @@ class GkeProvisioner(KubernetesProvisioner):
     def delete_cluster(self) -> None:
         mine = [r for r in self.context.state.resources()
                 if r.type == RESOURCE_TYPE and r.data.get("kind") == self.kind]
+        if not mine:
+            self._progress(f"no cluster recorded by this run; an earlier run's: `mlflow-matrix "
+                           f"down --run-id ID`, or `mlflow-matrix janitor --cloud {self.kind}`")
         for resource in mine:
             _delete_recorded(resource.data, self.settings.down_timeout, self._progress)
             self.context.state.release(resource.id)
