@@ -500,8 +500,10 @@ class AksProvisioner(KubernetesProvisioner):
             arm_endpoint=resource.get("arm_endpoint") or PUBLIC_ARM,
             api_poll_interval=float(resource.get("api_poll_interval") or 15.0),
             down_timeout=int(resource.get("down_timeout") or AksSettings.down_timeout))
-        _client(settings).delete(resource["name"], resource.get("node_resource_group"),
-                                 timeout=settings.down_timeout, progress=print)
+        client = AksClient(make_credential(), resource.get("subscription") or subscription_from_env(),
+                           endpoint=settings.arm_endpoint, poll_interval=settings.api_poll_interval)
+        client.delete(resource["name"], resource.get("node_resource_group"),
+                      timeout=settings.down_timeout, progress=print)
         return True
 
     @classmethod
