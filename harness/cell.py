@@ -13,9 +13,13 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
+from harness.cell_steps import cell_steps
+from harness.defects import KnownDefect
 from harness.endpoint import Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import (
@@ -27,7 +31,7 @@ from harness.errors import (
     Interrupted,
     MatrixError,
 )
-from harness.matrix import DETECT, Cell, Channel, KnownDefect, adhoc_channel
+from harness.matrix import DETECT, Cell, Channel, adhoc_channel, cell_facts
 from harness.redact import redact, redact_tree
 from harness.reporting.allure_results import (
     PhaseResult,
@@ -38,6 +42,7 @@ from harness.reporting.allure_results import (
 )
 from harness.reporting.enrich import enrich_cell
 from harness.scenario_process import defect_dict
+from harness.verdicts import check_server_version, judge_phase
 from harness.waits import CANCEL
 from provisioners.api import (
     Deployment,
@@ -50,8 +55,8 @@ from provisioners.api import (
 if TYPE_CHECKING:
     from harness.runner import Runner
 
-RESTART_SUITE = "persistence"
 KNOWN_DEFECT = "known-defect"
+INTERRUPTED = "interrupted by Ctrl-C or SIGTERM before it ended"
 STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, KNOWN_DEFECT: EXIT_OK,
                "failed": EXIT_SCENARIO_FAILED,
                "broken": EXIT_INFRASTRUCTURE, "interrupted": EXIT_INTERRUPTED}
@@ -67,13 +72,16 @@ class CellOutcome:
     finished: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
     kept: bool = False
+    log: Path | None = None  # the file to open first when the cell is not green
 
-    def worsen(self, status: str, message: str = "") -> None:
+    def worsen(self, status: str, message: str = "", log: Path | None = None) -> None:
         order = ["passed", "skipped", KNOWN_DEFECT, "failed", "broken", "interrupted"]
         if order.index(status) > order.index(self.status):
             self.status = status
             if message:
                 self.message = message
+            if log is not None:
+                self.log = log
 
 
 class PlatformSlot:
@@ -142,12 +150,10 @@ class CellRun:
             for channel in channels:
                 if channel.mlflow_version != DETECT:
                     self._environment(outcome, channel)
-            endpoint = self._phase(outcome, "deploy", lambda: deployment.deploy(cell.channel))
+            endpoint = self._phase(outcome, "deploy", lambda: check_server_version(
+                deployment.deploy(cell.channel), cell.channel, "deploy"))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
-            if cell.upgrade_to:
-                self._upgrade_steps(outcome, deployment, endpoint, cell_dir)
-            else:
-                self._scenario_steps(outcome, deployment, endpoint, cell_dir)
+            self._after_deploy(outcome, deployment, endpoint, cell_dir)
         except CellSkipped as exc:
             outcome.worsen("skipped", exc.render().replace("error: ", "", 1))
             self.progress(f"{cell.title}  skipped: {exc.message}"
@@ -157,8 +163,11 @@ class CellRun:
         except _PhaseFailed:
             pass
         except Exception as exc:  # a harness bug: report it as broken, keep other cells going
-            outcome.worsen("broken", f"harness error: {exc}")
-            self.progress(f"{cell.title}  harness error: {exc}\n{traceback.format_exc()}")
+            if CANCEL.is_set():  # what Ctrl-C broke on its way is not a harness bug
+                outcome.worsen("interrupted", f"interrupted ({type(exc).__name__} on the way out)")
+            else:
+                outcome.worsen("broken", f"harness error: {exc}")
+                self.progress(f"{cell.title}  harness error: {exc}\n{traceback.format_exc()}")
         finally:
             self._close_cell(outcome, deployment, slot, cell_dir)
         return outcome
@@ -200,7 +209,7 @@ class CellRun:
                label: str | None = None, attach: Callable[[], list[Path]] | None = None) -> Any:
         """Run one lifecycle phase and record it; infrastructure errors end the cell."""
         cell = outcome.cell
-        defect = self._phase_defect(cell, name)
+        defects = self._phase_defects(outcome, name)
         self.progress(f"{cell.title}  {label or name}…")
         start = now_ms()
         try:
@@ -209,46 +218,55 @@ class CellRun:
             outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(), exc.render()))
             raise
         except Interrupted:
-            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(), "interrupted"))
+            outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(), INTERRUPTED))
             raise
-        except MatrixError as exc:
-            attachments = attach() if attach else []
-            status = "skipped" if defect else "broken"
-            message = exc.render()
-            if defect:
-                message = f"known defect {defect.id}: {defect.summary}\n{message}"
-            outcome.phases.append(PhaseResult(name, status, start, now_ms(), message,
-                                              attachments=attachments,
-                                              known_defect=defect_dict(defect)))
-            self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if defect else "")
-                          + f": {exc.message.splitlines()[0]}")
-            outcome.worsen("broken" if not defect else KNOWN_DEFECT, message.splitlines()[0])
-            raise _PhaseFailed() from exc
         except Exception as exc:
-            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
-                                              f"harness error in {name}: {exc}",
-                                              trace=traceback.format_exc()))
-            outcome.worsen("broken", f"harness error in {name}: {exc}")
-            self.progress(f"{cell.title}  {name} harness error: {exc}")
+            if CANCEL.is_set():  # Ctrl-C broke the phase: interrupted, not a platform failure
+                outcome.phases.append(PhaseResult(name, "skipped", start, now_ms(),
+                                                  f"{INTERRUPTED} ({exc})"))
+                raise Interrupted() from exc
+            self._phase_failed(outcome, name, exc, start, defects, attach)
             raise _PhaseFailed() from exc
         stop = now_ms()
-        if defect:
-            outcome.phases.append(PhaseResult(
-                name, "failed", start, stop,
-                f"known defect {defect.id} no longer reproduces: {name} passed. Remove it from "
-                "known_defects in matrix.yaml.", known_defect=defect_dict(defect)))
-            outcome.worsen("failed", f"{name} passed although known defect {defect.id} says "
-                           "it fails (XPASS)")
+        if defects:
+            judged = judge_phase(defects, name, None)
+            outcome.phases.append(PhaseResult(name, "failed", start, stop, judged.message,
+                                              known_defect=defect_dict(defects[0])))
+            outcome.worsen("failed", judged.message.splitlines()[0])
         else:
             outcome.phases.append(PhaseResult(name, "passed", start, stop))
         self.progress(f"{cell.title}  {label or name} ok ({(stop - start) / 1000:.1f}s)")
         return value
 
-    def _phase_defect(self, cell: Cell, phase: str) -> KnownDefect | None:
-        for defect in self.matrix.defects_for(cell):
-            if phase in defect.phases:
-                return defect
-        return None
+    def _phase_failed(self, outcome: CellOutcome, name: str, exc: Exception, start: int,
+                      defects: list[KnownDefect],
+                      attach: Callable[[], list[Path]] | None) -> None:
+        cell = outcome.cell
+        if not isinstance(exc, MatrixError):
+            outcome.phases.append(PhaseResult(name, "broken", start, now_ms(),
+                                              f"harness error in {name}: {exc}",
+                                              trace=traceback.format_exc()))
+            outcome.worsen("broken", f"harness error in {name}: {exc}")
+            self.progress(f"{cell.title}  {name} harness error: {exc}")
+            return
+        attachments = attach() if attach else []
+        judged = judge_phase(defects, name, exc) if defects else None
+        known = judged is not None and judged.defect is not None
+        message = exc.render() if judged is None else f"{judged.message}\n{exc.render()}"
+        outcome.phases.append(PhaseResult(name, "skipped" if known else "broken", start,
+                                          now_ms(), message, attachments=attachments,
+                                          known_defect=defect_dict(judged.defect)
+                                          if known and judged else None))
+        self.progress(f"{cell.title}  {name} FAILED" + (" (known defect)" if known else "")
+                      + f": {exc.message.splitlines()[0]}")
+        outcome.worsen(KNOWN_DEFECT if known else "broken", message.splitlines()[0])
+
+    def _phase_defects(self, outcome: CellOutcome, phase: str) -> list[KnownDefect]:
+        declared = cell_facts(outcome.cell).server_versions
+        measured = tuple(v for v in (outcome.versions.get("mlflow_server"),) if v)
+        facts = cell_facts(outcome.cell,
+                           server_versions=declared + tuple(set(measured) - set(declared)))
+        return [d for d in self.matrix.defects_for(outcome.cell, facts) if phase in d.phases]
 
     def _environment(self, outcome: CellOutcome, channel: Channel) -> MlflowEnv:
         return self._phase(outcome, "environment", lambda: self.env_for(channel),
@@ -262,48 +280,46 @@ class CellRun:
             return self._environment(outcome, channel)
         return self.env_for(channel)
 
-    def _scenario_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
-                        cell_dir: Path) -> None:
+    def _after_deploy(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
+                      cell_dir: Path) -> None:
+        """Execute `cell_steps()`: the same list `mlflow-matrix plan` prints."""
         cell = outcome.cell
-        env = self._client_env(outcome, endpoint)
-        self.scenarios.run(outcome, env, endpoint, cell_dir, cell.scenarios, phase=None,
-                           deployment=deployment)
-        if RESTART_SUITE in cell.scenarios:
-            if not isinstance(deployment, Restartable):
-                self.progress(f"{cell.title}  {RESTART_SUITE}: this platform cannot restart "
-                              "the server; restart checks skipped")
-                return
-            manifest = cell_dir / "persistence-manifest.json"
-            self.scenarios.run(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                               phase="before-restart", manifest=manifest, deployment=deployment)
-            endpoint = self._phase(outcome, "restart", deployment.restart,
-                                   attach=lambda: _collect_to(deployment, cell_dir))
-            self.scenarios.run(outcome, env, endpoint, cell_dir, (RESTART_SUITE,),
-                               phase="after-restart", manifest=manifest, deployment=deployment)
-
-    def _upgrade_steps(self, outcome: CellOutcome, deployment: Deployment, endpoint: Endpoint,
-                       cell_dir: Path) -> None:
-        cell = outcome.cell
-        assert cell.upgrade_to
-        if not isinstance(deployment, Upgradable):
-            raise CellSkipped(f"{cell.platform.name} cannot upgrade a deployment")
-        manifest = cell_dir / "upgrade-manifest.json"
-        source_env, target_env = self.env_for(cell.channel), self.env_for(cell.upgrade_to)
-        self.scenarios.run(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                           phase="before-upgrade", manifest=manifest, deployment=deployment)
-        if outcome.status != "passed":
-            self.progress(f"{cell.title}  seeding failed; not upgrading")
-            return
-        target = cell.upgrade_to
-        endpoint = self._phase(outcome, "upgrade", lambda: deployment.upgrade(target),
-                               label=f"upgrade to {target.name}",
-                               attach=lambda: _collect_to(deployment, cell_dir))
-        outcome.versions["mlflow_server"] = endpoint.mlflow_version
-        self.scenarios.run(outcome, target_env, endpoint, cell_dir, cell.scenarios,
-                           phase="after-upgrade", manifest=manifest, deployment=deployment)
-        self.scenarios.run(outcome, source_env, endpoint, cell_dir, cell.scenarios,
-                           phase="old-client", manifest=manifest, deployment=deployment,
-                           informational=True)
+        server_env: MlflowEnv | None = None
+        for step in cell_steps(cell, deployment):
+            if step.action == "skip":
+                raise CellSkipped(step.reason)
+            if step.action == "note":
+                if step.phase:  # a check this platform cannot run: a visible skipped result
+                    outcome.phases.append(PhaseResult(step.phase, "skipped", now_ms(), now_ms(),
+                                                      step.reason))
+                self.progress(f"{cell.title}  {step.reason}")
+            elif step.action == "restart":
+                assert isinstance(deployment, Restartable)
+                endpoint = self._phase(outcome, "restart", deployment.restart,
+                                       attach=lambda: _collect_to(deployment, cell_dir))
+            elif step.action == "upgrade":
+                assert isinstance(deployment, Upgradable) and cell.upgrade_to
+                if step.only_if_passed and outcome.status != "passed":
+                    self.progress(f"{cell.title}  seeding failed; not upgrading")
+                    return
+                target = cell.upgrade_to
+                endpoint = self._phase(outcome, "upgrade",
+                                       partial(_upgraded, deployment, target),
+                                       label=f"upgrade to {target.name}",
+                                       attach=lambda: _collect_to(deployment, cell_dir))
+                outcome.versions["mlflow_server"] = endpoint.mlflow_version
+            else:
+                if step.client == "server":
+                    server_env = server_env or self._client_env(outcome, endpoint)
+                    env = server_env
+                else:
+                    channel = cell.channel if step.client == "source" else cell.upgrade_to
+                    assert channel is not None
+                    env = self.env_for(channel)
+                self.scenarios.run(outcome, env, endpoint, cell_dir, step.suites,
+                                   phase=step.phase, deployment=deployment,
+                                   manifest=cell_dir / step.manifest if step.manifest else None,
+                                   informational=step.informational)
 
     def _collect(self, outcome: CellOutcome, deployment: Deployment | None, slot: PlatformSlot,
                  cell_dir: Path) -> None:
@@ -404,3 +420,7 @@ def _collect_to(deployment: Deployment, cell_dir: Path) -> list[Path]:
         return []
     return sorted(p for p in target.rglob("*") if p.is_file())
 
+
+def _upgraded(deployment: Upgradable, target: Channel) -> Endpoint:
+    """Upgrade, then hold the new server to the MLflow release the target channel ships."""
+    return check_server_version(deployment.upgrade(target), target, "upgrade")

@@ -4,118 +4,50 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from harness.errors import EXIT_OK, ConfigError
-from harness.matrix import (
-    DETECT,
-    Cell,
-    Matrix,
-    Selection,
-    adhoc_channel,
-    expand_cells,
-    load_matrix,
-)
-from harness.options import provisioner_options as _provisioner_options
+from harness.matrix import Cell, Matrix, load_matrix
+from harness.options import provisioner_options
+from harness.selection import check_reports_dir, print_notes, select
 
-EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
 RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # it names models and cloud resources
 
 
 def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
-    matrix = load_matrix(args.matrix)
-    defaults = matrix.defaults
-    platforms = tuple(args.platform) or defaults.platforms
-    if "all" in platforms:  # an external platform only when there is a server to point it at
-        platforms = tuple(n for n, p in matrix.platforms.items() if p.kind != EXTERNAL_KIND
-                          or args.tracking_uri or getattr(p.settings, "tracking_uri", ""))
-    external = tuple(n for n in platforms
-                     if n in matrix.platforms and matrix.platforms[n].kind == EXTERNAL_KIND)
-    platforms = tuple(n for n in platforms if n not in external)
-    if external and not platforms and (args.channel or args.upgrade):
-        raise ConfigError("--platform external tests the MLflow the server runs: --channel and "
-                          "--upgrade do not apply",
-                          hint="drop them, or pass --mlflow-version V to require version V")
-    explicit = bool(args.channel or args.upgrade)
-    channels = tuple(args.channel) if explicit else defaults.channels
-    upgrades = tuple(args.upgrade) if explicit else defaults.upgrades
-    if args.mlflow_version:
-        if args.channel:
-            raise ConfigError("--mlflow-version and --channel are alternatives",
-                              hint="use one: a channel from matrix.yaml, or an MLflow version")
-        channel = adhoc_channel(args.mlflow_version)
-        matrix = _with_channel(matrix, channel)
-        channels = (channel.name,)
-        upgrades = upgrades if args.upgrade else ()
-    matrix, upgrades = _adhoc_upgrades(matrix, upgrades)
-    scenarios = tuple(args.scenario) or defaults.scenarios
-    selection = Selection(platforms=platforms, channels=channels, upgrades=upgrades,
-                          scenarios=scenarios)
-    cells = expand_cells(matrix, selection) if platforms else []
-    if external:
-        detect = matrix.channels[channels[0]] if args.mlflow_version else adhoc_channel(DETECT)
-        matrix = _with_channel(matrix, detect)
-        cells += expand_cells(matrix, Selection(platforms=external, channels=(detect.name,),
-                                                scenarios=scenarios))
-    _check_platform_options(matrix, {cell.platform.name for cell in cells}, args)
-    if not cells:
-        raise ConfigError("the selection has no cells",
-                          hint="check --platform/--channel/--scenario against `mlflow-matrix list`")
-    return matrix, cells
+    """The cells `run` and `plan` act on; notes (a flag given twice …) go to stderr."""
+    selected = select(args)
+    print_notes(selected.notes)
+    return selected.matrix, selected.cells
 
 
-def _check_platform_options(matrix: Matrix, names: set[str], args: argparse.Namespace) -> None:
-    """Bad platform options (e.g. external without --tracking-uri) fail before a run starts."""
-    from harness.registry import load_provisioner_class
-
-    for name in sorted(names):
-        platform = matrix.platforms[name]
-        load_provisioner_class(platform.kind).check_options(platform.settings,
-                                                            _provisioner_options(args))
-
-
-def _with_channel(matrix: Matrix, channel: Any) -> Matrix:
-    import dataclasses
-
-    return dataclasses.replace(matrix, channels={**matrix.channels, channel.name: channel})
-
-
-def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...]) -> tuple[Matrix, tuple[str, ...]]:
-    """`--upgrade 2.20.0:3.1.0`: a side that is a version, not a channel, becomes a channel."""
-    resolved = []
-    for label in upgrades:
-        if ":" not in label:
-            raise ConfigError(f"--upgrade {label!r} is not FROM:TO",
-                              hint="write e.g. --upgrade 2.15/stable:2.22/stable")
-        sides = []
-        for side in label.split(":", 1):
-            if side not in matrix.channels and side and side[0].isdigit() and "/" not in side:
-                channel = adhoc_channel(side)
-                matrix = _with_channel(matrix, channel)
-                side = channel.name
-            sides.append(side)
-        resolved.append(":".join(sides))
-    return matrix, tuple(resolved)
+def _provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
+    return provisioner_options(args)
 
 
 def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     matrix, cells = selected_cells(args)
     if args.dry_run:
-        return _print_plan(matrix, cells, args)
+        return _print_plan(matrix, cells, args, pytest_args)
+    reports = check_reports_dir(args.reports_dir)
     from harness.registry import load_provisioner_class
+    from harness.run_folders import start_run
     from harness.runner import Runner, RunOptions
+    from harness.state import new_run_id
 
-    run_id = _new_run_id(args)
+    run_id = _new_run_id(args) or new_run_id()
     for name in sorted({cell.platform.name for cell in cells}):  # before anything is created
         platform = matrix.platforms[name]
         load_provisioner_class(platform.kind).preflight(platform.settings,
                                                         _provisioner_options(args))
-
-    options = RunOptions(reports_dir=args.reports_dir.resolve(), run_id=run_id,
+    start_run(reports, run_id, progress=lambda text: print(text, file=sys.stderr))
+    options = RunOptions(reports_dir=reports,
                          parallel=args.parallel or matrix.defaults.parallel,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args),
-                         provisioner_options=_provisioner_options(args))
+                         provisioner_options=_provisioner_options(args), run_id=run_id)
     return Runner(matrix, cells, options).run()
 
 
@@ -138,13 +70,16 @@ def _new_run_id(args: argparse.Namespace) -> str:
 
 def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
     matrix, cells = selected_cells(args)
-    return _print_plan(matrix, cells, args)
+    return _print_plan(matrix, cells, args, pytest_args)
 
 
-def _print_plan(matrix: Matrix, cells: list[Cell], args: argparse.Namespace) -> int:
+def _print_plan(matrix: Matrix, cells: list[Cell], args: argparse.Namespace,
+                pytest_args: list[str]) -> int:
     from harness.planning import plan_lines
 
-    for line in plan_lines(matrix, cells, _provisioner_options(args)):
+    for line in plan_lines(matrix, cells, _provisioner_options(args),
+                           reports_dir=args.reports_dir.expanduser().resolve(),
+                           pytest_args=tuple(pytest_args)):
         print(line)
     return EXIT_OK
 
@@ -179,12 +114,21 @@ def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if matrix.known_defects:
         print("\nknown defects:")
         for d in matrix.known_defects:
-            print(f"  {d.id}: {d.summary} ({d.link})")
+            where = [f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in (
+                ("tests", d.tests), ("phases", d.phases), ("introduced_in", d.introduced_in),
+                ("fixed_in", d.fixed_in), ("mlflow", d.mlflow), ("client", d.client),
+                ("databases", d.databases), ("artifacts", d.artifacts),
+                ("channels", d.channels), ("platforms", d.platforms), ("upgrades", d.upgrades))
+                if v]
+            print(f"  {d.id}: {d.summary} ({d.link})\n      where: {'; '.join(where)}"
+                  f"\n      looks like: {d.signature.describe()}")
     return EXIT_OK
 
 
 def cmd_up(args: argparse.Namespace, pytest_args: list[str]) -> int:
     from harness.lifecycle import platform_up
+
+    check_reports_dir(args.reports_dir)
 
     return platform_up(args)
 
@@ -209,9 +153,15 @@ def cmd_janitor(args: argparse.Namespace, pytest_args: list[str]) -> int:
 
 def cmd_report(args: argparse.Namespace, pytest_args: list[str]) -> int:
     """Allure 3 report (reports/allure-report/) and matrix page (reports/matrix.*)."""
+    from harness.reporting.allure_report import iter_cells
     from harness.reporting.build import build_reports
 
-    reports = args.reports_dir.resolve()
+    reports = args.reports_dir.expanduser().resolve()
+    if not args.merge and not any(iter_cells(reports)):
+        what = "does not exist" if not reports.exists() else "holds no cell results"
+        raise ConfigError(f"--reports-dir {args.reports_dir}: {reports} {what}; nothing to report",
+                          hint="run the matrix first (`mlflow-matrix run …` or `tox -e matrix`), "
+                               "or pass the --reports-dir that run used")
     matrix = load_matrix(args.matrix) if args.matrix else _default_matrix()
     if getattr(args, "merge", None) or getattr(args, "previous", None):
         from harness.reporting.merge import merge_and_build
@@ -235,3 +185,8 @@ def _default_matrix() -> Matrix | None:
         return load_matrix(None)
     except Exception:
         return None
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
+    "run": cmd_run, "plan": cmd_plan, "list": cmd_list, "up": cmd_up, "down": cmd_down,
+    "janitor": cmd_janitor, "report": cmd_report}

@@ -35,6 +35,7 @@ class Endpoint:
     # A file the harness placed outside the artifact root (local platforms only): security probes
     # read it to prove a traversal, so they never need to touch a file that matters.
     canary_path: str | None = None
+    artifact_mode: str | None = None   # "direct" | "proxied" as the platform declares; None: unsaid
 
     def public_json(self) -> str:
         """Serialise without credentials: this may be written next to reports."""

@@ -18,13 +18,7 @@ from provisioners.api import Provisioner, RunContext, Sweepable
 
 def _provisioner(args: argparse.Namespace, name: str, state: RunState, *,
                  preflight: bool = False) -> Provisioner:
-    from harness.matrix import load_matrix
-
-    matrix = load_matrix(args.matrix)
-    if name not in matrix.platforms:
-        raise ConfigError(f"unknown platform {name!r}",
-                          hint=f"use one of: {', '.join(matrix.platforms)}")
-    platform = matrix.platforms[name]
+    platform = _platform(args, name)
     context = RunContext(run_id=state.run_id, platform=platform,
                          work_dir=Path(tempfile.gettempdir()), state=state,
                          env_for=lambda c: None,  # type: ignore[arg-type,return-value]
@@ -35,12 +29,31 @@ def _provisioner(args: argparse.Namespace, name: str, state: RunState, *,
     return cls(context)  # type: ignore[call-arg]
 
 
+def _platform(args: argparse.Namespace, name: str):  # type: ignore[no-untyped-def]
+    """The platform named on the command line; an unknown one is bad input before any state."""
+    from harness.kinds import unknown_platform_error
+    from harness.matrix import load_matrix
+
+    matrix = load_matrix(args.matrix)
+    if name not in matrix.platforms:
+        raise unknown_platform_error(name, matrix.platforms, matrix.path)
+    return matrix.platforms[name]
+
+
 def platform_up(args: argparse.Namespace) -> int:
     if len(args.platform) != 1:
-        raise ConfigError("`up` takes exactly one --platform")
+        raise ConfigError("`up` takes exactly one --platform",
+                          hint="bring platforms up one at a time")
+    platform = _platform(args, args.platform[0])  # checked before a state file exists
+    load_provisioner_class(platform.kind).preflight(platform.settings, provisioner_options(args))
     run_id = new_run_id()
     state = RunState(args.reports_dir.resolve() / "state" / f"{run_id}.json", run_id)
-    substrate = _provisioner(args, args.platform[0], state, preflight=True).up()
+    try:
+        substrate = _provisioner(args, args.platform[0], state).up()
+    except BaseException:
+        # what `up` created is in the state file: `down --run-id` or `janitor` releases it
+        state.finish("failed" if state.resources() else "released")
+        raise
     state.finish("up")
     print(f"{substrate.name} is up (run id {run_id})")
     if substrate.kubeconfig:
@@ -62,8 +75,10 @@ def platform_down(args: argparse.Namespace) -> int:
                               hint="list the run ids with `ls reports/state`")
         code = max(code, release_state(path, force=True))
     for name in args.platform:
-        state = RunState(Path(tempfile.mkdtemp(prefix="mlflow-matrix-down-")) / "s.json", "down")
-        _provisioner(args, name, state).down()
+        _platform(args, name)
+        with tempfile.TemporaryDirectory(prefix="mlflow-matrix-down-") as tmp:
+            state = RunState(Path(tmp) / "s.json", "down")
+            _provisioner(args, name, state).down()
         print(f"{name}: down")
     return code
 

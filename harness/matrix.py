@@ -18,8 +18,9 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from harness.defects import Facts, KnownDefect, applies, check_entry
 from harness.errors import ConfigError, MatrixFileError
-from harness.registry import known_kinds, load_provisioner_class
+from harness.registry import load_provisioner_class
 
 DEFAULT_MATRIX = Path(__file__).resolve().parent.parent / "matrix.yaml"
 SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -81,22 +82,6 @@ class Suite:
     description: str
     platforms: tuple[str, ...] | None  # None: every platform
     requires: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class KnownDefect:
-    """A behaviour found broken; applied as strict xfail where it matches, so a fix shows red."""
-
-    id: str
-    link: str
-    summary: str
-    tests: tuple[str, ...] = ()
-    phases: tuple[str, ...] = ()
-    mlflow: str = ""
-    channels: tuple[str, ...] = ()
-    platforms: tuple[str, ...] = ()
-    databases: tuple[str, ...] = ()
-    upgrades: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,34 +159,53 @@ class Matrix:
         ]
         return (*pins, *channel.constraints)
 
-    def defects_for(self, cell: Cell) -> list[KnownDefect]:
-        return [d for d in self.known_defects if defect_applies(d, cell)]
+    def defects_for(self, cell: Cell, facts: Facts | None = None) -> list[KnownDefect]:
+        """Defects that apply to a cell: for sure with `facts` measured in the run, or that may
+        apply (unknown facts match) when only the matrix is known (list, plan)."""
+        if facts is None:
+            return [d for d in self.known_defects if applies(d, cell_facts(cell), strict=False)]
+        return [d for d in self.known_defects if applies(d, facts)]
 
 
-def defect_applies(defect: KnownDefect, cell: Cell) -> bool:
-    versions = [cell.channel.mlflow_version]
-    names = [cell.channel.name]
-    if cell.upgrade_to:
-        versions.append(cell.upgrade_to.mlflow_version)
-        names.append(cell.upgrade_to.name)
-    if defect.upgrades and (not cell.upgrade_to or cell.channel_label.replace("→", ":") not in
-                            {u.replace("→", ":") for u in defect.upgrades}):
-        return False
-    versions = [v for v in versions if v != DETECT]
-    if defect.mlflow and not any(Version(v) in SpecifierSet(defect.mlflow) for v in versions):
-        return False
-    if defect.channels and not set(defect.channels) & set(names):
-        return False
-    if defect.platforms and cell.platform.name not in defect.platforms:
-        return False
-    return not (defect.databases and cell.platform.database not in defect.databases)
+def platform_database(platform: Platform) -> str:
+    """The SQL store family: a local platform's own setting; a Kubernetes bundle's `mysql-k8s`
+    is MySQL; unknown ("") for a server someone else runs."""
+    if platform.database:
+        return platform.database
+    return "" if platform.kind == "external" else "mysql"
+
+
+def platform_artifacts(platform: Platform) -> str:
+    """The artifact mode a platform declares (direct | proxied), "" when it declares none."""
+    return str(getattr(platform.settings, "artifacts", "") or "")
+
+
+def cell_facts(cell: Cell, *, server_versions: tuple[str, ...] | None = None,
+               client_version: str = "", artifacts: str | None = None) -> Facts:
+    """What the matrix says of a cell, completed with what the run measured."""
+    if server_versions is None:
+        server_versions = tuple(v for v in (cell.channel.mlflow_version,
+                                            cell.upgrade_to.mlflow_version if cell.upgrade_to
+                                            else None) if v and v != DETECT)
+    channels = (cell.channel.name,) + ((cell.upgrade_to.name,) if cell.upgrade_to else ())
+    return Facts(platform=cell.platform.name, database=platform_database(cell.platform),
+                 artifacts=platform_artifacts(cell.platform) if artifacts is None else artifacts,
+                 server_versions=server_versions, client_version=client_version,
+                 channels=channels,
+                 upgrade=cell.channel_label.replace("→", ":") if cell.upgrade_to else "")
 
 
 # ---------------------------------------------------------------- loading
 
 
+def default_matrix_path() -> Path:
+    """./matrix.yaml when the current directory has one (as `--help` says), else the project's."""
+    here = Path.cwd() / "matrix.yaml"
+    return here if here.is_file() else DEFAULT_MATRIX
+
+
 def load_matrix(path: Path | str | None = None) -> Matrix:
-    path = Path(path) if path else DEFAULT_MATRIX
+    path = Path(path) if path else default_matrix_path()
     if not path.is_file():
         raise ConfigError(
             f"matrix file not found: {path}",
@@ -384,12 +388,13 @@ class _Loader:
                           hint="rename it, e.g. `microk8s-1.32`")
             body = dict(self.mapping(body, key))
             kind = body.pop("kind", None)
+            from harness.kinds import registered_kinds, unknown_kind_error
+
             if kind is None:
                 self.fail(f"{key}.kind", "missing required key",
-                          hint=f"add `kind:` with one of: {', '.join(known_kinds())}")
-            if kind not in known_kinds():
-                self.fail(f"{key}.kind", f"unknown provisioner kind {kind!r}",
-                          hint=f"use one of: {', '.join(known_kinds())}")
+                          hint=f"add `kind:` with one of: {', '.join(registered_kinds())}")
+            if kind not in registered_kinds():
+                self.fail(f"{key}.kind", *unknown_kind_error(str(kind)))
             description = str(body.pop("description", ""))
             try:
                 cls = load_provisioner_class(kind)
@@ -425,15 +430,16 @@ class _Loader:
         defects = self.typed(value, tuple[KnownDefect, ...], "known_defects")
         seen = set()
         for i, defect in enumerate(defects):
+            key = f"known_defects[{i}]"
             if defect.id in seen:
-                self.fail(f"known_defects[{i}].id", f"duplicate id {defect.id!r}",
+                self.fail(f"{key}.id", f"duplicate id {defect.id!r}",
                           hint="give every known defect its own id")
             seen.add(defect.id)
-            if defect.mlflow:
-                self.specifier(defect.mlflow, f"known_defects[{i}].mlflow")
-            if not defect.tests and not defect.phases:
-                self.fail(f"known_defects[{i}]", "names neither `tests` nor `phases`",
-                          hint="list the test ids or lifecycle phases this defect breaks")
+            for name in ("mlflow", "client"):
+                if getattr(defect, name):
+                    self.specifier(getattr(defect, name), f"{key}.{name}")
+            for where, problem, hint in check_entry(defect):
+                self.fail(_join(key, where), problem, hint=hint)
         return defects
 
     def load_defaults(self, value: Any, channels: Mapping[str, Channel],
@@ -517,12 +523,13 @@ def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             loader.fail(key, f"must be a whole number, got {_kind(value)} {value!r}",
                         hint="write a number without quotes, e.g. `600`")
-        if value < 0:
-            loader.fail(key, f"must not be negative (got {value})")
+        _check_sign(loader, key, value)
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            loader.fail(key, f"must be a number, got {_kind(value)} {value!r}")
+            loader.fail(key, f"must be a number, got {_kind(value)} {value!r}",
+                        hint="write a number without quotes, e.g. `5`")
+        _check_sign(loader, key, value)
         return float(value)
     if hint is str:
         if isinstance(value, (dict, list)) or value is None:
@@ -535,6 +542,27 @@ def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
     if hint is Any:
         return value
     raise TypeError(f"unsupported settings type {hint!r} at {key}")
+
+
+def _check_sign(loader: _Loader, key: str, value: float) -> None:
+    """Seconds, counts and intervals: never negative; deadlines and intervals above zero."""
+    name = key.rsplit(".", 1)[-1]
+    positive = key.startswith("timeouts.") or any(
+        word in name for word in ("timeout", "interval", "successes", "parallel"))
+    if value < 0 or (positive and value == 0):
+        unit = "a count" if name in ("successes", "parallel") else "seconds"
+        loader.fail(key, f"must be {'above zero' if positive else 'zero or more'} (got {value})",
+                    hint=f"write a positive number ({unit}), e.g. "
+                         f"`{name}: {_example_number(key)}`")
+
+
+def _example_number(key: str) -> str:
+    name = key.rsplit(".", 1)[-1]
+    if name == "poll_interval":
+        return "5"
+    if name in ("successes", "parallel"):
+        return "2"
+    return "600"
 
 
 def _join(prefix: str, name: object) -> str:
@@ -560,8 +588,9 @@ def expand_cells(matrix: Matrix, selection: Selection) -> list[Cell]:
     """Cells for a selection: every platform × channel, plus every platform × upgrade path."""
     for name in selection.platforms:
         if name not in matrix.platforms:
-            raise ConfigError(f"unknown platform {name!r}",
-                              hint=f"use one of: {', '.join(matrix.platforms)}, or `all`")
+            from harness.kinds import unknown_platform_error
+
+            raise unknown_platform_error(name, matrix.platforms, matrix.path)
     for name in selection.channels:
         if name not in matrix.channels:
             raise ConfigError(f"unknown channel {name!r}",

@@ -9,8 +9,8 @@ from typing import Any
 
 from harness.errors import ConfigError
 
-PLATFORM_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "kubeconfig",
-                    "controller")
+PLATFORM_OPTIONS = ("tracking_uri", "s3_endpoint_url", "artifact_bucket", "artifact_mode",
+                    "kubeconfig", "controller")
 
 
 def provisioner_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,66 +1,119 @@
-"""`mlflow-matrix plan`: every step a run would take, printed without side effects."""
+"""`mlflow-matrix plan`: every step a run would take, printed without side effects.
+
+The cell's steps after deploy come from `harness.cell_steps.cell_steps()`, the list the runner
+executes; the pytest command line, the deadlines and the report paths come from the same
+functions the runner calls. The plan is therefore what `run` does, not a description of it.
+"""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.cell import RESTART_SUITE
-from harness.matrix import Cell, Matrix
+from harness.cell_steps import (
+    Step,
+    cell_steps,
+    context_options,
+    log_path,
+    pytest_argv,
+)
+from harness.matrix import DETECT, Cell, Matrix
 from harness.registry import load_provisioner_class
 from harness.state import RunState
-from provisioners.api import RunContext
+from provisioners.api import DeploymentPlan, Provisioner, RunContext, Substrate
+
+RUN_ID = "<run-id>"
 
 
-def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any]) -> Iterator[str]:
+def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
+               reports_dir: Path = Path("reports"), pytest_args: Sequence[str] = ()
+               ) -> Iterator[str]:
+    from harness.runner import scenarios_root
+
     by_platform: dict[str, list[Cell]] = {}
     for cell in cells:
         by_platform.setdefault(cell.platform.name, []).append(cell)
+    yield f"matrix: {matrix.path}"
+    yield (f"reports: {reports_dir} (this run's; a previous run there moves to "
+           f"{reports_dir}/runs/<its run id>/), run state: {reports_dir}/state/{RUN_ID}.json")
+    yield f"{len(cells)} cell(s); pytest arguments after `--`: {' '.join(pytest_args) or 'none'}"
     with tempfile.TemporaryDirectory(prefix="mlflow-matrix-plan-") as tmp:
         state = RunState(Path(tmp) / "state.json", "plan")
         for name, platform_cells in by_platform.items():
             platform = matrix.platforms[name]
-            context = RunContext(run_id="<run-id>", platform=platform, work_dir=Path(tmp),
-                                 state=state, env_for=_no_env, options=dict(options))
+            context = RunContext(run_id=RUN_ID, platform=platform, work_dir=Path(tmp) / name,
+                                 state=state, env_for=_no_env,
+                                 options=context_options(matrix, options))
             provisioner = load_provisioner_class(platform.kind)(context)
             yield f"platform {name} (kind {platform.kind})"
             yield "  provision:"
             for step in provisioner.plan():
                 yield f"    {step}"
             for cell in platform_cells:
-                yield f"  cell {cell.id}: MLflow {cell.mlflow_label}, "\
-                      f"suites {', '.join(cell.scenarios)}"
-                for step in provisioner.deployment_plan(cell):
-                    yield f"    {step}"
-                for step in _scenario_plan(matrix, cell):
-                    yield f"    {step}"
+                cell_dir = reports_dir / name / cell.id
+                yield (f"  cell {cell.id}: MLflow {_version(cell.mlflow_label)}, suites "
+                       f"{', '.join(cell.scenarios)} → {cell_dir}/")
+                yield from (f"    {line}" for line in _cell_plan(
+                    matrix, cell, provisioner, cell_dir, scenarios_root(), pytest_args))
             yield "  teardown: platform down (idempotent; also on failure, Ctrl-C, SIGTERM)"
 
 
-def _scenario_plan(matrix: Matrix, cell: Cell) -> Iterator[str]:
-    pins = matrix.requirements_for(cell.channel)
-    yield (f"client env: mlflow=={cell.channel.mlflow_version} "
-           f"{' '.join(pins)} (cached virtualenv, built with uv)")
-    suites = " ".join(f"scenarios/test_{s}.py" for s in cell.scenarios)
-    if cell.upgrade_to:
-        target = cell.upgrade_to
-        yield f"pytest {suites} [before-upgrade] with the MLflow {cell.channel.mlflow_version} client"
-        migrate = ("`mlflow db upgrade` (the target charm migrates the DB itself)"
-                   if target.migrates_db_on_upgrade
-                   else "no DB migration (the charm does not run one)")
-        yield (f"upgrade to {target.name} (MLflow {target.mlflow_version}): stop the server, "
-               f"{migrate}, start the new server on the same store and bucket")
-        yield f"pytest {suites} [after-upgrade] with the MLflow {target.mlflow_version} client"
-        yield f"pytest {suites} [old-client] informational, MLflow {cell.channel.mlflow_version}"
+def _cell_plan(matrix: Matrix, cell: Cell, provisioner: Provisioner, cell_dir: Path,
+               scenarios_dir: Path, pytest_args: Sequence[str]) -> Iterator[str]:
+    plan = provisioner.deployment_plan(cell)
+    # the runner asks the deployment what it can do (restart, upgrade): so does the plan
+    deployment = provisioner.deployment(Substrate(name=cell.platform.name), cell_dir)
+    for channel in [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else []):
+        if channel.mlflow_version == DETECT:
+            continue
+        pins = " ".join(matrix.requirements_for(channel))
+        yield (f"environment: MLflow {channel.mlflow_version} virtualenv (uv, cached; deadline "
+               f"timeouts.env_build = {matrix.timeouts.env_build}s): "
+               f"mlflow=={channel.mlflow_version} {pins}".rstrip())
+    if plan.deploy:
+        yield from (f"deploy: {line}" for line in plan.deploy)
     else:
-        yield f"pytest {suites} -p harness.plugin --alluredir reports/{cell.platform.name}/" \
-              f"{cell.id}/allure-results"
-        if RESTART_SUITE in cell.scenarios:
-            yield "persistence: seed → restart the MLflow server → verify"
-    yield f"collect diagnostics → reports/{cell.platform.name}/{cell.id}/diagnostics/"
-    yield "teardown the deployment"
+        yield (f"deploy: MLflow {_version(cell.channel.mlflow_version)} by the per-cell steps "
+               "under provision above")
+    if cell.channel.mlflow_version == DETECT:
+        yield (f"environment: after deploy, the MLflow virtualenv of the version GET /version "
+               f"reports ({_version(DETECT)}; uv, cached; deadline timeouts.env_build = "
+               f"{matrix.timeouts.env_build}s)")
+    for step in cell_steps(cell, deployment):
+        yield from _step_plan(cell, step, plan, cell_dir, scenarios_dir, pytest_args)
+    yield from plan.close or (f"diagnostics → {cell_dir}/diagnostics/; then the deployment's "
+                              "teardown (per-cell steps above)",)
+
+
+def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
+               scenarios_dir: Path, pytest_args: Sequence[str]) -> Iterator[str]:
+    if step.action in ("skip", "note"):
+        yield f"{'skipped: ' if step.action == 'skip' else ''}{step.reason}"
+    elif step.action == "restart":
+        yield from (f"restart: {line}" for line in plan.restart)
+    elif step.action == "upgrade":
+        target = cell.upgrade_to
+        assert target is not None
+        when = " (only if every before-upgrade check passed)" if step.only_if_passed else ""
+        yield f"upgrade to {target.name} (MLflow {target.mlflow_version}){when}:"
+        yield from (f"  {line}" for line in plan.upgrade)
+    else:
+        version = {"server": cell.channel.mlflow_version,
+                   "source": cell.channel.mlflow_version,
+                   "target": cell.upgrade_to.mlflow_version if cell.upgrade_to else ""}[step.client]
+        label = f"[{step.phase}] " if step.phase else ""
+        note = " (informational: not counted against the cell)" if step.informational else ""
+        python = f"<MLflow {_version(version)} env>/bin/python"
+        argv = pytest_argv(python, scenarios_dir, step.suites, cell_dir, step.phase, pytest_args)
+        yield f"scenarios {label}with the MLflow {_version(version)} client{note}:"
+        yield f"  {' '.join(argv)}"
+        yield f"  log: {log_path(cell_dir, step.phase)}"
+
+
+def _version(version: str) -> str:
+    return version.replace(DETECT, "<detected>")
 
 
 def _no_env(channel: Any) -> Any:

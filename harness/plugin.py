@@ -7,7 +7,6 @@ which platform they run on except through `cell` (for labels and skip reasons).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 import allure
 import pytest
 
+from harness.defects import Failure, KnownDefect, judge, matches_test
 from harness.endpoint import (
     CELL_ENV,
     DEFECTS_ENV,
@@ -54,12 +54,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = [i for i in items if _phase_of(i) is None]
-    for defect in json.loads(os.environ.get(DEFECTS_ENV) or "[]"):
-        for item in items:
-            if any(_matches(item, pattern) for pattern in defect["tests"]):
-                item.add_marker(pytest.mark.xfail(
-                    strict=True, reason=f"known defect {defect['id']}: {defect['summary']}"))
-                item.user_properties.append(("known_defect", defect))
+    defects = [KnownDefect.from_dict(d) for d in json.loads(os.environ.get(DEFECTS_ENV) or "[]")]
+    for item in items:
+        marked = [d for d in defects if any(_matches(item, p) for p in d.tests)]
+        if marked:
+            _expect_defects(item, marked)
+
+
+def _expect_defects(item: pytest.Item, defects: list[KnownDefect]) -> None:
+    """Accept the test's failure only if it looks like one of its defects (the signature).
+
+    Not a plain strict xfail, which would accept any failure: a connection error or a KeyError in
+    a test marked for a defect would pass as "defect reproduced". A failure that matches becomes
+    an xfail; any other failure, and a pass (XPASS), fail the test with both texts side by side.
+    """
+    for defect in defects:
+        item.user_properties.append(("known_defect", defect.to_dict()))
+    original = item.runtest
+    what = item.nodeid.split("::", 1)[-1]
+
+    def runtest() -> None:
+        try:
+            original()
+        except (pytest.skip.Exception, pytest.xfail.Exception, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            judgement = judge(defects, Failure.of(exc), what)
+            if judgement.status != "known-defect":
+                raise DefectSignatureMismatch(judgement.message) from exc
+            allure.dynamic.tag("known-defect")
+            pytest.xfail(judgement.message)
+        else:
+            pytest.fail(judge(defects, None, what).message, pytrace=False)
+
+    item.runtest = runtest  # type: ignore[method-assign]
+
+
+class DefectSignatureMismatch(AssertionError):
+    """A test marked for a known defect failed in another way: a real failure."""
 
 
 def _phase_of(item: pytest.Item) -> str | None:
@@ -70,7 +102,7 @@ def _phase_of(item: pytest.Item) -> str | None:
 def _matches(item: pytest.Item, pattern: str) -> bool:
     nodeid = item.nodeid.split("::", 1)
     short = f"{Path(nodeid[0]).name}::{nodeid[1]}" if len(nodeid) == 2 else item.nodeid
-    return fnmatch.fnmatchcase(short, pattern) or fnmatch.fnmatchcase(item.nodeid, pattern)
+    return matches_test(pattern, short, item.nodeid)
 
 
 def suite_of(item: pytest.Item) -> str:
@@ -161,7 +193,6 @@ def _allure_labels(request: pytest.FixtureRequest) -> None:
     for name, defect in request.node.user_properties:
         if name == "known_defect":
             allure.dynamic.link(defect["link"], name=f"known defect {defect['id']}")
-            allure.dynamic.tag("known-defect")
 
 
 @pytest.hookimpl(hookwrapper=True)

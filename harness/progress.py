@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ class Progress:
 
     def __call__(self, text: str) -> None:
         elapsed = int(time.monotonic() - self.t0)
-        with self.lock:
+        with self.lock, contextlib.suppress(OSError, ValueError):  # a closed terminal: run on
             print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {redact(text)}", file=self.stream,
                   flush=True)
 

@@ -7,12 +7,12 @@ children in `harness.scenario_process`, progress lines in `harness.progress`.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import tempfile
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,13 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.cell import KNOWN_DEFECT, RESTART_SUITE, STATUS_EXIT, CellOutcome, CellRun, PlatformSlot
+from harness.cell_steps import context_options
 from harness.envs import MlflowEnv, ensure_env
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted
 from harness.matrix import Cell, Channel, Matrix
 from harness.progress import Progress
 from harness.registry import load_provisioner_class
+from harness.run_folders import finish_run
 from harness.scenario_process import SCENARIOS_DIR, SCENARIOS_DIR_ENV, ScenarioProcess, scenarios_root
 from harness.state import RunState, new_run_id
+from harness.summary import CellLine, log_for
+from harness.summary import render as render_summary
 from harness.waits import CANCEL
 from provisioners.api import RunContext
 
@@ -53,6 +57,7 @@ class Runner:
         self.cells = list(cells)
         self.options = options
         self.progress = progress or Progress()
+        self.started = time.time()
         self.run_id = options.run_id or new_run_id()
         self.reports = options.reports_dir
         self.state = RunState(self.reports / "state" / f"{self.run_id}.json", self.run_id)
@@ -87,6 +92,7 @@ class Runner:
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            self._collect_crashes(futures)
         except (KeyboardInterrupt, Interrupted) as exc:
             interrupted = True
             name = "SIGTERM" if isinstance(exc, Interrupted) else "SIGINT"
@@ -102,6 +108,25 @@ class Runner:
         if interrupted:
             return EXIT_INTERRUPTED
         return max((STATUS_EXIT[o.status] for o in self.outcomes), default=EXIT_OK)
+
+    def _collect_crashes(self, futures: Mapping[Future[CellOutcome], Cell]) -> None:
+        """A cell thread that raised is a broken cell with its cell.json, never a silent pass."""
+        for future, cell in futures.items():
+            error = None if future.cancelled() else future.exception()
+            if error is None:
+                continue
+            outcome = next((o for o in self.outcomes if o.cell is cell), None)
+            if outcome is None:
+                outcome = CellOutcome(cell)
+                self.outcomes.append(outcome)
+            outcome.worsen("broken", f"harness error: the cell's thread raised {error!r}")
+            outcome.finished = outcome.finished or time.time()
+            self.progress(f"{cell.title}  BROKEN: the cell's thread raised {error!r}")
+            try:
+                CellRun(self, cell, self.slots[cell.platform.name])._write_cell_summary(
+                    outcome, self.reports / cell.platform.name / cell.id)
+            except Exception as exc:
+                self.progress(f"{cell.title}  could not write cell.json: {exc}")
 
     def _cancel(self, futures: Mapping[Future[CellOutcome], Cell]) -> None:
         CANCEL.set()
@@ -130,30 +155,27 @@ class Runner:
         self.state.finish("interrupted" if interrupted else "finished")
         summary = [{"platform": o.cell.platform.name, "cell": o.cell.id, "status": o.status}
                    for o in self.outcomes]
-        (self.reports / "runs").mkdir(parents=True, exist_ok=True)
-        (self.reports / "runs" / f"{self.run_id}.json").write_text(
-            json.dumps({"run_id": self.run_id, "interrupted": interrupted, "cells": summary},
-                       indent=2), encoding="utf-8")
+        finish_run(self.reports, self.run_id, interrupted=interrupted, cells=summary)
+        page: Path | None = self.reports / "matrix.md"
         try:
             from harness.reporting.matrix_page import write_matrix_page
 
             write_matrix_page(self.reports, self.matrix)
         except Exception as exc:  # a report bug must not hide the run's own result
             self.progress(f"could not write the matrix page: {exc}")
-        tally: dict[str, int] = defaultdict(int)
-        for outcome in self.outcomes:
-            tally[outcome.status] += 1
-        self.progress("done: " + ", ".join(f"{n} {s}" for s, n in sorted(tally.items()))
-                      + f"; matrix: {self.reports / 'matrix.md'}")
+            page = None
+        lines = [CellLine(o.cell.title, o.status, o.message,
+                          log_for(self.reports / o.cell.platform.name / o.cell.id, o.log))
+                 for o in self.outcomes]
+        for line in render_summary(lines, run_id=self.run_id,
+                                   duration_s=time.time() - self.started, matrix_page=page):
+            self.progress(line)
         if leftover:
             self.progress(f"{len(leftover)} resource(s) kept (--keep or failed teardown): "
                           f"`mlflow-matrix down --run-id {self.run_id}` releases them")
 
     def _context(self, platform: Any) -> RunContext:
-        timeouts = self.matrix.timeouts
-        options = {"server_start_timeout": timeouts.server_start,
-                   "deploy_timeout": timeouts.deploy, "teardown_timeout": timeouts.teardown,
-                   **self.options.provisioner_options}
+        options = context_options(self.matrix, self.options.provisioner_options)
         return RunContext(run_id=self.run_id, platform=platform,
                           work_dir=self.work_dir / platform.name, state=self.state,
                           env_for=self.env_for, options=options)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import harness
+from harness.cell_steps import log_path, pytest_argv, suite_files
+from harness.defects import KnownDefect
 from harness.endpoint import (
     CELL_ENV,
     DEFECTS_ENV,
@@ -31,10 +33,11 @@ from harness.errors import (
     Interrupted,
     MatrixError,
 )
-from harness.matrix import Cell, KnownDefect, Matrix
+from harness.matrix import Cell, Matrix, cell_facts
 from harness.procs import stop_group
 from harness.redact import redact
 from harness.state import RunState
+from harness.verdicts import pytest_verdict
 from harness.waits import CANCEL
 from provisioners.api import (
     Deployment,
@@ -75,18 +78,13 @@ class ScenarioProcess:
             manifest: Path | None = None, informational: bool = False) -> None:
         cell = outcome.cell
         scenarios_dir = scenarios_root()
-        files = [str(scenarios_dir / f"test_{suite}.py") for suite in suites]
-        missing = [f for f in files if not Path(f).is_file()]
+        missing = [f for f in suite_files(scenarios_dir, suites) if not Path(f).is_file()]
         if missing:
             raise MatrixError(f"scenario module missing: {', '.join(missing)}",
                               hint="check `scenarios:` in matrix.yaml against scenarios/")
-        results = cell_dir / "allure-results"
-        log = cell_dir / f"pytest{'-' + phase if phase else ''}.log"
-        argv = [str(env.python), "-m", "pytest", *files, "-p", "harness.plugin",
-                "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
-                "--alluredir", str(results), "-p", "no:cacheprovider", "-q", "-rfEX",
-                f"--junitxml={cell_dir / ('junit' + ('-' + phase if phase else '') + '.xml')}",
-                *self.options.pytest_args]
+        log = log_path(cell_dir, phase)
+        argv = pytest_argv(str(env.python), scenarios_dir, suites, cell_dir, phase,
+                           self.options.pytest_args)  # the same command line `plan` prints
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)
         what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else "")
@@ -104,12 +102,8 @@ class ScenarioProcess:
             self.progress(f"{cell.title}  {what} is informational (cross-version client); "
                           "not counted against the cell")
             return
-        if code == 1:
-            outcome.worsen("failed", f"{what}: {summary}")
-        elif code == 5:
-            outcome.worsen("skipped", f"{what}: no scenario selected")
-        else:
-            outcome.worsen("broken", f"{what}: pytest exited {code}; see {log}")
+        verdict = pytest_verdict(code, what, summary, str(log))
+        outcome.worsen(verdict.status, verdict.message, log=log)
 
     def _child_env(self, env: MlflowEnv, endpoint: Endpoint, cell: Cell, phase: str | None,
                    manifest: Path | None, informational: bool,
@@ -122,7 +116,10 @@ class ScenarioProcess:
             platform=cell.platform.name, cell=cell.id, channel=cell.channel_label,
             mlflow_version=endpoint.mlflow_version, platform_kind=cell.platform.kind,
             database=cell.platform.database)
-        defects = [defect_dict(d) for d in self.matrix.defects_for(cell) if d.tests]
+        facts = cell_facts(cell, server_versions=(endpoint.mlflow_version,),
+                           client_version=env.mlflow_version,
+                           artifacts=endpoint.artifact_mode or None)
+        defects = [d.to_dict() for d in self.matrix.defects_for(cell, facts) if d.tests]
         child = {**base, **endpoint.child_env(), CELL_ENV: info.to_json(),
                  DEFECTS_ENV: json.dumps(defects), "PYTHONPATH": str(shim),
                  "PATH": f"{env.bin_dir}:{base.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
@@ -188,8 +185,7 @@ def scenarios_root() -> Path:
 def defect_dict(defect: KnownDefect | None) -> dict[str, Any] | None:
     if defect is None:
         return None
-    return {"id": defect.id, "link": defect.link, "summary": defect.summary,
-            "tests": list(defect.tests)}
+    return defect.to_dict()
 
 
 def _pytest_summary(log: Path) -> str:

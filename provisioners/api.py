@@ -50,6 +50,17 @@ class RunContext:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """What a deployment does, step by step: deploy, upgrade (upgrade cells), restart (when the
+    runner restarts the server), close (diagnostics and teardown). Empty: nothing to say."""
+
+    deploy: tuple[str, ...] = ()
+    upgrade: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+    close: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class Deployment(Protocol):
     """One MLflow deployment for one cell."""
@@ -74,6 +85,12 @@ class Provisioner(Protocol):
     kind: ClassVar[str]
     Settings: ClassVar[type]
     """Frozen dataclass of the platform's settings in matrix.yaml (validated field by field)."""
+    cli_options: ClassVar[tuple[str, ...]]
+    """The command-line options this kind reads (`tracking_uri`, `kubeconfig`, `controller` …).
+    An option no selected platform reads is refused before a run (it would be ignored)."""
+    takes_mlflow_version: ClassVar[bool]
+    """True when a bare MLflow version (`--mlflow-version 3.1.0`, `--upgrade 2.22.0:3.1.0`)
+    means something here; False for kinds that deploy Charmed MLflow channels."""
 
     @classmethod
     def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
@@ -95,9 +112,9 @@ class Provisioner(Protocol):
         """Human-readable steps `up` and `down` would take. Called by `mlflow-matrix plan`;
         no side effects."""
 
-    def deployment_plan(self, cell: Cell) -> list[str]:
-        """Steps of one cell's deployment (empty when the deployment has nothing to say);
-        no side effects."""
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        """Steps of one cell's deployment, by step, for `plan` to print each where the runner
+        takes it (harness.cell_steps); no side effects."""
 
     def up(self) -> Substrate:
         """Create the platform. Called once per platform per run, before any cell."""

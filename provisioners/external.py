@@ -36,7 +36,7 @@ from harness.endpoint import Credentials, Endpoint
 from harness.errors import ConfigError, InfrastructureError
 from harness.matrix import DETECT, Cell, Channel
 from harness.redact import redact, register_secret
-from provisioners.api import RunContext, Substrate
+from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 PREFLIGHT_BUDGET = 10.0   # seconds for every check together: fail fast, before any scenario
 HTTP_TIMEOUT = 4.0        # one request (connect + read)
@@ -51,6 +51,7 @@ class ExternalSettings:
     tracking_uri: str = ""
     s3_endpoint_url: str = ""
     artifact_bucket: str = ""
+    artifacts: str = ""   # direct | proxied: how the server stores artifacts (asserted)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class ExternalTarget:
     token: str | None = None
     insecure_tls: bool = False
     ca_bundle: str | None = None
+    artifact_mode: str | None = None
 
     def auth_header(self) -> dict[str, str]:
         if self.token:
@@ -110,9 +112,14 @@ def resolve_target(settings: ExternalSettings, options: Mapping[str, Any],
     for secret in (password, token):
         register_secret(secret)
     insecure = environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1")
+    mode = str(options.get("artifact_mode") or settings.artifacts or "").strip() or None
+    if mode not in (None, "direct", "proxied"):
+        raise ConfigError(f"artifact mode {mode!r} is neither direct nor proxied",
+                          hint="pass --artifact-mode direct (s3://) or proxied (mlflow-artifacts:)")
     return ExternalTarget(uri.rstrip("/"), s3_url, bucket, credentials, username, password, token,
                           insecure_tls=insecure,
-                          ca_bundle=environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+                          ca_bundle=environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None,
+                          artifact_mode=mode)
 
 
 class ExternalProvisioner:
@@ -120,6 +127,9 @@ class ExternalProvisioner:
 
     kind: ClassVar[str] = "external"
     Settings = ExternalSettings
+    cli_options: ClassVar[tuple[str, ...]] = ("tracking_uri", "s3_endpoint_url", "artifact_bucket",
+                                              "artifact_mode")
+    takes_mlflow_version: ClassVar[bool] = True  # requires the server to run that release
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -165,9 +175,10 @@ class ExternalProvisioner:
         raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
                                   hint="release it by hand; its details are in the state file")
 
-    def deployment_plan(self, cell: Cell) -> list[str]:
-        """The deployment's steps are in `plan` (they are the same for every cell)."""
-        return []
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        """The pre-flight checks are the per-cell steps of `plan`; the server is not ours to
+        upgrade, restart or tear down."""
+        return DeploymentPlan(close=("nothing to tear down: the server is not ours",))
 
     def deployment(self, substrate: Substrate, cell_dir: Path) -> ExternalDeployment:
         return ExternalDeployment(self.target)
@@ -198,7 +209,8 @@ class ExternalDeployment:
             tracking_uri=self.target.tracking_uri, mlflow_version=version,
             s3_endpoint_url=self.target.s3_endpoint_url,
             artifact_bucket=self.target.artifact_bucket,
-            s3_credentials=self.target.s3_credentials)
+            s3_credentials=self.target.s3_credentials,
+            artifact_mode=self.target.artifact_mode)
         return self.endpoint
 
     def collect(self, dest: Path) -> None:

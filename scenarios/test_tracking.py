@@ -4,9 +4,9 @@ Only MLflow's public client API is used (`MlflowClient` and the fluent `mlflow.*
 real tracking server. Every test works in experiments it creates (named by `unique_name`) and scopes
 its searches to them, so the suite runs in parallel (pytest-xdist) and repeatedly on one server.
 
-Expected values are pinned in this file, never read from the MLflow package under test: a limit
-that moves in a new release must show up as a failure, not be followed silently. Where releases
-genuinely differ, the helpers below say which release changed what and where that is defined.
+Expected values come from what a test sent and from the rules of the server's own MLflow
+release (scenarios/_rules.py, one table keyed by version with the upstream change linked), never
+from what the server under test answers: every release is judged by its own rules.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import TypeVar
 import allure
 import mlflow
 import pytest
+from _helpers import expect_refusal
+from _rules import CLIENT_CONSTANTS, rule, source
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from packaging.version import Version
@@ -32,43 +34,33 @@ INVALID = "INVALID_PARAMETER_VALUE"
 T = TypeVar("T")
 
 # ---------------------------------------------------------------- limits, per MLflow release
-# All from mlflow/utils/validation.py, read at 2.15.1, 2.22.0 and 3.14.0 (the matrix's releases).
-ENTITY_KEY_LIMIT = 250  # MAX_ENTITY_KEY_LENGTH: param, metric and run-tag keys, all three releases
-EXPERIMENT_TAG_VALUE_LIMIT = 5000  # MAX_EXPERIMENT_TAG_VAL_LENGTH, all three; never truncated
 
 
 def param_value_limit(version: Version) -> int:
-    """MAX_PARAM_VAL_LENGTH: 500 -> 6000 in MLflow 2.8 (mlflow/mlflow#9709); 6000 in all three."""
-    return 6000 if version >= Version("2.8") else 500
+    return rule("param_value_limit", version)
 
 
 def run_tag_value_limit(version: Version) -> int:
-    """MAX_TAG_VAL_LENGTH: 5000 -> 8000 in MLflow 2.17 (mlflow/mlflow#13176): 5000 in 2.15.1,
-    8000 in 2.22.0 and 3.14.0."""
-    return 8000 if version >= Version("2.17") else 5000
+    return rule("run_tag_value_limit", version)
 
 
 def server_truncates_long_values(version: Version) -> bool:
-    """Since MLflow 2.11 (mlflow/mlflow#11208) the server *truncates* a param or run-tag value over
-    its limit (with a warning in the server log) instead of rejecting it, unless the server runs
-    with MLFLOW_TRUNCATE_LONG_VALUES=false; the charm does not set it, so the default applies.
-    The tracking store does this (SqlAlchemyStore.log_param/log_batch/set_tag -> _validate_param/
-    _validate_tag -> _validate_length_limit(truncate=True)); the client sends the value as is."""
-    return version >= Version("2.11")
+    return rule("server_truncates_long_values", version)
 
 
-def run_search_has_exact_last_page(version: Version) -> bool | None:
-    """Whether search_runs omits the next-page token when the last page is exactly full.
+def test_release_rules_agree_with_the_client(version):
+    """The rules table says what the installed client's own validation constants say."""
+    import mlflow.utils.validation as validation
 
-    2.x returns a token that leads to an empty page (SqlAlchemyStore._search_runs set a token
-    whenever a page was full; mlflow/mlflow#20546); 3.14.0 fetches one extra row and does not.
-    None: a 3.x release before 3.14 on which this was not verified.
-    """
-    if version.major < 3:
-        return False
-    if version >= Version("3.14"):
-        return True
-    return None
+    assert str(version) == mlflow.__version__, (
+        f"client MLflow {mlflow.__version__} against server {version}: the harness builds the "
+        "client of the server's version")
+    wrong = {}
+    for name, constant in CLIENT_CONSTANTS.items():
+        have = getattr(validation, constant, None)
+        if have is not None and have != rule(name, version):
+            wrong[name] = f"{constant} = {have} in MLflow {version}, table: {rule(name, version)}"
+    assert not wrong, "scenarios/_rules.py is out of date: " + "; ".join(wrong.values())
 
 
 # ---------------------------------------------------------------- helpers
@@ -89,12 +81,8 @@ def user_tags(tags: dict[str, str]) -> dict[str, str]:
 
 
 def expect_error(action: Callable[[], object], code: str = INVALID) -> MlflowException:
-    """Run `action`, which must be refused by MLflow with `code`; return the exception."""
-    with pytest.raises(MlflowException) as info:
-        action()
-    assert info.value.error_code == code, (
-        f"refused with {info.value.error_code}, expected {code}: {info.value.message}")
-    return info.value
+    """Run `action`, which MLflow must refuse with `code` and a 4xx; return the exception."""
+    return expect_refusal(action, code)
 
 
 def must_succeed(action: Callable[[], T], what: str) -> T:
@@ -250,15 +238,18 @@ def test_experiment_tags_set_and_overwrite(mlflow_client, unique_name):
         "stage": "final", "owner": "数据团队 🧑‍🔬"}
 
 
-def test_experiment_tag_value_limit(mlflow_client, unique_name):
-    """Experiment tags are never truncated: a value over the limit is refused."""
+def test_experiment_tag_value_limit(mlflow_client, unique_name, version):
+    """Experiment tags are never truncated: a value over the release's limit is refused."""
+    limit = rule("experiment_tag_value_limit", version)
+    allure.dynamic.link(source("experiment_tag_value_limit", version),
+                        name=f"MLflow {version}: experiment tag values up to {limit} characters")
     experiment_id = mlflow_client.create_experiment(unique_name())
-    at_limit = "🧪" * EXPERIMENT_TAG_VALUE_LIMIT  # 4-byte characters: 20000 bytes in UTF-8
-    with allure.step(f"a {EXPERIMENT_TAG_VALUE_LIMIT}-character value is stored whole"):
+    at_limit = "🧪" * (limit - 1) + "!"  # 4-byte characters: the limit counts characters
+    with allure.step(f"a {limit}-character value is stored whole"):
         mlflow_client.set_experiment_tag(experiment_id, "at_limit", at_limit)
     with allure.step("one character more is refused"):
         expect_error(lambda: mlflow_client.set_experiment_tag(
-            experiment_id, "over_limit", "x" * (EXPERIMENT_TAG_VALUE_LIMIT + 1)))
+            experiment_id, "over_limit", "x" * (limit + 1)))
     tags = mlflow_client.get_experiment(experiment_id).tags
     assert tags.get("at_limit") == at_limit
     assert "over_limit" not in tags
@@ -499,14 +490,15 @@ def test_param_value_over_limit(mlflow_client, unique_name, version):
             f"{key}: expected the first {limit} characters, got {len(params[key])} characters")
 
 
-def test_param_key_over_limit_is_rejected(mlflow_client, unique_name):
+def test_param_key_over_limit_is_rejected(mlflow_client, unique_name, version):
+    limit = rule("entity_key_limit", version)
     experiment_id = mlflow_client.create_experiment(unique_name())
     run_id = mlflow_client.create_run(experiment_id).info.run_id
-    longest = "k" * ENTITY_KEY_LIMIT
+    longest = "k" * limit
     mlflow_client.log_param(run_id, longest, "fits")
-    with allure.step(f"a {ENTITY_KEY_LIMIT + 1}-character key is refused, keys are never truncated"):
+    with allure.step(f"a {limit + 1}-character key is refused, keys are never truncated"):
         error = expect_error(lambda: mlflow_client.log_param(run_id, longest + "k", "too long"))
-    assert str(ENTITY_KEY_LIMIT) in error.message
+    assert str(limit) in error.message
     assert mlflow_client.get_run(run_id).data.params == {longest: "fits"}
 
 
@@ -856,10 +848,17 @@ def test_search_runs_order_by_param_with_mixed_case(mlflow_client, unique_name):
     experiment_id = mlflow_client.create_experiment(unique_name())
     values = {"lower-a": "a", "upper-b": "B", "lower-c": "c", "upper-a": "A"}
     runs = _runs_with(mlflow_client, experiment_id, "name", values, "param")
-    assert_order(mlflow_client, experiment_id, "params.name ASC", runs,
-                 ["upper-a", "upper-b", "lower-a", "lower-c"])
-    assert_order(mlflow_client, experiment_id, "params.name DESC", runs,
-                 ["lower-c", "lower-a", "upper-b", "upper-a"])
+    label = {run_id: name for name, run_id in runs.items()}
+    for order_by, expected in (("params.name ASC", ["upper-a", "upper-b", "lower-a", "lower-c"]),
+                               ("params.name DESC", ["lower-c", "lower-a", "upper-b", "upper-a"])):
+        with allure.step(f"order_by {order_by!r} gives {expected}"):
+            got = [label[i] for i in ids(search_all_runs(mlflow_client, [experiment_id],
+                                                         order_by=[order_by]))]
+        folded = [values[name].lower() for name in got]
+        collated = folded == sorted(folded, reverse=order_by.endswith("DESC"))
+        assert got == expected, (
+            f"order_by {order_by!r}: got {got}, expected {expected} (code point order)"
+            + ("; sorted by a case-insensitive collation" if collated else ""))
 
 
 def test_search_runs_pages_cover_every_run_once(mlflow_client, unique_name):
@@ -882,18 +881,15 @@ def test_search_runs_pages_cover_every_run_once(mlflow_client, unique_name):
 
 
 def test_search_runs_last_page_when_results_fill_it_exactly(mlflow_client, unique_name, version):
-    exact = run_search_has_exact_last_page(version)
-    if exact is None:
-        pytest.skip(f"last-page token behaviour not verified on MLflow {version} "
-                    "(2.x: trailing empty page; 3.14: none; see mlflow/mlflow#20546)")
+    exact = rule("run_search_has_exact_last_page", version)
     experiment_id = mlflow_client.create_experiment(unique_name())
     created = {mlflow_client.create_run(experiment_id).info.run_id for _ in range(6)}
     pages = walk_pages(mlflow_client, [experiment_id], 3)
     assert {run_id for page in pages for run_id in ids(page)} == created
     expected = [3, 3] if exact else [3, 3, 0]
     assert [len(p) for p in pages] == expected, (
-        "3.14+ returns no token after the last full page" if exact else
-        "2.x returns a token after a full last page; following it gives an empty page")
+        f"MLflow {version} returns no token after the last full page" if exact else
+        f"MLflow {version} returns a token after a full last page, to an empty page")
 
 
 def test_deleted_and_restored_runs_by_view_type(mlflow_client, unique_name):

@@ -70,10 +70,10 @@ class Problems:
         if not ok:
             self.items.append(text)
 
-    def raise_if_any(self, what: str) -> None:
+    def raise_if_any(self, what: str, when: str = "after the upgrade") -> None:
         if self.items:
             listed = "\n  - ".join(self.items)
-            pytest.fail(f"{len(self.items)} {what} missing or changed after the upgrade:\n"
+            pytest.fail(f"{len(self.items)} {what} missing or changed {when}:\n"
                         f"  - {listed}", pytrace=False)
 
 
@@ -100,18 +100,26 @@ def test_seed_data_set(mlflow_client, endpoint, manifest_path, s3):
                                     "name": f"mm-upgrade-deleted-{token}", "tags": {},
                                     "lifecycle_stage": "deleted"})
 
-    parent = client.create_run(experiment_id, run_name="parent", tags={"kind": "parent"})
-    child = client.create_run(experiment_id, run_name="child",
-                              tags={"kind": "child", "mlflow.parentRunId": parent.info.run_id})
-    doomed = client.create_run(experiment_id, run_name="deleted-run", tags={"kind": "deleted"})
-    for run, status in ((parent, "FINISHED"), (child, "FAILED"), (doomed, "FINISHED")):
+    start = 1_700_000_000_000
+    runs = []
+    for i, (name, kind) in enumerate((("parent", "parent"), ("child", "child"),
+                                      ("deleted-run", "deleted"))):
+        tags = {"kind": kind}
+        if kind == "child":
+            tags["mlflow.parentRunId"] = runs[0].info.run_id
+        runs.append(client.create_run(experiment_id, run_name=name, tags=tags,
+                                      start_time=start + 1000 * i))
+    parent, child, doomed = runs
+    for i, (run, status) in enumerate(((parent, "FINISHED"), (child, "FAILED"),
+                                       (doomed, "FINISHED"))):
         for key, value in PARAMS.items():
             client.log_param(run.info.run_id, key, value)
         base_ts = 1_700_000_000_000
         for key, points in METRICS.items():
             for step, value in points:
                 client.log_metric(run.info.run_id, key, value, timestamp=base_ts + step, step=step)
-        client.set_tag(run.info.run_id, "note", f"{run.info.run_name} ✓")
+        note = f"{run.info.run_name} ✓"
+        client.set_tag(run.info.run_id, "note", note)
         artifacts = {}
         with tempfile.TemporaryDirectory() as tmp:
             for rel, data in ARTIFACTS.items():
@@ -120,46 +128,53 @@ def test_seed_data_set(mlflow_client, endpoint, manifest_path, s3):
                 path.write_bytes(data)
                 artifacts[rel] = {"sha256": _sha(data), "size": len(data)}
             client.log_artifacts(run.info.run_id, tmp)
-        client.set_terminated(run.info.run_id, status=status)
-        info = client.get_run(run.info.run_id).info
-        manifest["runs"].append({
-            "id": run.info.run_id, "experiment_id": experiment_id, "name": info.run_name,
-            "status": status, "params": PARAMS,
-            "metrics": {k: _history(client, run.info.run_id, k) for k in METRICS},
-            "tags": {"kind": client.get_run(run.info.run_id).data.tags["kind"],
-                     "note": f"{run.info.run_name} ✓"},
+        end = start + 60_000 + 1000 * i
+        client.set_terminated(run.info.run_id, status=status, end_time=end)
+        # Expected values are what this test sent, never what the old server answered: a value
+        # the old server mangled must not "survive" the upgrade. The run id and artifact URI
+        # are the server's names for the run, used only to find it again.
+        sent = {
+            "id": run.info.run_id, "experiment_id": experiment_id,
+            "name": ("parent", "child", "deleted-run")[i], "status": status, "params": PARAMS,
+            "metrics": {k: [[step, base_ts + step, value] for step, value in points]
+                        for k, points in METRICS.items()},
+            "tags": {"kind": ("parent", "child", "deleted")[i], "note": note},
             "parent": parent.info.run_id if run is child else None,
-            "deleted": run is doomed, "artifact_uri": info.artifact_uri,
-            "artifacts": artifacts, "start_time": info.start_time, "end_time": info.end_time,
-        })
-    client.delete_run(doomed.info.run_id)
+            "deleted": run is doomed, "artifact_uri": run.info.artifact_uri,
+            "artifacts": artifacts, "start_time": start + 1000 * i, "end_time": end,
+        }
+        manifest["runs"].append(sent)
 
     model_name = f"mm-upgrade-model-{token}"
     client.create_registered_model(model_name, tags={"owner": "matrix"},
                                    description="registered before the upgrade")
     versions = []
     for i, run in enumerate((parent, child), start=1):
-        mv = client.create_model_version(model_name, f"{run.info.artifact_uri}/data",
-                                         run_id=run.info.run_id, tags={"n": str(i)},
-                                         description=f"version {i}")
-        versions.append({"version": str(mv.version), "run_id": run.info.run_id,
-                         "tags": {"n": str(i)}, "description": f"version {i}",
-                         "source": mv.source})
+        source = f"{run.info.artifact_uri}/data"
+        mv = client.create_model_version(model_name, source, run_id=run.info.run_id,
+                                         tags={"n": str(i)}, description=f"version {i}")
+        assert str(mv.version) == str(i), f"the new model's version {i} got number {mv.version}"
+        versions.append({"version": str(i), "run_id": run.info.run_id, "tags": {"n": str(i)},
+                         "description": f"version {i}", "source": source})
     client.set_registered_model_alias(model_name, "champion", "1")
     client.set_registered_model_alias(model_name, "challenger", "2")
     manifest["models"].append({"name": model_name, "description": "registered before the upgrade",
                                "tags": {"owner": "matrix"}, "versions": versions,
                                "aliases": {"champion": "1", "challenger": "2"}})
+    client.delete_run(doomed.info.run_id)
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     manifest_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
     assert mlflow.get_tracking_uri() == endpoint.tracking_uri
-    assert len(manifest["runs"]) == 3 and len(manifest["models"][0]["versions"]) == 2
+    # the old server must hold what was sent, or the upgrade is judged on mangled data
+    _verify_experiments(client, manifest, when="before the upgrade")
+    _verify_runs(client, manifest, when="before the upgrade")
+    _verify_models(client, manifest, when="before the upgrade")
 
 
 # ------------------------------------------------------------------ verify
 
 
-def _verify_experiments(client, manifest) -> None:
+def _verify_experiments(client, manifest, when: str = "after the upgrade") -> None:
     problems = Problems()
     for exp in manifest["experiments"]:
         try:
@@ -173,10 +188,10 @@ def _verify_experiments(client, manifest) -> None:
         for key, value in exp["tags"].items():
             problems.check(got.tags.get(key) == value,
                            f"experiment {exp['name']} tag {key!r}: {got.tags.get(key)!r}")
-    problems.raise_if_any("experiment fields")
+    problems.raise_if_any("experiment fields", when)
 
 
-def _verify_runs(client, manifest) -> None:
+def _verify_runs(client, manifest, when: str = "after the upgrade") -> None:
     problems = Problems()
     for run in manifest["runs"]:
         label = f"run {run['name']} ({run['id']})"
@@ -210,7 +225,7 @@ def _verify_runs(client, manifest) -> None:
             for want, have in zip(expected, history, strict=True):
                 problems.check(want[:2] == have[:2] and _same_float(want[2], have[2]),
                                f"{label} metric {key!r} step {want[0]}: {have} != {want}")
-    problems.raise_if_any("run fields")
+    problems.raise_if_any("run fields", when)
 
 
 def _verify_artifacts(client, manifest, s3, endpoint) -> None:
@@ -237,7 +252,7 @@ def _verify_artifacts(client, manifest, s3, endpoint) -> None:
     problems.raise_if_any("artifacts")
 
 
-def _verify_models(client, manifest) -> None:
+def _verify_models(client, manifest, when: str = "after the upgrade") -> None:
     problems = Problems()
     for model in manifest["models"]:
         label = f"registered model {model['name']}"
@@ -266,7 +281,7 @@ def _verify_models(client, manifest) -> None:
             for key, value in version["tags"].items():
                 problems.check(mv.tags.get(key) == value,
                                f"{label} v{version['version']} tag {key!r}")
-    problems.raise_if_any("registry fields")
+    problems.raise_if_any("registry fields", when)
 
 
 @pytest.mark.phase(VERIFY)

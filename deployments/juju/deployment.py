@@ -55,10 +55,9 @@ from harness.redact import redact, register_secret
 from harness.waits import CANCEL, DeadlineExceeded, NotYet, Terminal, wait_for
 
 if TYPE_CHECKING:
-    from provisioners.api import RunContext, Substrate
-
     from harness.kube import Kube
     from harness.matrix import Cell, Channel
+    from provisioners.api import RunContext, Substrate
 
 
 class JujuDeployment:

@@ -23,13 +23,21 @@ from deployments.juju.settings import (
 from harness.errors import InfrastructureError
 
 if TYPE_CHECKING:
-    from provisioners.api import RunContext
-
     from harness.matrix import Cell, Channel
+    from provisioners.api import RunContext
 
 
 def cell_plan(context: RunContext, cell: Cell) -> list[str]:
     """The Juju (and Kubernetes API) steps of one cell, in order; no side effects."""
+    sections = cell_sections(context, cell)
+    restart = sections["restart"] if "persistence" in cell.scenarios and not cell.upgrade_to \
+        else []
+    return [*sections["deploy"], *sections["upgrade"], *restart, *sections["close"]]
+
+
+def cell_sections(context: RunContext, cell: Cell) -> dict[str, list[str]]:
+    """The plan by step (deploy, upgrade, restart, close), for `mlflow-matrix plan` to place
+    each one where the cell's step list (harness.cell_steps) runs it."""
     s = juju_settings(context.platform.settings)
     cloud, controller = cloud_name(context), controller_name(context)
     model = model_name(context, cell.id)
@@ -48,30 +56,31 @@ def cell_plan(context: RunContext, cell: Cell) -> list[str]:
                      f"   (deadline {s.bootstrap_timeout}s)")
     lines.append(f"juju add-model --no-switch {model} {cloud} --controller {controller}")
     lines += _deploy_plan(cell.channel, s, ref)
-    lines.append(f"wait: juju status --model {ref} --format json every {s.poll_interval:g}s"
-                 f" until every unit of {', '.join(BUNDLE_APPS)} is active/idle"
-                 f" {s.successes} polls in a row (deadline timeouts.deploy = {deploy_t}s);"
-                 " a unit in error, or blocked for more than "
+    wait = (f"juju status --model {ref} --format json every {s.poll_interval:g}s until every "
+            f"unit of {', '.join(BUNDLE_APPS)} is active/idle {s.successes} polls in a row "
+            f"(deadline timeouts.deploy = {deploy_t}s)")
+    lines.append(f"wait: {wait}; a unit in error, or blocked for more than "
                  f"{s.blocked_grace}s, ends the wait at once with its message and"
                  f" `juju show-status-log --model {ref} <unit> -n {STATUS_LOG_ENTRIES}`")
     lines += _endpoint_plan(ref, model, s)
+    upgrade = []
     if cell.upgrade_to:
-        lines += [f"upgrade: {line}" for line in _refresh_plan(cell.upgrade_to, ref)]
-        lines.append(f"upgrade: wait as above until {SERVER_APP} runs "
-                     f"{cell.upgrade_to.name}, then GET <tracking-uri>/version again")
-    lines.append(f"restart (persistence suite): delete pod {SERVER_APP}-0 through the Kubernetes"
-                 " API, wait for its replacement to be Ready and for active/idle as above, "
-                 "then find the endpoint again")
-    lines.append(f"diagnostics (on a failed phase and after the scenarios): juju status "
-                 f"--model {ref} --format yaml; juju debug-log --model {ref} --replay "
-                 f"--no-tail (newest {s.debug_log_lines} lines); juju show-status-log per "
-                 f"unit; kubectl get all -o wide / describe pods -n {model}; logs of every"
-                 " container not running and ready — all redacted")
-    lines.append(f"teardown: juju destroy-model {ref} --no-prompt --destroy-storage "
-                 f"(deadline {teardown_t}s); if that fails: juju destroy-model {ref} "
-                 f"--no-prompt --destroy-storage --force --no-wait --timeout "
-                 f"{FORCE_DESTROY_STEP_TIMEOUT}s")
-    return lines
+        upgrade = [*_refresh_plan(cell.upgrade_to, ref),
+                   f"wait as after deploy until {SERVER_APP} runs {cell.upgrade_to.name}, "
+                   "then GET <tracking-uri>/version again"]
+    restart = [f"delete pod {SERVER_APP}-0 through the Kubernetes API, wait for its "
+               f"replacement to be Ready, then {wait}; then find the endpoint again"]
+    close = [
+        f"diagnostics (on a failed phase and after the scenarios): juju status "
+        f"--model {ref} --format yaml; juju debug-log --model {ref} --replay "
+        f"--no-tail (newest {s.debug_log_lines} lines); juju show-status-log per "
+        f"unit; kubectl get all -o wide / describe pods -n {model}; logs of every"
+        " container not running and ready — all redacted",
+        f"teardown: juju destroy-model {ref} --no-prompt --destroy-storage "
+        f"(deadline {teardown_t}s); if that fails: juju destroy-model {ref} "
+        f"--no-prompt --destroy-storage --force --no-wait --timeout "
+        f"{FORCE_DESTROY_STEP_TIMEOUT}s"]
+    return {"deploy": lines, "upgrade": upgrade, "restart": restart, "close": close}
 
 
 def _deploy_plan(channel: Channel, s: JujuSettings, ref: str) -> list[str]:

@@ -17,6 +17,7 @@ idempotent: enriching twice gives the same files.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -262,7 +263,7 @@ def harness_result(cell: Mapping[str, Any], cell_dir: Path,
                    results: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     """A broken result for a cell that ended badly with nothing in Allure saying why."""
     status = cell.get("status")
-    if status not in ("failed", "broken", "interrupted"):
+    if status not in ("failed", "broken"):  # interrupted is a user's Ctrl-C, not a harness error
         return None
     if any(r.get("status") in ("failed", "broken") and r.get("suite") != HARNESS_SUITE
            for r in results):
@@ -319,6 +320,32 @@ def harness_result(cell: Mapping[str, Any], cell_dir: Path,
 # ---------------------------------------------------------------- per cell
 
 
+def _unquoted(value: Any) -> Any:
+    if not isinstance(value, str) or len(value) < 2 or value[0] not in "'\"" \
+            or value[-1] != value[0]:
+        return value
+    try:
+        text = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+    return text if isinstance(text, str) else value
+
+
+def unquote_parameters(results_dir: Path) -> int:
+    """allure-pytest stores parameter values as repr(): `'local'`. Show the value itself;
+    returns how many result files changed."""
+    changed = 0
+    for path in sorted(results_dir.glob("*-result.json")):
+        body = _read_json(path)
+        params = body.get("parameters") or []
+        fixed = [{**p, "value": _unquoted(p.get("value"))} for p in params]
+        if fixed != params:
+            body["parameters"] = fixed
+            path.write_text(json.dumps(body, indent=1), encoding="utf-8")
+            changed += 1
+    return changed
+
+
 def enrich_cell(cell_dir: Path, *, environ: Mapping[str, str] | None = None,
                 keep_executor: bool = False) -> list[Path]:
     """Write the Allure side files for one cell; returns them. Never raises: a report problem
@@ -354,6 +381,7 @@ def _enrich_cell(cell_dir: Path, environ: Mapping[str, str] | None,
         executor.write_text(json.dumps(executor_info(str(cell.get("run_id", "")), environ),
                                        indent=1), encoding="utf-8")
     written.append(executor)
+    unquote_parameters(results_dir)
     result = harness_result(cell, cell_dir, read_statuses(results_dir))
     if result is not None:
         path = results_dir / f"{result['uuid']}-result.json"

@@ -22,6 +22,7 @@ from harness.redact import redact
 from harness.reporting.allure_report import REPORT_DIR, SINGLE_FILE, iter_cells, result_link
 from harness.reporting.allure_results import PHASE_SUITE, read_statuses
 from harness.reporting.enrich import HARNESS_SUITE, cell_versions
+from harness.run_folders import INDEX, RUNS_DIR, earlier_runs
 
 SCHEMA = 1
 # worst first: the status a suite (or cell) shows is the worst of its results
@@ -35,6 +36,7 @@ VERSION_ROWS = (("mlflow.server", "MLflow server"), ("mlflow.client", "MLflow cl
                 ("s3.backend", "S3 store"))
 REPORT_URL_ENV = "MLFLOW_MATRIX_REPORT_URL"  # where reports/ is published, for matrix.md links
 MESSAGE_CHARS = 300
+EARLIER_RUNS_SHOWN = 10
 PHASE_ORDER = ("provision", "environment", "deploy", "upgrade", "restart", "collect", "teardown")
 
 
@@ -115,6 +117,7 @@ def build_model(reports: Path, matrix: Matrix | None = None) -> dict[str, Any]:
         "totals": dict(sorted(totals.items(), key=lambda kv: ORDER.index(kv[0]))),
         "version_rows": [{"key": k, "title": t} for k, t in version_rows],
         "suites": ordered,
+        "earlier_runs": earlier_runs(reports)[:EARLIER_RUNS_SHOWN],
         "cells": columns,
         "rows": rows,
     }
@@ -247,14 +250,13 @@ def _row(suite: str, columns: Sequence[Mapping[str, Any]], *, lifecycle: bool = 
 
 
 def _test_key(test: Mapping[str, Any], lifecycle: bool) -> str:
-    """Same test in two columns: same fullName (phase names carry the cell title). Parameters
-    (`test_x[plain]`, `test_x[double-encoded]`) share a fullName, so they are keyed by it and
-    their parameter part: each variant of a probe keeps its own row."""
-    key = str(test.get("fullName") or test.get("name"))
-    name = str(test.get("name", ""))
-    if not lifecycle and name.endswith("]") and "[" in name:
-        key += name[name.index("["):]
-    return key
+    """Same test in two columns: same fullName plus, for a parametrized test, its parameter id
+    (allure-pytest's fullName leaves the parameters out; phase names carry the cell title)."""
+    full = str(test.get("fullName") or test.get("name"))
+    name = str(test.get("name") or "")
+    if lifecycle or "[" not in name or not name.endswith("]"):
+        return full
+    return f"{full}[{name.split('[', 1)[1]}"
 
 
 def _test_title(test: Mapping[str, Any], lifecycle: bool) -> str:
@@ -327,7 +329,7 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
     for row in model["rows"]:
         if row["lifecycle"] or not row["tests"]:
             continue
-        out += [f"<details><summary>{row['suite']}: {len(row['tests'])} test(s)</summary>", "",
+        out += [f"<details><summary>{row['suite']}: {_tests_label(row)}</summary>", "",
                 "| test | " + " | ".join(f"{c['platform']} {esc(c['channel'])}" for c in columns)
                 + " |", "|" + "---|" * (len(columns) + 1)]
         for test in row["tests"]:
@@ -337,6 +339,11 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
     legend = " · ".join(f"{ICONS[s]} {LABELS[s]}" for s in ORDER)
     where = ("" if base_url else " Open `reports/matrix.html` for links into the Allure report.")
     out += [f"<sub>{legend}. Runs: {', '.join(model['run_ids'])}.{where}</sub>", ""]
+    if model.get("earlier_runs"):
+        runs = ", ".join(link(f"{r['run_id']} ({r['status']})", r["page"])
+                         for r in model["earlier_runs"])
+        out += [f"Earlier runs (not on this page): {runs} · all in "
+                f"{link(f'{RUNS_DIR}/{INDEX}', f'{RUNS_DIR}/{INDEX}')}.", ""]
     return "\n".join(out)
 
 
@@ -355,6 +362,15 @@ def _regression_markdown(regressions: Mapping[str, Any] | None, link: Any, esc: 
     for line, cell in zip(lines, cells, strict=True):
         out.append(f"> - {link(esc(line), cell.get('link'))}")
     return [*out, ""]
+
+
+def _tests_label(row: Mapping[str, Any]) -> str:
+    """How many tests a suite row holds; a test that ran in several phases of one cell (an
+    upgrade's before/after, a restart) says so, so the count agrees with the results."""
+    tests = len(row["tests"])
+    runs = max((sum(c.get("runs", 0) for c in [t["cells"][i] for t in row["tests"]])
+                for i in range(len(row["tests"][0]["cells"]))), default=tests) if tests else 0
+    return f"{tests} test(s)" + (f", {runs} results in one cell" if runs > tests else "")
 
 
 def write_matrix_page(reports: Path, matrix: Matrix | None = None, *,

@@ -28,7 +28,7 @@ from deployments.juju.settings import JujuSettings
 from harness.errors import InfrastructureError, MatrixError
 from harness.procs import run
 from harness.redact import redact
-from provisioners.api import RunContext, Substrate
+from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 if TYPE_CHECKING:
     from deployments.juju.deployment import JujuDeployment
@@ -42,6 +42,8 @@ class KubernetesProvisioner(ABC):
 
     kind: ClassVar[str]
     Settings: ClassVar[type[JujuSettings]] = JujuSettings
+    cli_options: ClassVar[tuple[str, ...]] = ("controller",)
+    takes_mlflow_version: ClassVar[bool] = False  # Juju deploys charm channels, not releases
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -119,10 +121,11 @@ class KubernetesProvisioner(ABC):
         return [*self.cluster_plan(), *platform_down_plan(self.context),
                 *self.cluster_down_plan(), f"collect: {collect}"]
 
-    def deployment_plan(self, cell: Cell) -> list[str]:
-        from deployments.juju.plan import cell_plan
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        from deployments.juju.plan import cell_sections
 
-        return cell_plan(self.context, cell)
+        sections = cell_sections(self.context, cell)
+        return DeploymentPlan(**{name: tuple(lines) for name, lines in sections.items()})
 
     def up(self) -> Substrate:
         return self.create_cluster()

@@ -35,6 +35,7 @@ class ExistingClusterProvisioner(KubernetesProvisioner):
 
     kind: ClassVar[str] = "existing"
     Settings = ExistingSettings
+    cli_options: ClassVar[tuple[str, ...]] = ("controller", "kubeconfig")
 
     def kubeconfig_path(self) -> Path:
         given = self.context.options.get("kubeconfig") or self.settings.kubeconfig

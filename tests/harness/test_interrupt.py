@@ -114,3 +114,12 @@ def test_signal_during_scenarios_releases_everything(tmp_path, slow_scenarios, s
     final = json.loads(state_file.read_text())
     assert final["status"] == "interrupted" and final["resources"] == []
     assert took < 60
+    # the report says what happened: interrupted, not a broken harness
+    cell_dir = reports / "local" / "2.22-stable"
+    assert json.loads((cell_dir / "cell.json").read_text())["status"] == "interrupted"
+    results = [json.loads(p.read_text()) for p in (cell_dir / "allure-results").glob("*-result.json")]
+    assert not [r for r in results if r["fullName"].startswith("harness.")], "shown as harness error"
+    assert not [r for r in results if r["status"] == "broken"]
+    page = json.loads((reports / "matrix.json").read_text())
+    assert [c["display_status"] for c in page["cells"]] == ["interrupted"]
+    assert "INTERRUPTED  local · 2.22/stable" in output

@@ -11,6 +11,17 @@ from harness.cli import main
 from harness.matrix import DEFAULT_MATRIX, Selection, expand_cells, load_matrix
 
 
+def register_kind(tmp_path: Path, monkeypatch, kind: str, target: str) -> Path:
+    """A real entry point in the group mlflow_matrix.provisioners (a dist-info on sys.path)."""
+    site = tmp_path / "site"
+    info = site / f"mm_test_{kind.replace('-', '_')}-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: mm-test-{kind}\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(f"[mlflow_matrix.provisioners]\n{kind} = {target}\n")
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "matrix.yaml"
     path.write_text(text, encoding="utf-8")
@@ -87,9 +98,34 @@ def _float_version(d):
     d["channels"]["2.22/stable"]["mlflow"] = 2.2
 
 
+def _cloud_kind(d):  # declared by an entry point (see below), module not in this installation
+    d["platforms"]["local"] = {"kind": "cloudy"}
+
+
+def _phase_typo(d):
+    d["known_defects"][0]["phases"] = ["upgrad"]
+
+
+def _negative_poll(d):
+    d["platforms"]["microk8s-1.32"]["poll_interval"] = -5
+
+
+def _negative_timeout(d):
+    d["timeouts"]["deploy"] = -1
+
+
+def _zero_parallel(d):
+    d["defaults"]["parallel"] = 0
+
+
 MALFORMED = [
     (_delete_channel_version, "channels.2.22/stable.mlflow", "add `mlflow: X.Y.Z`"),
-    (_bad_kind, "platforms.local.kind", "use one of:"),
+    (_bad_kind, "platforms.local.kind", "registered kinds: canonical-k8s, existing, external"),
+    (_cloud_kind, "platforms.local.kind", "registered but not installed"),
+    (_phase_typo, "known_defects[0].phases[0]", "did you mean `upgrade`?"),
+    (_negative_poll, "platforms.microk8s-1.32.poll_interval", "fix: write a positive number"),
+    (_negative_timeout, "timeouts.deploy", "fix: write a positive number (seconds)"),
+    (_zero_parallel, "defaults.parallel", "fix: write a positive number"),
     (_unknown_top, "platfroms", "did you mean `platforms`"),
     (_unknown_setting, "platforms.local.databse", "did you mean `database`"),
     (_wrong_type_timeout, "timeouts.deploy", "whole number"),
@@ -105,7 +141,9 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("mutate", "key", "expected"), MALFORMED,
                          ids=[m[0].__name__.strip("_") for m in MALFORMED])
-def test_malformed_matrix_exits_2_naming_file_and_key(tmp_path, capsys, mutate, key, expected):
+def test_malformed_matrix_exits_2_naming_file_and_key(tmp_path, capsys, monkeypatch, mutate, key,
+                                                      expected):
+    register_kind(tmp_path, monkeypatch, "cloudy", "mm_cloudy_not_installed:Provisioner")
     path = _mutated(tmp_path, mutate)
     code = main(["list", "--matrix", str(path)])
     err = capsys.readouterr().err
@@ -172,12 +210,30 @@ def test_dry_run_prints_plan_without_running(capsys):
 def test_version_bound_defect_never_matches_a_detected_version():
     import dataclasses
 
-    from harness.matrix import DETECT, KnownDefect, adhoc_channel, defect_applies
+    from harness.defects import KnownDefect, Signature, applies
+    from harness.matrix import DETECT, adhoc_channel, cell_facts
 
     matrix = load_matrix()
     cell = expand_cells(matrix, Selection(platforms=("local",), channels=("2.22/stable",),
                                           scenarios=("tracking",)))[0]
     detected = dataclasses.replace(cell, channel=adhoc_channel(DETECT))
-    defect = KnownDefect(id="x", link="l", summary="s", tests=("t",), mlflow="<3")
-    assert defect_applies(defect, cell)
-    assert not defect_applies(defect, detected)
+    defect = KnownDefect(id="x", link="l", summary="s", signature=Signature(message="m"),
+                         tests=("t",), fixed_in="3.0")
+    assert applies(defect, cell_facts(cell))
+    assert not applies(defect, cell_facts(detected))
+    assert applies(defect, cell_facts(detected, server_versions=("2.22.0",)))
+    assert not applies(defect, cell_facts(detected, server_versions=("3.1.0",)))
+
+
+def test_matrix_yaml_in_the_current_directory_is_the_default(tmp_path, monkeypatch, capsys):
+    """`--matrix` help says ./matrix.yaml: a matrix.yaml where the user stands wins."""
+    data = _base()
+    data["channels"]["2.22/stable"]["mlflow"] = "2.22.1"
+    _write(tmp_path, yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert f"matrix: {tmp_path / 'matrix.yaml'}" in out
+    assert "MLflow 2.22.1" in out
+    monkeypatch.chdir(tmp_path / "..")
+    assert load_matrix().path == DEFAULT_MATRIX

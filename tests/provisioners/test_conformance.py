@@ -12,9 +12,10 @@ import pytest
 
 from harness.errors import MatrixError
 from harness.matrix import Platform, Selection, expand_cells, load_matrix
+from harness.options import PLATFORM_OPTIONS
 from harness.registry import known_kinds, load_provisioner_class
 from harness.state import RunState
-from provisioners.api import Provisioner, RunContext, Sweepable
+from provisioners.api import DeploymentPlan, Provisioner, RunContext, Substrate, Sweepable
 
 KINDS = known_kinds()
 OPTIONS = {"tracking_uri": "http://127.0.0.1:9", "kubeconfig": "/nonexistent/kubeconfig"}
@@ -59,6 +60,11 @@ def test_class_declares_every_member_the_core_calls(kind):
         assert isinstance(inspect.getattr_static(cls, name), (classmethod, staticmethod)), name
     for name in ("plan", "deployment_plan", "up", "down", "collect", "deployment"):
         assert callable(getattr(cls, name, None)), name
+    # read by selection before a run: which CLI options the kind reads, whether a bare
+    # MLflow version means something on it
+    assert isinstance(inspect.getattr_static(cls, "takes_mlflow_version"), bool)
+    options = inspect.getattr_static(cls, "cli_options")
+    assert isinstance(options, tuple) and set(options) <= set(PLATFORM_OPTIONS), options
     if isinstance(cls, Sweepable):
         assert isinstance(inspect.getattr_static(cls, "sweep"), (classmethod, staticmethod))
 
@@ -88,8 +94,14 @@ def test_plan_has_no_side_effects_and_says_what_it_would_do(kind, tmp_path, no_p
         cell = expand_cells(matrix, Selection(platforms=(context.platform.name,),
                                               channels=matrix.defaults.channels[:1],
                                               scenarios=("tracking",)))[0]
-        steps = provisioner.deployment_plan(cell)
-        assert all(isinstance(step, str) and step.strip() for step in steps)
+        plan = provisioner.deployment_plan(cell)
+        assert isinstance(plan, DeploymentPlan)
+        for section in (plan.deploy, plan.upgrade, plan.restart, plan.close):
+            assert isinstance(section, tuple)
+            assert all(isinstance(step, str) and step.strip() for step in section)
+        # `plan` asks the deployment what it can do, as the runner does: no side effect either
+        provisioner.deployment(Substrate(name=context.platform.name), tmp_path / "cell")
+        assert not (tmp_path / "cell").exists(), "building a deployment wrote its cell dir"
     assert context.state.resources() == [], "plan recorded a resource"
     assert not context.work_dir.exists(), "plan wrote into the work dir"
 

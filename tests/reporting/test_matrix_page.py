@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 from harness.reporting.enrich import enrich_cell
 from harness.reporting.matrix_page import build_model, render_markdown, write_matrix_page
@@ -120,3 +121,57 @@ def test_each_parameter_of_a_test_keeps_its_own_row():
     row = _row("security", columns)
     assert [t["title"] for t in row["tests"]] == ["test_probe[plain]", "test_probe[double-encoded]"]
     assert [c["display_status"] for c in row["tests"][1]["cells"]] == ["not-run", "failed"]
+def _param_result(results: Path, name: str, status: str, params: dict[str, str]) -> None:
+    """A result as allure-pytest writes it for a parametrized test: the parameters are in the
+    name, not in fullName, and parameter values are repr()."""
+    import uuid
+
+    uid = str(uuid.uuid4())
+    body = {"uuid": uid, "name": name, "status": status,
+            "fullName": "test_artifacts#test_special_characters_in_names",
+            "parameters": [{"name": k, "value": repr(v)} for k, v in params.items()],
+            "labels": [{"name": "suite", "value": "artifacts"}], "start": 1, "stop": 2}
+    (results / f"{uid}-result.json").write_text(json.dumps(body))
+
+
+def test_each_parametrized_case_is_a_row_and_counts_agree(reports):
+    column = "local/2.15-stable"
+    results = reports / column / "allure-results"
+    cases = [f"{name}-{side}" for name in ("hash#fragment.txt", "space name.txt", "ünï.txt")
+             for side in ("client", "bucket")]
+    for case in cases:
+        _param_result(results, f"test_special_characters_in_names[{case}]", "passed",
+                      {"platform": "local", "name": case})
+    model = build_model(reports)
+    row = next(r for r in model["rows"] if r["suite"] == "artifacts")
+    titles = [t["title"] for t in row["tests"]]
+    assert sorted(titles) == sorted(f"test_special_characters_in_names[{c}]" for c in cases)
+    index = [c["column"] for c in model["cells"]].index(column)
+    assert row["cells"][index]["counts"] == {"passed": 6}
+    markdown = render_markdown(model)
+    assert "<summary>artifacts: 6 test(s)</summary>" in markdown
+
+
+def test_allure_parameters_show_values_not_reprs(reports):
+    column = reports / "local" / "2.22-stable"
+    before = [p for path in (column / "allure-results").glob("*-result.json")
+              for p in json.loads(path.read_text()).get("parameters", [])]
+    assert {"name": "platform", "value": "'local'"} in before  # what allure-pytest wrote
+    enrich_cell(column)
+    after = [p for path in (column / "allure-results").glob("*-result.json")
+             for p in json.loads(path.read_text()).get("parameters", [])]
+    assert {p["value"] for p in after if p["name"] == "platform"} == {"local"}
+    assert {p["value"] for p in after if p["name"] == "channel"} == {"2.22/stable"}
+
+
+def test_an_interrupted_cell_is_not_a_harness_error(reports):
+    column = reports / "local" / "2.15-stable"
+    cell = cell_json(reports, "local/2.15-stable")
+    cell.update(status="interrupted", message="interrupted")
+    (column / "cell.json").write_text(json.dumps(cell))
+    enrich_cell(column)
+    assert not [p for p in (column / "allure-results").glob("*-result.json")
+                if json.loads(p.read_text())["fullName"].startswith("harness.")]
+    model = build_model(reports)
+    shown = next(c for c in model["cells"] if c["column"] == "local/2.15-stable")
+    assert shown["display_status"] == "interrupted"

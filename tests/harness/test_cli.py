@@ -1,0 +1,174 @@
+"""The CLI as a user meets it: real `python -m harness` processes, exit codes and what they print."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness import __version__
+from harness.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_bare_command_prints_help_and_starts_nothing(tmp_path):
+    result = cli(cwd=tmp_path)
+    assert result.returncode == 2
+    assert "usage: mlflow-matrix" in result.stderr and "run" in result.stderr
+    assert "a command is required" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_help_and_version_exit_0():
+    help_ = cli("--help")
+    assert help_.returncode == 0 and "exit codes:" in help_.stdout
+    version = cli("--version")
+    assert (version.returncode, version.stdout.strip()) == (0, f"mlflow-matrix {__version__}")
+
+
+def test_flags_without_a_command_are_a_usage_error_not_a_run(tmp_path):
+    result = cli("--platform", "local", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "did you mean `mlflow-matrix run --platform local`" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_unknown_flag_after_a_subcommand_shows_that_subcommands_usage():
+    result = cli("run", "--platfrom", "local")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: mlflow-matrix run ")
+    assert "unrecognized arguments: --platfrom" in result.stderr
+    assert "pytest options go after `--`" in result.stderr
+    janitor = cli("janitor", "--channel", "2.22/stable")
+    assert janitor.returncode == 2 and janitor.stderr.startswith("usage: mlflow-matrix janitor")
+
+
+def _options(command: str) -> dict[str, str | None]:
+    parser = build_parser()
+    sub = next(a for a in parser._subparsers._group_actions).choices[command]
+    return {opt: action.help for action in sub._actions for opt in action.option_strings}
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "up", "down", "list", "janitor", "report"])
+def test_every_option_of_every_command_is_described(command):
+    options = _options(command)
+    assert options
+    for option, text in options.items():
+        assert text and len(text) > 10, f"{command} {option} has no help"
+    result = cli(command, "--help")
+    assert result.returncode == 0
+    for option in options:
+        assert option in result.stdout
+
+
+def test_up_and_down_list_only_flags_that_apply():
+    for command in ("up", "down"):
+        options = _options(command)
+        for meaningless in ("--channel", "--upgrade", "--scenario", "--mlflow-version",
+                            "--tracking-uri", "--keep"):
+            assert meaningless not in options, f"{command} lists {meaningless}"
+    assert "--run-id" in _options("down")
+    assert "PYTEST_ARGS" in cli("run", "--help").stdout
+
+
+def test_plan_into_a_closed_pipe_exits_quietly():
+    """`plan | head -1`: the shell's convention for a closed pipe (141), no traceback, no log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            f"{sys.executable} -m harness plan --platform local --reports-dir {tmp}/r "
+            f"2>{tmp}/err | head -1; echo \"${{PIPESTATUS[0]}}\" > {tmp}/rc",
+            shell=True, executable="/bin/bash", cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        out, _ = proc.communicate(timeout=120)
+        assert out.startswith("matrix: ")
+        assert Path(f"{tmp}/rc").read_text().strip() == "141"
+        assert Path(f"{tmp}/err").read_text() == ""
+        assert not list(Path(tmp).rglob("harness-error.log"))
+
+
+@pytest.mark.parametrize("kind", ["proc", "file"])
+def test_unusable_reports_dir_is_bad_input_before_anything_starts(tmp_path, kind):
+    target = "/proc/mlflow-matrix-x" if kind == "proc" else str(tmp_path / "afile")
+    if kind == "file":
+        Path(target).write_text("x")
+    result = cli("run", "--platform", "local", "--channel", "2.22/stable", "--reports-dir", target,
+                 cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: --reports-dir {target}")
+    assert "fix:" in result.stderr and "bug" not in result.stderr
+    assert not list(tmp_path.rglob("harness-error.log"))
+    assert not list(tmp_path.rglob("state"))
+
+
+def test_missing_dependency_outside_tox_says_how_to_install(tmp_path):
+    """`python -S` has no site-packages: PyYAML and friends are missing, as in a bare checkout."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from harness.cli import main; "
+            "sys.exit(main(['list']))")
+    result = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT)], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "is not installed" in result.stderr
+    assert "pip install -e ." in result.stderr
+    assert "bug" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_up_on_an_unknown_platform_leaves_no_state_file(tmp_path):
+    result = cli("up", "--platform", "gke", "--reports-dir", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "--platform gke" in result.stderr
+    assert not list((tmp_path / "r").rglob("*.json"))
+
+
+def test_down_leaves_no_temp_folder(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = cli("down", "--platform", "local", "--reports-dir", str(tmp_path / "r"),
+                 env={"TMPDIR": str(tmp)})
+    assert result.returncode == 0, result.stderr
+    assert "local: down" in result.stdout
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_report_without_results_is_bad_input_and_writes_nothing(tmp_path, state):
+    reports = tmp_path / "reports"
+    if state == "empty":
+        reports.mkdir()
+    result = cli("report", "--reports-dir", str(reports))
+    assert result.returncode == 2
+    assert "nothing to report" in result.stderr and "fix:" in result.stderr
+    assert not list(tmp_path.rglob("matrix.*"))
+
+
+def test_pytest_args_only_where_they_mean_something():
+    result = cli("list", "--", "-k", "x")
+    assert result.returncode == 2
+    assert "only `run` and `plan` take pytest arguments" in result.stderr
+
+
+def test_readme_documents_every_run_flag_the_run_time_and_a_first_example():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| flag | applies to | meaning |"):]
+    table = table[:table.index("\n\n")]
+    for option in _options("run"):
+        if option.startswith("--") and option != "--help":
+            assert f"`{option}" in table, f"README flag table misses {option}"
+    assert "### In 30 seconds" in readme and "### How long it takes" in readme
+    assert "**141**" in readme and "reports/runs/<its run id>/" in readme
+
+
+def test_tox_venv_marker_is_ignored_by_git(tmp_path):
+    """tox 4 writes a `.venv` *file* at the project root; `.venv/` alone would not match it."""
+    result = subprocess.run(["git", "check-ignore", "--no-index", "-q", ".venv"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, "`.venv` (file) is not ignored"
