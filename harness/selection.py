@@ -156,10 +156,17 @@ def _platforms(matrix: Matrix, names: tuple[str, ...], args: argparse.Namespace,
         names = tuple(dict.fromkeys([*chosen, *(n for n in names if n != "all")]))
     from harness.kinds import unknown_platform_error
 
+    expanded: list[str] = []
     for name in names:
-        if name not in matrix.platforms:
+        of_kind = [n for n, p in matrix.platforms.items() if p.kind == name]
+        if name not in matrix.platforms and of_kind:  # `--platform eks`: every platform of kind eks
+            notes.append(f"--platform {name}: the platforms of kind {name}: {', '.join(of_kind)}")
+            expanded += of_kind
+        elif name not in matrix.platforms:
             raise unknown_platform_error(name, matrix.platforms, matrix.path)
-    return names
+        else:
+            expanded.append(name)
+    return tuple(dict.fromkeys(expanded))
 
 
 def _check_option_scope(matrix: Matrix, platforms: Iterable[str],

@@ -19,7 +19,12 @@ import jubilant
 
 from deployments.juju.cli import _Juju, _not_found, juju_errors
 from deployments.juju.names import cloud_name, controller_name
-from deployments.juju.settings import DEFAULT_TEARDOWN_TIMEOUT, FORCE_DESTROY_STEP_TIMEOUT, JujuSettings
+from deployments.juju.settings import (
+    DEFAULT_TEARDOWN_TIMEOUT,
+    FORCE_DESTROY_STEP_TIMEOUT,
+    JujuSettings,
+    bootstrap_config,
+)
 from harness.errors import CommandError, InfrastructureError, Interrupted
 from harness.waits import CANCEL, NotYet, wait_for
 
@@ -114,11 +119,12 @@ def _setup_controller(context: RunContext, substrate: Substrate, juju: _Juju,
         "juju-controller", kind=kind, name=shared.controller, cloud=shared.cloud,
         cluster_goes_away=substrate.cluster_goes_away)
     shared.bootstrapped = True
-    bootstrap(context, juju, shared.cloud, shared.controller, timeout=settings.bootstrap_timeout)
+    bootstrap(context, juju, shared.cloud, shared.controller, timeout=settings.bootstrap_timeout,
+              config=bootstrap_config(settings))
 
 
 def bootstrap(context: RunContext, juju: _Juju, cloud: str, controller: str, *,
-              timeout: float) -> None:
+              timeout: float, config: tuple[str, ...] = ()) -> None:
     """`juju bootstrap` as a process of its own that Ctrl-C (CANCEL) and the deadline can stop.
 
     A bootstrap takes minutes; as a Service (own process group, recorded in the run state) it is
@@ -127,6 +133,8 @@ def bootstrap(context: RunContext, juju: _Juju, cloud: str, controller: str, *,
     from harness.procs import Service
 
     argv = [juju.cli_binary, "bootstrap", cloud, controller, "--no-switch"]
+    for value in config:
+        argv += ["--config", value]
     log = context.work_dir / f"juju-bootstrap-{controller}.log"
     service = Service("juju bootstrap", argv, log_path=log, state=context.state).start()
 

@@ -18,6 +18,7 @@ from deployments.juju.settings import (
     SERVER_APP,
     STATUS_LOG_ENTRIES,
     JujuSettings,
+    bootstrap_config,
     juju_settings,
 )
 from harness.errors import InfrastructureError
@@ -52,7 +53,8 @@ def cell_sections(context: RunContext, cell: Cell) -> dict[str, list[str]]:
     if given:
         lines.append(f"once per platform: reuse Juju controller {given} (--controller)")
     else:
-        lines.append(f"once per platform: juju bootstrap {cloud} {controller} --no-switch"
+        config = "".join(f" --config {value}" for value in bootstrap_config(s))
+        lines.append(f"once per platform: juju bootstrap {cloud} {controller} --no-switch{config}"
                      f"   (deadline {s.bootstrap_timeout}s)")
     lines.append(f"juju add-model --no-switch {model} {cloud} --controller {controller}")
     lines += _deploy_plan(cell.channel, s, ref)

@@ -40,6 +40,9 @@ class JujuSettings:
     command_timeout: int = 600        # deadline of any other Juju command
     endpoint_timeout: int = 300       # deadline for the Services and GET /version to answer
     storage_class: str = ""           # `juju add-k8s --storage`; empty: let Juju detect it
+    # `juju bootstrap --config controller-service-type=…`: `cluster` keeps the controller off a
+    # cloud load balancer (clouds bill for it and it can outlive a failed teardown)
+    controller_service_type: Literal["", "cluster", "loadbalancer", "external"] = ""
     minio_channel: str = "ckf-1.10/stable"   # used only for channels without a bundle
     mysql_channel: str = "8.0/stable"        # used only for channels without a bundle
     debug_log_lines: int = 5000       # newest `juju debug-log --replay` lines kept in diagnostics
@@ -53,3 +56,9 @@ def juju_settings(settings: Any) -> JujuSettings:
               if hasattr(settings, f.name)}
     return JujuSettings(**values)
 
+
+def bootstrap_config(settings: JujuSettings) -> tuple[str, ...]:
+    """`--config` values of `juju bootstrap` the platform's settings ask for."""
+    if settings.controller_service_type:
+        return (f"controller-service-type={settings.controller_service_type}",)
+    return ()

@@ -163,7 +163,7 @@ def juju_add_k8s(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, s
 
 
 def juju_bootstrap(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
-    args, _opts = parse(argv, flags={"--no-switch": False, "--config": True,
+    args, opts = parse(argv, flags={"--no-switch": False, "--config": True,
                                     "--bootstrap-constraints": True, "--model-default": True,
                                     "--constraints": True, "--credential": True},
                        positional=(2, 2), repeat=("--config", "--model-default"))
@@ -176,7 +176,7 @@ def juju_bootstrap(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str,
         raise Hang()
     if ctx.scenario.get("juju", {}).get("bootstrap") == "fail":
         return 1, "", ctx.rec("juju/bootstrap-fail.stderr", CLOUD=cloud, CONTROLLER=name)
-    ctx.state["controllers"][name] = {"cloud": cloud}
+    ctx.state["controllers"][name] = {"cloud": cloud, "config": opts.get("--config") or []}
     return 0, "", ctx.rec("juju/bootstrap-ok.stderr", CLOUD=cloud, CONTROLLER=name)
 
 

@@ -171,18 +171,25 @@ def test_unknown_platform_that_names_a_registered_kind(tmp_path):
     """Once a kind is registered (here through a real entry point), the message says the matrix
     file has no platform of that kind yet: same code, no list of clouds in it."""
     site = tmp_path / "site"
-    info = site / "mm_test_eks-0.dist-info"
+    info = site / "mm_test_cloudy-0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mm-test-eks\nVersion: 0\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mm-test-cloudy\nVersion: 0\n")
     (info / "entry_points.txt").write_text(
-        "[mlflow_matrix.provisioners]\neks = provisioners.local:LocalProvisioner\n")
-    result = subprocess.run([sys.executable, "-m", "harness", "plan", "--platform", "eks-1.32"],
+        "[mlflow_matrix.provisioners]\ncloudy = provisioners.local:LocalProvisioner\n")
+    result = subprocess.run([sys.executable, "-m", "harness", "plan", "--platform", "cloudy-1.32"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(site)})
     assert result.returncode == 2
-    assert "eks is a provisioner kind, and" in result.stderr
-    assert "has no platform of kind eks yet" in result.stderr
+    assert "cloudy is a provisioner kind, and" in result.stderr
+    assert "has no platform of kind cloudy yet" in result.stderr
     assert "add one under `platforms:`" in result.stderr
+
+
+def test_a_kind_name_selects_every_platform_of_that_kind():
+    """`tox -e matrix -- --platform eks`: the README's first line names a kind, not a platform."""
+    selected = _select("--platform", "eks", "--channel", "2.22/stable", "--scenario", "tracking")
+    assert {c.platform.name for c in selected.cells} == {"eks-1.32"}
+    assert any("platforms of kind eks: eks-1.32" in n for n in selected.notes)
 
 
 def test_a_typo_gets_a_suggestion():

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import harness.runner as runner_module
 import provisioners.local as local
 from harness.cli import main
 from harness.defects import KnownDefect, Signature
@@ -141,7 +140,9 @@ def test_a_crashed_cell_is_broken_with_its_cell_json(tmp_path, monkeypatch):
     def crash(cell_dir):
         raise RuntimeError("report enrichment blew up")
 
-    monkeypatch.setattr(runner_module, "enrich_cell", crash)  # a harness bug, injected
+    import harness.cell as cell_module
+
+    monkeypatch.setattr(cell_module, "enrich_cell", crash)  # a harness bug, injected
     assert _runner(tmp_path).run() == 3
     summary = _cell_json(tmp_path)
     assert summary["status"] == "broken"

@@ -65,7 +65,8 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> FakeRun:
     fake = FakeRun()
     fake.bootstraps = []
     monkeypatch.setattr(subprocess, "run", fake)
-    monkeypatch.setattr(jcontroller, "bootstrap", lambda ctx, juju, cloud, controller, timeout:
+    monkeypatch.setattr(jcontroller, "bootstrap",
+                        lambda ctx, juju, cloud, controller, timeout, config=():
                         fake.bootstraps.append((cloud, controller, timeout)))
     return fake
 

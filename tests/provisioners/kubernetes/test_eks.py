@@ -399,6 +399,8 @@ def test_juju_gets_storage_gp3_and_is_released_before_the_cluster_goes(
     lines = fake.lines("juju")
     add_k8s = next(line for line in lines if line.startswith("juju add-k8s"))
     assert "--storage gp3" in add_k8s
+    bootstrap = next(line for line in lines if line.startswith("juju bootstrap"))
+    assert "--config controller-service-type=cluster" in bootstrap  # no cloud load balancer
     assert any(line.startswith("juju destroy-controller") for line in lines)
     assert any(line.startswith("juju remove-k8s") for line in lines)
     juju_done = max(json.loads(line)["t"] for line in
