@@ -64,7 +64,11 @@ def test_the_job_timeout_adds_up_the_harness_deadlines(matrix):
     assert one["timeout_minutes"] == (15 + one["run_timeout_minutes"]
                                       + one["teardown_timeout_minutes"] + 5)
     # parallel lanes: 4 equal cells on 2 lanes take two cells' time, not four
-    assert job_timeouts(b, 4, 0)["run_timeout_minutes"] == -(-(t.env_build + 2 * b["cell"]) // 60)
+    assert job_timeouts({**b, "parallel": 2}, 4, 0)["run_timeout_minutes"] == \
+        -(-(t.env_build + 2 * b["cell"]) // 60)
+    # `parallel: 0` (sized on the runner) budgets one lane: a timeout must not assume cores
+    assert job_timeouts({**b, "parallel": max(1, matrix.defaults.parallel)}, 4, 0)[
+        "run_timeout_minutes"] >= -(-(t.env_build + 2 * b["cell"]) // 60)
 
 
 def test_cloud_timeouts_come_from_the_platform_and_are_capped_at_githubs_limit(cloud_matrix):
