@@ -9,6 +9,7 @@ procedures.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 import tempfile
@@ -35,6 +36,9 @@ from deployments.juju.controller import ensure_controller
 from deployments.juju.names import _timeout, model_name
 from deployments.juju.settings import (
     BUNDLE_APPS,
+    COS_AGENT_APP,
+    COS_AGENT_UNIT,
+    COS_INTEGRATIONS,
     DEFAULT_DEPLOY_TIMEOUT,
     DEFAULT_TEARDOWN_TIMEOUT,
     FORCE_DESTROY_STEP_TIMEOUT,
@@ -49,6 +53,7 @@ from deployments.juju.settings import (
     juju_settings,
 )
 from deployments.juju.watch import BundleWatch, _UnitFailed
+from harness.cos_relations import CosReport, check_cos_relations
 from harness.endpoint import Credentials, Endpoint
 from harness.errors import CommandError, InfrastructureError, Interrupted
 from harness.redact import redact, register_secret
@@ -82,6 +87,8 @@ class JujuDeployment:
         self._kube: Kube | None = None
         self.channel: Channel | None = None
         self.endpoint: Endpoint | None = None
+        self.mlflow_port = 5000  # the charm's mlflow_port, read with the endpoint
+        self.cos: CosReport | None = None
 
     @staticmethod
     def plan_for(context: RunContext, cell: Cell) -> list[str]:
@@ -107,6 +114,8 @@ class JujuDeployment:
         self._deploy_channel(channel)
         self._wait(f"the {channel.name} bundle to become active/idle", BUNDLE_APPS)
         self.endpoint = self._endpoint()
+        if self.settings.cos_check:
+            self.cos = self._check_cos()
         return self.endpoint
 
     def upgrade(self, channel: Channel) -> Endpoint:
@@ -195,6 +204,38 @@ class JujuDeployment:
             with juju_errors(f"juju deploy of the {channel.name} bundle"):
                 self.juju.run_cli("deploy", str(local), "--trust")
 
+    def _check_cos(self) -> CosReport:
+        """Relate a grafana-agent-k8s to mlflow-server and read what the charm published on
+        `metrics-endpoint` and `grafana-dashboard` from the agent's side (juju shows the remote
+        app's databag there). Missing or malformed data fails the deploy phase: a Kubernetes
+        cell is not healthy when operators cannot scrape or chart it."""
+        if CANCEL.is_set():
+            raise Interrupted()
+        with juju_errors(f"juju deploy {COS_AGENT_APP}"):
+            self.juju.run_cli("deploy", COS_AGENT_APP, "--channel",
+                              self.settings.cos_agent_channel, "--trust")
+        for provider, consumer in COS_INTEGRATIONS:
+            with juju_errors(f"juju integrate {provider} {consumer}"):
+                self.juju.integrate(provider, consumer)
+        self._wait(f"{COS_AGENT_APP} to settle with its relations", (*BUNDLE_APPS, COS_AGENT_APP),
+                   may_block=(COS_AGENT_APP,))
+        with juju_errors(f"juju show-unit {COS_AGENT_UNIT}"):
+            out, _ = self.juju.run_cli("show-unit", COS_AGENT_UNIT, "--format", "json")
+        try:
+            show_unit = json.loads(out)
+        except ValueError:
+            raise InfrastructureError(f"`juju show-unit {COS_AGENT_UNIT}` did not print JSON: "
+                                      f"{redact(out[:200])!r}") from None
+        report = check_cos_relations(show_unit, provider_app=SERVER_APP,
+                                     mlflow_port=self.mlflow_port)
+        if report.problems:
+            raise InfrastructureError(
+                f"{SERVER_APP}'s COS relation data, read on {COS_AGENT_UNIT}, is incomplete: "
+                + "; ".join(report.problems),
+                hint=f"`juju show-unit {COS_AGENT_UNIT} --model {self.model_ref}` shows it; "
+                     "`cos_check: false` in matrix.yaml skips this check")
+        return report
+
     def _target_channels(self, channel: Channel) -> dict[str, str]:
         source = BundleSource.of(channel)
         if source.kind == "charms":
@@ -214,10 +255,12 @@ class JujuDeployment:
             shutil.rmtree(where, ignore_errors=True)
 
     def _wait(self, what: str, apps: tuple[str, ...],
-              channels: Mapping[str, str] | None = None) -> jubilant.Status:
+              channels: Mapping[str, str] | None = None,
+              may_block: tuple[str, ...] = ()) -> jubilant.Status:
         """jubilant's wait with our fail-fast rules; a few failed `juju status` calls in a row
         (a controller briefly unreachable mid-deploy) are retried within the same deadline."""
-        watch = BundleWatch(apps, blocked_grace=self.settings.blocked_grace, channels=channels)
+        watch = BundleWatch(apps, blocked_grace=self.settings.blocked_grace, channels=channels,
+                            may_block=may_block)
         deadline = time.monotonic() + self.deploy_timeout
         failures = 0
         while True:
@@ -275,7 +318,7 @@ class JujuDeployment:
         with juju_errors("reading the mlflow-server configuration"):
             config = self.juju.config(SERVER_APP)
         bucket = str(config.get("default_artifact_root") or "mlflow")
-        mlflow_port = int(config.get("mlflow_port") or 5000)
+        mlflow_port = self.mlflow_port = int(config.get("mlflow_port") or 5000)
         storage = self.minio_relation_data()
         credentials = self._credentials(storage)
         minio_port = int(storage.get("port") or 9000)

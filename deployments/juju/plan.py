@@ -9,6 +9,9 @@ from deployments.juju.bundle import BundleSource, _juju_data_dir, bundle_channel
 from deployments.juju.names import _timeout, cloud_name, controller_name, model_name
 from deployments.juju.settings import (
     BUNDLE_APPS,
+    COS_AGENT_APP,
+    COS_AGENT_UNIT,
+    COS_INTEGRATIONS,
     DEFAULT_DEPLOY_TIMEOUT,
     DEFAULT_TEARDOWN_TIMEOUT,
     FORCE_DESTROY_STEP_TIMEOUT,
@@ -65,6 +68,7 @@ def cell_sections(context: RunContext, cell: Cell) -> dict[str, list[str]]:
                  f"{s.blocked_grace}s, ends the wait at once with its message and"
                  f" `juju show-status-log --model {ref} <unit> -n {STATUS_LOG_ENTRIES}`")
     lines += _endpoint_plan(ref, model, s)
+    lines += _cos_plan(ref, s, deploy_t)
     upgrade = []
     if cell.upgrade_to:
         upgrade = [*_refresh_plan(cell.upgrade_to, ref),
@@ -142,6 +146,23 @@ def _endpoint_plan(ref: str, model: str, s: JujuSettings) -> list[str]:
         "the server's MLflow version",
     ]
 
+
+def _cos_plan(ref: str, s: JujuSettings, deploy_t: int) -> list[str]:
+    if not s.cos_check:
+        return ["COS relation check skipped (cos_check: false): no grafana-agent-k8s is "
+                "deployed, metrics-endpoint and grafana-dashboard data are not read"]
+    return [
+        f"juju deploy --model {ref} {COS_AGENT_APP} --channel {s.cos_agent_channel} --trust",
+        *(f"juju integrate --model {ref} {provider} {consumer}"
+          for provider, consumer in COS_INTEGRATIONS),
+        f"wait as after deploy until every unit of {', '.join((*BUNDLE_APPS, COS_AGENT_APP))} "
+        f"is idle and active ({COS_AGENT_APP}: active or blocked, it has nowhere to forward "
+        f"to) (deadline timeouts.deploy = {deploy_t}s)",
+        f"juju show-unit --model {ref} {COS_AGENT_UNIT} --format json → {SERVER_APP}'s "
+        "metrics-endpoint data (scrape_jobs with /metrics on mlflow_port, scrape_metadata, "
+        "alert_rules) and grafana-dashboard data (dashboards that decode); anything missing "
+        "fails the deploy phase",
+    ]
 
 
 def platform_down_plan(context: RunContext) -> list[str]:

@@ -22,6 +22,13 @@ DEFAULT_TEARDOWN_TIMEOUT = 600
 FORCE_DESTROY_STEP_TIMEOUT = 120
 STATUS_LOG_ENTRIES = 25
 STATUS_RETRIES = 3  # failed `juju status` calls in a row tolerated while waiting
+# The COS consumer related to mlflow-server so its relation data can be read (issue 13); endpoint
+# names: mlflow-operator docs/how-to/integrate-cos.rst, grafana-agent-k8s-operator k8s_metadata.yaml.
+COS_AGENT_APP = "grafana-agent-k8s"
+COS_AGENT_UNIT = f"{COS_AGENT_APP}/0"
+COS_INTEGRATIONS = ((f"{SERVER_APP}:metrics-endpoint", f"{COS_AGENT_APP}:metrics-endpoint"),
+                    (f"{SERVER_APP}:grafana-dashboard",
+                     f"{COS_AGENT_APP}:grafana-dashboards-consumer"))
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ class JujuSettings:
     minio_channel: str = "ckf-1.10/stable"   # used only for channels without a bundle
     mysql_channel: str = "8.0/stable"        # used only for channels without a bundle
     debug_log_lines: int = 5000       # newest `juju debug-log --replay` lines kept in diagnostics
+    cos_check: bool = True            # relate grafana-agent-k8s and check the COS relation data
+    cos_agent_channel: str = "latest/stable"  # channel of that grafana-agent-k8s
 
 
 def juju_settings(settings: Any) -> JujuSettings:

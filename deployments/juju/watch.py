@@ -31,8 +31,11 @@ class BundleWatch:
 
     def __init__(self, apps: tuple[str, ...], *, blocked_grace: float,
                  channels: Mapping[str, str] | None = None,
+                 may_block: tuple[str, ...] = (),
                  clock: Any = time.monotonic) -> None:
         self.apps = apps
+        # apps whose `blocked` is their settled state (a COS consumer with nowhere to forward)
+        self.may_block = may_block
         self.blocked_grace = blocked_grace
         self.channels = dict(channels or {})
         self.clock = clock
@@ -47,10 +50,12 @@ class BundleWatch:
                 return False
             if app in self.channels and info.charm_channel != self.channels[app]:
                 return False
-            if info.app_status.current not in ("active", ""):
+            settled = ("active", "blocked") if app in self.may_block else ("active",)
+            if info.app_status.current not in (*settled, ""):
                 return False
             for unit in info.units.values():
-                if unit.workload_status.current != "active" or unit.juju_status.current != "idle":
+                if unit.workload_status.current not in settled \
+                        or unit.juju_status.current != "idle":
                     return False
         return True
 
@@ -69,7 +74,7 @@ class BundleWatch:
                 if workload.current == "error" or agent.current == "error":
                     message = workload.message or agent.message
                     raise _UnitFailed(name, f"unit {name} is in error: {message}")
-                if workload.current == "blocked":
+                if workload.current == "blocked" and app_name not in self.may_block:
                     seen.add(name)
                     since = self.blocked_since.setdefault(name, now)
                     if now - since > self.blocked_grace:

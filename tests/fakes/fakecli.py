@@ -251,14 +251,75 @@ def juju_deploy(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, st
                    f'{opts.get("--channel", "latest/stable")} on ubuntu@22.04/stable\n')
 
 
+# Endpoints (name → interface) of the charms the COS check relates: mlflow-server's from
+# mlflow-operator docs/how-to/integrate-cos.rst and the recorded show-unit; grafana-agent-k8s's
+# from grafana-agent-k8s-operator k8s_metadata.yaml (requires/provides).
+ENDPOINTS = {
+    "mlflow-server": {"object-storage": "object-storage", "relational-db": "mysql_client",
+                      "metrics-endpoint": "prometheus_scrape",
+                      "grafana-dashboard": "grafana_dashboard"},
+    "grafana-agent-k8s": {"metrics-endpoint": "prometheus_scrape",
+                          "grafana-dashboards-consumer": "grafana_dashboard",
+                          "grafana-dashboards-provider": "grafana_dashboard",
+                          "send-remote-write": "prometheus_remote_write",
+                          "logging-consumer": "loki_push_api",
+                          "logging-provider": "loki_push_api"},
+}
+COS_AGENT = "grafana-agent-k8s"
+
+
 def juju_integrate(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
     args, opts = parse(argv, flags={"--model": True, "-m": True, "--via": True},
                        positional=(2, 2))
     key = model_key(ctx, opts.get("--model") or opts.get("-m"))
-    for app in args:
-        if app.split(":")[0] not in ctx.state["models"][key]["apps"]:
+    model = ctx.state["models"][key]
+    interfaces = []
+    for item in args:
+        app, _, endpoint = item.partition(":")
+        if app not in model["apps"]:
             raise Fail(f'ERROR application "{app}" not found (not found)')
+        if endpoint and app in ENDPOINTS:
+            if endpoint not in ENDPOINTS[app]:
+                raise Fail(f'ERROR application "{app}" has no "{endpoint}" relation')
+            interfaces.append(ENDPOINTS[app][endpoint])
+    if len(interfaces) == 2 and interfaces[0] != interfaces[1]:
+        raise Fail(f'ERROR no relations found matching "{args[0]}" and "{args[1]}"')
+    model.setdefault("relations", []).append(sorted(args))
     return 0, "", ""
+
+
+def _cos_agent_status(ctx: Context, key: str) -> dict[str, Any]:
+    """grafana-agent-k8s in `juju status --format json`, the shape of the recorded bundle apps:
+    one poll still executing after the deploy, then active/idle."""
+    first = ctx.next_in(f"agent-status:{key}", ["executing", "idle"]) == "executing"
+    workload = {"current": "maintenance" if first else "active",
+                "since": "09 Jun 2025 20:20:31Z"}
+    if first:
+        workload["message"] = "installing charm software"
+    relations: dict[str, list[dict[str, str]]] = {}
+    for pair in ctx.state["models"][key].get("relations", []):
+        ours = [item for item in pair if item.startswith(f"{COS_AGENT}:")]
+        if ours:
+            endpoint = ours[0].split(":", 1)[1]
+            other = next(item for item in pair if item not in ours).split(":")[0]
+            relations.setdefault(endpoint, []).append({
+                "related-application": other, "interface": ENDPOINTS[COS_AGENT][endpoint],
+                "scope": "global"})
+    return {
+        "charm": COS_AGENT, "base": {"name": "ubuntu", "channel": "22.04"},
+        "charm-origin": "charmhub", "charm-name": COS_AGENT, "charm-rev": 211,
+        "charm-channel": ctx.state["models"][key]["apps"][COS_AGENT], "scale": 1,
+        "provider-id": "4b0c7d2e-5f1a-4c8e-9d3b-6a2f1e0c9b74", "address": "10.152.183.88",
+        "exposed": False, "application-status": dict(workload),
+        "relations": relations,
+        "units": {f"{COS_AGENT}/0": {
+            "workload-status": workload,
+            "juju-status": {"current": "executing" if first else "idle",
+                            "since": "09 Jun 2025 20:20:31Z", "version": "3.6.5"},
+            "leader": True, "address": "10.1.90.170", "provider-id": f"{COS_AGENT}-0"}},
+        "version": "0.40.4",
+        "endpoint-bindings": {"": "alpha", **{e: "alpha" for e in ENDPOINTS[COS_AGENT]}},
+    }
 
 
 def _status_json(ctx: Context, key: str) -> str:
@@ -279,7 +340,12 @@ def _status_json(ctx: Context, key: str) -> str:
         recording = ctx.next_in(f"status:{key}", juju_scenario.get(
             "status", ["status-deploying.json", "status-healthy.json"]))
     ctx.state.setdefault("last_status", {})[key] = recording
-    return ctx.rec(f"juju/{recording}", **values)
+    text = ctx.rec(f"juju/{recording}", **values)
+    if COS_AGENT in model["apps"] and model["deployed"]:
+        data = json.loads(text)
+        data["applications"][COS_AGENT] = _cos_agent_status(ctx, key)
+        text = json.dumps(data, indent=4)
+    return text
 
 
 def juju_status(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
@@ -313,12 +379,36 @@ def juju_show_unit(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str,
                                     "--app": False},
                        positional=(1, 1))
     key = model_key(ctx, opts.get("--model") or opts.get("-m"))
+    if args[0] == f"{COS_AGENT}/0" and COS_AGENT in ctx.state["models"][key]["apps"]:
+        return 0, _cos_agent_show_unit(ctx, key, opts), ""
     if args[0] != "mlflow-server/0":
         raise Fail(f'ERROR unit "{args[0]}" not found (not found)')
     if ctx.scenario.get("juju", {}).get("show_unit") == "no-relation-data":
         return 0, json.dumps({"mlflow-server/0": {"opened-ports": [], "charm": "mlflow-server",
                                                   "leader": True, "relation-info": []}}), ""
     return 0, ctx.rec("juju/show-unit-mlflow-server.json", MODEL=key.split(":", 1)[1]), ""
+
+
+def _cos_agent_show_unit(ctx: Context, key: str, opts: dict[str, Any]) -> str:
+    """The recorded consumer-side show-unit, holding only the relations integrated here
+    (scenario `juju.cos_show_unit: no-metrics-endpoint` drops that one, as if the charm
+    never provided it)."""
+    if opts.get("--format") != "json":
+        raise Fail("fake juju: only --format json is recorded for grafana-agent-k8s/0")
+    data = json.loads(ctx.rec("juju/show-unit-grafana-agent-k8s.json",
+                              MODEL=key.split(":", 1)[1],
+                              MODEL_UUID="0f3e5a6b-1c2d-4e5f-8a9b-0c1d2e3f4a5b"))
+    integrated = {f"{COS_AGENT}:{rel['endpoint']}"
+                  for rel in data[f"{COS_AGENT}/0"]["relation-info"]
+                  for pair in ctx.state["models"][key].get("relations", [])
+                  if pair == sorted([f"{COS_AGENT}:{rel['endpoint']}",
+                                     f"mlflow-server:{rel['related-endpoint']}"])}
+    dropped = ctx.scenario.get("juju", {}).get("cos_show_unit") == "no-metrics-endpoint"
+    data[f"{COS_AGENT}/0"]["relation-info"] = [
+        rel for rel in data[f"{COS_AGENT}/0"]["relation-info"]
+        if f"{COS_AGENT}:{rel['endpoint']}" in integrated
+        and not (dropped and rel["endpoint"] == "metrics-endpoint")]
+    return json.dumps(data, indent=1)
 
 
 def juju_run(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:

@@ -93,7 +93,9 @@ def bundle_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def deployment(context_for, substrate: Substrate, tmp_path: Path, **settings) -> jdeployment.JujuDeployment:
+    """The exact-argv tests cover the bundle steps; the COS steps run with the fake CLI below."""
     options = settings.pop("options", {})
+    settings.setdefault("cos_check", False)
     ctx = context_for("microk8s-1.32", options=options, **settings)
     return jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
 
@@ -685,3 +687,111 @@ def test_parallel_cells_share_one_controller(cluster, context_for, tmp_path):
         dep.teardown()
     provisioner.down()
     assert ctx.state.resources() == []
+
+
+# ---------------------------------------------------------------- COS relation data (issue 13)
+
+
+def _cos_lines(fake: FakeCluster) -> list[str]:
+    return [line for line in fake.lines("juju")
+            if "grafana-agent-k8s" in line and not line.startswith("juju show-status-log")]
+
+
+def _cell(ctx, channel: str):
+    from harness.matrix import Cell
+
+    return Cell(ctx.platform, local_channel(channel), ("tracking",))
+
+
+def test_healthy_deploy_relates_grafana_agent_and_checks_the_cos_data(cluster, context_for,
+                                                                       tmp_path, stub_mlflow):
+    fake = cluster()
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path)
+    dep.deploy(local_channel("2.22/stable"))
+    assert dep.cos is not None and dep.cos.problems == ()
+    assert dep.cos.scrape_jobs[0]["metrics_path"] == "/metrics"
+    assert dep.cos.alert_rules == ("MLFlowServerUnitIsUnavailable",)
+    assert dep.cos.dashboards == ("MLflow",)
+    ran = _cos_lines(fake)
+    assert [line.split(f"{REF} ", 1)[1] for line in ran] == [
+        "grafana-agent-k8s --channel latest/stable --trust",
+        "mlflow-server:metrics-endpoint grafana-agent-k8s:metrics-endpoint",
+        "mlflow-server:grafana-dashboard grafana-agent-k8s:grafana-dashboards-consumer",
+        "grafana-agent-k8s/0 --format json"]
+    # the agent was waited on: its first status was still executing
+    after = fake.lines("juju")[fake.lines("juju").index(ran[2]) + 1:]
+    assert after[:3] == [" ".join(STATUS)] * 3
+    plan = plan_text(dep.context, _cell(dep.context, "2.22/stable"))
+    assert all(line in plan for line in ran[:3])
+    assert f"juju show-unit --model {REF} grafana-agent-k8s/0 --format json" in plan
+    dep.teardown()
+    provisioner.down()
+    assert not fake.world()["models"], "destroying the model removes the agent too"
+
+
+def plan_text(ctx, cell) -> str:
+    return "\n".join(jdeployment.JujuDeployment.plan_for(ctx, cell))
+
+
+def test_missing_metrics_endpoint_data_fails_the_deploy_naming_the_relation(cluster, context_for,
+                                                                            tmp_path,
+                                                                            stub_mlflow):
+    fake = cluster({"juju": {"cos_show_unit": "no-metrics-endpoint"}})
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path)
+    with pytest.raises(InfrastructureError) as caught:
+        dep.deploy(local_channel("2.22/stable"))
+    message = caught.value.message
+    assert "no `metrics-endpoint` relation with mlflow-server" in message
+    assert "grafana-dashboard" not in message.split(":", 1)[1], "the dashboard data was there"
+    assert "cos_check: false" in caught.value.render()
+    dep.teardown()
+    provisioner.down()
+    assert dep.context.state.resources() == []
+
+
+def test_cos_check_false_skips_the_steps_and_the_plan_says_so(cluster, context_for, tmp_path,
+                                                              stub_mlflow):
+    fake = cluster()
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path, cos_check=False)
+    dep.deploy(local_channel("2.22/stable"))
+    assert dep.cos is None and _cos_lines(fake) == []
+    plan = plan_text(dep.context, _cell(dep.context, "2.22/stable"))
+    assert "COS relation check skipped (cos_check: false)" in plan
+    assert "grafana-agent-k8s --channel" not in plan
+    dep.teardown()
+    provisioner.down()
+
+
+def test_the_agent_channel_is_a_setting(context_for):
+    ctx = context_for("microk8s-1.32", cos_agent_channel="1/edge")
+    plan = plan_text(ctx, _cell(ctx, "2.22/stable"))
+    model = f"mm-{RUN_ID}-2-22-stable"
+    assert f"juju deploy --model {CLOUD}:{model} grafana-agent-k8s --channel 1/edge --trust" \
+        in plan
+
+
+def test_a_blocked_cos_agent_is_settled_but_a_blocked_bundle_unit_is_not():
+    clock = {"now": 0.0}
+    watch = jwatch.BundleWatch((*jsettings.BUNDLE_APPS, jsettings.COS_AGENT_APP),
+                               blocked_grace=10, may_block=(jsettings.COS_AGENT_APP,),
+                               clock=lambda: clock["now"])
+    data = json.loads(status("status-healthy"))
+    agent = json.loads(json.dumps(data["applications"]["mlflow-minio"]))
+    agent["charm"] = agent["charm-name"] = jsettings.COS_AGENT_APP
+    agent["application-status"] = {"current": "blocked", "message": "no outgoing relation"}
+    unit = agent["units"].pop("mlflow-minio/0")
+    unit["workload-status"] = dict(agent["application-status"])
+    agent["units"] = {jsettings.COS_AGENT_UNIT: unit}
+    data["applications"][jsettings.COS_AGENT_APP] = agent
+    settled = jubilant.Status._from_dict(data)
+    assert watch.ready(settled) is True
+    clock["now"] = 100
+    assert watch.error(settled) is False
+    data["applications"]["mlflow-server"]["units"]["mlflow-server/0"]["workload-status"] = {
+        "current": "blocked", "message": "Please add relation to the database"}
+    stuck = jubilant.Status._from_dict(data)
+    assert watch.ready(stuck) is False
+    watch.error(stuck)
+    clock["now"] = 111
+    with pytest.raises(Terminal, match="mlflow-server/0 has been blocked"):
+        watch.error(stuck)

@@ -59,7 +59,8 @@ def test_collect_writes_juju_and_kubernetes_state_redacted(deployed, tmp_path):
     dep.collect(dest)
     written = files(dest)
     assert sorted(written) == [
-        "juju/debug-log.txt", "juju/status-log/mlflow-minio-0.txt",
+        "juju/debug-log.txt", "juju/status-log/grafana-agent-k8s-0.txt",
+        "juju/status-log/mlflow-minio-0.txt",
         "juju/status-log/mlflow-mysql-0.txt", "juju/status-log/mlflow-server-0.txt",
         "juju/status.yaml", "kubernetes/describe-pods.txt", "kubernetes/events.txt",
         "kubernetes/get-all.txt", "kubernetes/logs/INDEX.txt",
