@@ -267,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from harness import commands
 
-        return commands.COMMANDS[args.command](args, pytest_args)
+        code = commands.COMMANDS[args.command](args, pytest_args)
+        sys.stdout.flush()  # a reader gone before the last block is written: same as mid-way
+        return code
     except MatrixError as exc:
         return _say(exc.render(), exc.exit_code)
     except KeyboardInterrupt:

@@ -120,7 +120,7 @@ def _zero_parallel(d):
 
 MALFORMED = [
     (_delete_channel_version, "channels.2.22/stable.mlflow", "add `mlflow: X.Y.Z`"),
-    (_bad_kind, "platforms.local.kind", "registered kinds: canonical-k8s, eks, existing, external"),
+    (_bad_kind, "platforms.local.kind", "registered kinds: aks, canonical-k8s, eks, existing, external"),
     (_cloud_kind, "platforms.local.kind", "registered but not installed"),
     (_phase_typo, "known_defects[0].phases[0]", "did you mean `upgrade`?"),
     (_negative_poll, "platforms.microk8s-1.32.poll_interval", "fix: write a positive number"),

@@ -6,7 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from harness.matrix import KnownDefect, Selection, expand_cells, load_matrix
+from harness.defects import KnownDefect, Signature
+from harness.matrix import Selection, expand_cells, load_matrix
 from harness.runner import Progress, Runner, RunOptions
 
 SUITE = '''
@@ -35,6 +36,7 @@ def test_xdist_cell_keeps_labels_known_defects_and_counts(tmp_path: Path, monkey
     monkeypatch.setenv("MLFLOW_MATRIX_SCENARIOS_DIR", str(scenarios))
     matrix = load_matrix()
     defect = KnownDefect(id="demo-defect", link="https://example.invalid/1", summary="demo",
+                         signature=Signature(exception="AssertionError", message="broken"),
                          tests=("test_tracking.py::test_known_broken",))
     matrix = dataclasses.replace(matrix, known_defects=(defect,))
     cells = expand_cells(matrix, Selection(platforms=("local",), channels=("2.22/stable",),
