@@ -319,7 +319,7 @@ class CellRun:
                 self.scenarios.run(outcome, env, endpoint, cell_dir, step.suites,
                                    phase=step.phase, deployment=deployment,
                                    manifest=cell_dir / step.manifest if step.manifest else None,
-                                   informational=step.informational)
+                                   informational=step.informational, serial=step.serial)
 
     def _collect(self, outcome: CellOutcome, deployment: Deployment | None, slot: PlatformSlot,
                  cell_dir: Path) -> None:

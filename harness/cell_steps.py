@@ -16,6 +16,9 @@ from harness.matrix import Cell, Matrix
 from provisioners.api import Restartable, Upgradable
 
 RESTART_SUITE = "persistence"
+# Suites that measure server-wide state (request counters): they run on their own, after the
+# others, with one client process, so no other test's requests land in what they count.
+SERIAL_SUITES = ("observability",)
 UPGRADE_MANIFEST = "upgrade-manifest.json"
 RESTART_MANIFEST = "persistence-manifest.json"
 
@@ -32,6 +35,7 @@ class Step:
     manifest: str | None = None
     informational: bool = False
     only_if_passed: bool = False  # stop the cell here unless everything so far passed
+    serial: bool = False  # alone against the server, one client process (SERIAL_SUITES)
     reason: str = ""
 
 
@@ -45,7 +49,11 @@ def cell_steps(cell: Cell, deployment: object) -> tuple[Step, ...]:
                 Step("pytest", cell.scenarios, "after-upgrade", "target", UPGRADE_MANIFEST),
                 Step("pytest", cell.scenarios, "old-client", "source", UPGRADE_MANIFEST,
                      informational=True))
-    steps = [Step("pytest", cell.scenarios)]
+    shared = tuple(s for s in cell.scenarios if s not in SERIAL_SUITES)
+    alone = tuple(s for s in cell.scenarios if s in SERIAL_SUITES)
+    steps = [Step("pytest", shared)] if shared else []
+    if alone:
+        steps.append(Step("pytest", alone, serial=True))
     if RESTART_SUITE in cell.scenarios:
         if isinstance(deployment, Restartable):
             steps += [Step("pytest", (RESTART_SUITE,), "before-restart", manifest=RESTART_MANIFEST),
@@ -70,16 +78,22 @@ def suite_files(scenarios_dir: Path, suites: Sequence[str]) -> list[str]:
     return [str(scenarios_dir / f"test_{suite}.py") for suite in suites]
 
 
-def log_path(cell_dir: Path, phase: str | None) -> Path:
-    return cell_dir / f"pytest{'-' + phase if phase else ''}.log"
+def _run_suffix(phase: str | None, serial: bool) -> str:
+    return f"-{phase}" if phase else ("-serial" if serial else "")
+
+
+def log_path(cell_dir: Path, phase: str | None, serial: bool = False) -> Path:
+    return cell_dir / f"pytest{_run_suffix(phase, serial)}.log"
 
 
 def pytest_argv(python: str, scenarios_dir: Path, suites: Sequence[str], cell_dir: Path,
-                phase: str | None, extra: Sequence[str], *, workers: int = 1) -> list[str]:
+                phase: str | None, extra: Sequence[str], *, workers: int = 1,
+                serial: bool = False) -> list[str]:
     from harness.scheduling import xdist_args
 
-    junit = cell_dir / f"junit{'-' + phase if phase else ''}.xml"
+    junit = cell_dir / f"junit{_run_suffix(phase, serial)}.xml"
     return [python, "-m", "pytest", *suite_files(scenarios_dir, suites), "-p", "harness.plugin",
             "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
             "--alluredir", str(cell_dir / "allure-results"), "-p", "no:cacheprovider", "-q",
-            "-rfEX", f"--junitxml={junit}", *xdist_args(workers, phased=phase is not None), *extra]
+            "-rfEX", f"--junitxml={junit}", *xdist_args(workers, phased=phase is not None or serial),
+            *extra]

@@ -104,14 +104,15 @@ def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
         version = {"server": cell.channel.mlflow_version,
                    "source": cell.channel.mlflow_version,
                    "target": cell.upgrade_to.mlflow_version if cell.upgrade_to else ""}[step.client]
-        label = f"[{step.phase}] " if step.phase else ""
+        label = f"[{step.phase}] " if step.phase else ("[alone, one client process] "
+                                                       if step.serial else "")
         note = " (informational: not counted against the cell)" if step.informational else ""
         python = f"<MLflow {_version(version)} env>/bin/python"
         argv = pytest_argv(python, scenarios_dir, step.suites, cell_dir, step.phase, pytest_args,
-                           workers=workers)
+                           workers=workers, serial=step.serial)
         yield f"scenarios {label}with the MLflow {_version(version)} client{note}:"
         yield f"  {' '.join(argv)}"
-        yield f"  log: {log_path(cell_dir, step.phase)}"
+        yield f"  log: {log_path(cell_dir, step.phase, step.serial)}"
 
 
 def _version(version: str) -> str:

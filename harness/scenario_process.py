@@ -75,20 +75,23 @@ class ScenarioProcess:
 
     def run(self, outcome: CellOutcome, env: MlflowEnv, endpoint: Endpoint, cell_dir: Path,
             suites: Sequence[str], *, phase: str | None, deployment: Deployment,
-            manifest: Path | None = None, informational: bool = False) -> None:
+            manifest: Path | None = None, informational: bool = False,
+            serial: bool = False) -> None:
         cell = outcome.cell
         scenarios_dir = scenarios_root()
         missing = [f for f in suite_files(scenarios_dir, suites) if not Path(f).is_file()]
         if missing:
             raise MatrixError(f"scenario module missing: {', '.join(missing)}",
                               hint="check `scenarios:` in matrix.yaml against scenarios/")
-        log = log_path(cell_dir, phase)
+        log = log_path(cell_dir, phase, serial)
         # the same command line `plan` prints
         argv = pytest_argv(str(env.python), scenarios_dir, suites, cell_dir, phase,
-                           self.options.pytest_args, workers=self.options.workers)
+                           self.options.pytest_args, workers=self.options.workers,
+                           serial=serial)
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)
-        what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else "")
+        what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else
+                                                    " [alone]" if serial else "")
         self.progress(f"{cell.title}  {what} with MLflow {env.mlflow_version} client… "
                       f"(log: {log})")
         t0 = time.monotonic()

@@ -67,3 +67,19 @@ def test_pytest_args_reports_dir_and_deadlines_from_the_matrix(tmp_path, capsys)
     assert f"--alluredir {reports}/microk8s-1.32/2.22-stable/allure-results" in pytest_line
     assert f"log: {reports}/microk8s-1.32/2.22-stable/pytest.log" in out
     assert not Path(reports).exists()  # plan touches nothing
+
+
+def test_server_wide_counters_are_measured_alone_after_the_parallel_run(capsys):
+    """Request counters are server-wide: observability runs after the xdist run, in one client
+    process, so no other test's request lands in what it counts (a real cell showed +4 GETs)."""
+    assert main(["run", "--dry-run", "--platform", "local", "--channel", "2.22/stable",
+                 "--scenario", "tracking", "--scenario", "observability", "--workers", "3"]) == 0
+    out = capsys.readouterr().out
+    block = _cell_block(out, "2.22-stable")
+    shared, alone = block.index("test_tracking.py"), block.index("test_observability.py")
+    assert shared < alone
+    main_run = block[shared:block.index("\n", shared)]
+    alone_run = block[alone:block.index("\n", alone)]
+    assert "-n 3" in main_run and "test_observability.py" not in main_run
+    assert "-n " not in alone_run and "junit-serial.xml" in alone_run
+    assert "pytest-serial.log" in block
