@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioners.base import RunContext
-
 from harness.envs import MlflowEnv, ensure_env
 from harness.matrix import load_matrix
 from harness.state import RunState, new_run_id
+from provisioners.api import RunContext
 from provisioners.local import (
     LocalSettings,
     MariaDbStore,

@@ -308,7 +308,7 @@ class SeaweedS3:
     def create_bucket(self, bucket: str) -> None:
         import boto3
         from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
         client = boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
                               aws_secret_access_key=self.secret_key, region_name="us-east-1",
@@ -327,6 +327,8 @@ class SeaweedS3:
                     raise Terminal(f"S3 refused to create bucket {bucket!r}: {code}: "
                                    f"{exc.response['Error'].get('Message', '')}") from None
                 raise NotYet(str(exc)) from None
+            except ParamValidationError as exc:  # refused before any request: never retried
+                raise Terminal(f"S3 bucket {bucket!r} cannot be created: {exc}") from None
             except BotoCoreError as exc:
                 raise NotYet(str(exc)) from None
 
