@@ -50,6 +50,9 @@ def test_failed_deploy_is_one_broken_result_with_logs(tmp_path):
     assert labels["platform"] == "local" and labels["channel"] == "2.22/stable"
     summary = json.loads((cell_dir / "cell.json").read_text())
     assert summary["status"] == "broken"
+    # a name S3 can never accept is terminal: the deploy ends long before its 20 s deadline
+    (deploy_phase,) = [p for p in summary["phases"] if p["name"] == "deploy"]
+    assert deploy_phase["duration_s"] < 15, deploy_phase
     state = json.loads(next((tmp_path / "reports" / "state").glob("*.json")).read_text())
     assert state["resources"] == []
 
