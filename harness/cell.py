@@ -127,6 +127,7 @@ class CellRun:
         self.env_for = runner.env_for
         self.scenarios = runner.scenarios
         self.outcomes = runner.outcomes
+        self.workers = runner.sizing.workers_for(cell)
 
     def run(self) -> CellOutcome:
         cell = self.cell
@@ -319,7 +320,8 @@ class CellRun:
                 self.scenarios.run(outcome, env, endpoint, cell_dir, step.suites,
                                    phase=step.phase, deployment=deployment,
                                    manifest=cell_dir / step.manifest if step.manifest else None,
-                                   informational=step.informational, serial=step.serial)
+                                   informational=step.informational, serial=step.serial,
+                                   workers=self.workers)
 
     def _collect(self, outcome: CellOutcome, deployment: Deployment | None, slot: PlatformSlot,
                  cell_dir: Path) -> None:

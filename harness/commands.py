@@ -6,12 +6,15 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import EXIT_OK, ConfigError
 from harness.matrix import Cell, Matrix, load_matrix
 from harness.options import provisioner_options
 from harness.selection import check_reports_dir, print_notes, select
+
+if TYPE_CHECKING:
+    from harness.scheduling import Sizing
 
 RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # it names models and cloud resources
 
@@ -44,10 +47,11 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
                                                         _provisioner_options(args))
     from harness.scheduling import longest_first, previous_durations
 
-    parallel, workers = _sizing(args, matrix, cells)
+    sizing = _sizing(args, matrix, cells)
     cells = longest_first(cells, previous_durations(reports))  # before the last run is archived
     start_run(reports, run_id, progress=lambda text: print(text, file=sys.stderr))
-    options = RunOptions(reports_dir=reports, parallel=parallel, workers=workers,
+    options = RunOptions(reports_dir=reports, parallel=sizing.parallel, workers=sizing.workers,
+                         late_workers=sizing.late_workers,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args),
                          provisioner_options=_provisioner_options(args), run_id=run_id)
@@ -71,8 +75,8 @@ def _new_run_id(args: argparse.Namespace) -> str:
     return run_id
 
 
-def _sizing(args: argparse.Namespace, matrix: Matrix, cells: list[Cell]) -> tuple[int, int]:
-    """(cells at once, pytest-xdist workers per cell): flags, else matrix.yaml, else sized to
+def _sizing(args: argparse.Namespace, matrix: Matrix, cells: list[Cell]) -> Sizing:
+    """Cells at once and pytest-xdist workers per cell: flags, else matrix.yaml, else sized to
     this machine's cores and memory; `run` and `plan` use the same numbers."""
     from harness.scheduling import Machine, sized
 
@@ -90,10 +94,9 @@ def _print_plan(matrix: Matrix, cells: list[Cell], args: argparse.Namespace,
                 pytest_args: list[str]) -> int:
     from harness.planning import plan_lines
 
-    parallel, workers = _sizing(args, matrix, cells)
     for line in plan_lines(matrix, cells, _provisioner_options(args),
                            reports_dir=args.reports_dir.expanduser().resolve(),
-                           pytest_args=tuple(pytest_args), parallel=parallel, workers=workers):
+                           pytest_args=tuple(pytest_args), sizing=_sizing(args, matrix, cells)):
         print(line)
     return EXIT_OK
 

@@ -21,6 +21,7 @@ from harness.cell_steps import (
 )
 from harness.matrix import DETECT, Cell, Matrix
 from harness.registry import load_provisioner_class
+from harness.scheduling import Sizing
 from harness.state import RunState
 from provisioners.api import DeploymentPlan, Provisioner, RunContext, Substrate
 
@@ -29,8 +30,10 @@ RUN_ID = "<run-id>"
 
 def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
                reports_dir: Path = Path("reports"), pytest_args: Sequence[str] = (),
-               parallel: int = 1, workers: int = 1) -> Iterator[str]:
+               sizing: Sizing | None = None) -> Iterator[str]:
     from harness.runner import scenarios_root
+
+    sizing = sizing or Sizing(1, 1, 1)
 
     by_platform: dict[str, list[Cell]] = {}
     for cell in cells:
@@ -38,8 +41,8 @@ def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
     yield f"matrix: {matrix.path}"
     yield (f"reports: {reports_dir} (this run's; a previous run there moves to "
            f"{reports_dir}/runs/<its run id>/), run state: {reports_dir}/state/{RUN_ID}.json")
-    yield (f"{len(cells)} cell(s), {parallel} at once (longest first), {workers} pytest-xdist "
-           f"worker(s) per cell; pytest arguments after `--`: {' '.join(pytest_args) or 'none'}")
+    yield (f"{len(cells)} cell(s), {sizing.parallel} at once (longest first), "
+           f"{sizing.describe()}; pytest arguments after `--`: {' '.join(pytest_args) or 'none'}")
     with tempfile.TemporaryDirectory(prefix="mlflow-matrix-plan-") as tmp:
         state = RunState(Path(tmp) / "state.json", "plan")
         for name, platform_cells in by_platform.items():
@@ -57,7 +60,8 @@ def plan_lines(matrix: Matrix, cells: list[Cell], options: Mapping[str, Any], *,
                 yield (f"  cell {cell.id}: MLflow {_version(cell.mlflow_label)}, suites "
                        f"{', '.join(cell.scenarios)} → {cell_dir}/")
                 yield from (f"    {line}" for line in _cell_plan(
-                    matrix, cell, provisioner, cell_dir, scenarios_root(), pytest_args, workers))
+                    matrix, cell, provisioner, cell_dir, scenarios_root(), pytest_args,
+                    sizing.workers_for(cell)))
             yield "  teardown: platform down (idempotent; also on failure, Ctrl-C, SIGTERM)"
 
 

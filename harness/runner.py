@@ -29,7 +29,7 @@ from harness.progress import Progress
 from harness.registry import load_provisioner_class
 from harness.run_folders import finish_run
 from harness.scenario_process import SCENARIOS_DIR, SCENARIOS_DIR_ENV, ScenarioProcess, scenarios_root
-from harness.scheduling import EnvPrebuilder, channels_of
+from harness.scheduling import EnvPrebuilder, Sizing, channels_of
 from harness.state import RunState, new_run_id
 from harness.summary import CellLine, log_for
 from harness.summary import render as render_summary
@@ -45,6 +45,7 @@ class RunOptions:
     reports_dir: Path
     parallel: int = 1
     workers: int = 1
+    late_workers: int = 0  # workers for cells whose server answers late (scheduling.Sizing)
     keep: bool = False
     keep_on_failure: bool = False
     pytest_args: tuple[str, ...] = ()
@@ -58,6 +59,8 @@ class Runner:
         self.matrix = matrix
         self.cells = list(cells)
         self.options = options
+        self.sizing = Sizing(options.parallel, options.workers,
+                             options.late_workers or options.workers)
         self.progress = progress or Progress()
         self.started = time.time()
         self.run_id = options.run_id or new_run_id()
@@ -77,8 +80,7 @@ class Runner:
     def run(self) -> int:
         CANCEL.clear()
         self.progress(f"run {self.run_id}: {len(self.cells)} cell(s), {self.options.parallel} at "
-                      f"once, {self.options.workers} pytest worker(s) each; "
-                      f"reports in {self.reports}")
+                      f"once, {self.sizing.describe()}; reports in {self.reports}")
         counts: dict[str, int] = defaultdict(int)
         for cell in self.cells:
             counts[cell.platform.name] += 1

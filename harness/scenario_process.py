@@ -76,7 +76,7 @@ class ScenarioProcess:
     def run(self, outcome: CellOutcome, env: MlflowEnv, endpoint: Endpoint, cell_dir: Path,
             suites: Sequence[str], *, phase: str | None, deployment: Deployment,
             manifest: Path | None = None, informational: bool = False,
-            serial: bool = False) -> None:
+            serial: bool = False, workers: int = 1) -> None:
         cell = outcome.cell
         scenarios_dir = scenarios_root()
         missing = [f for f in suite_files(scenarios_dir, suites) if not Path(f).is_file()]
@@ -86,7 +86,7 @@ class ScenarioProcess:
         log = log_path(cell_dir, phase, serial)
         # the same command line `plan` prints
         argv = pytest_argv(str(env.python), scenarios_dir, suites, cell_dir, phase,
-                           self.options.pytest_args, workers=self.options.workers,
+                           self.options.pytest_args, workers=workers,
                            serial=serial)
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)

@@ -29,6 +29,11 @@ MEMORY_RESERVE = 2 * GIB
 # Workers `mlflow server` starts when the charm passes no --workers (2.x gunicorn, 3.x uvicorn).
 SERVER_WORKERS = 4
 MAX_WORKERS = 4
+# MLflow serves with uvicorn from 3.3.0 and, with more than one worker, uvicorn leaves Nagle's
+# algorithm on (its listener is bound with proto 0, so asyncio never sets TCP_NODELAY:
+# https://github.com/Kludex/uvicorn/issues/3149). Every keep-alive request then waits ~40 ms
+# for the client's delayed ACK: such a cell's client mostly waits, so it gets more workers.
+UVICORN_SINCE = "3.3.0"
 # Relative cost of a cell when no earlier run measured it (seconds on a quiet 2-core machine).
 SUITE_SECONDS = {"tracking": 25.0, "artifacts": 15.0, "registry": 20.0, "persistence": 25.0,
                  "upgrade": 30.0}
@@ -92,6 +97,39 @@ def default_workers(parallel: int, machine: Machine) -> int:
     the server most of the time), never more than the server's own workers."""
     per_cell = math.ceil(2 * machine.cores / max(1, parallel))
     return max(2, min(MAX_WORKERS, SERVER_WORKERS, per_cell))
+
+
+def answers_late(cell: Cell) -> bool:
+    """True when the server of the cell's main run is multi-worker uvicorn (UVICORN_SINCE)."""
+    from packaging.version import InvalidVersion, Version
+
+    version = cell.channel.mlflow_version
+    if cell.upgrade_to or version == DETECT:
+        return False
+    try:
+        return Version(version) >= Version(UVICORN_SINCE)
+    except InvalidVersion:
+        return False
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Cells at once and pytest-xdist workers per cell; `late_workers` for cells whose server
+    answers late (answers_late), where the client waits rather than computes."""
+
+    parallel: int
+    workers: int
+    late_workers: int
+
+    def workers_for(self, cell: Cell) -> int:
+        return self.late_workers if answers_late(cell) else self.workers
+
+    def describe(self) -> str:
+        if self.late_workers == self.workers:
+            return f"{self.workers} pytest-xdist worker(s) per cell"
+        return (f"{self.workers} pytest-xdist worker(s) per cell, {self.late_workers} against "
+                f"MLflow >= {UVICORN_SINCE} (multi-worker uvicorn answers keep-alive requests "
+                "~40 ms late)")
 
 
 # ---------------------------------------------------------------- longest first
@@ -192,10 +230,12 @@ class EnvPrebuilder:
 
 
 def sized(cells: Sequence[Cell], machine: Machine, *, parallel: int = 0,
-          workers: int = 0) -> tuple[int, int]:
-    """(cells at once, xdist workers per cell): what was asked for, else sized to the machine."""
+          workers: int = 0) -> Sizing:
+    """What was asked for, else sized to the machine; workers asked for apply to every cell."""
     parallel = parallel or default_parallel(cells, machine)
-    return parallel, workers or default_workers(parallel, machine)
+    if workers:
+        return Sizing(parallel, workers, workers)
+    return Sizing(parallel, default_workers(parallel, machine), min(MAX_WORKERS, SERVER_WORKERS))
 
 
 def xdist_args(workers: int, *, phased: bool) -> list[str]:

@@ -83,3 +83,20 @@ def test_server_wide_counters_are_measured_alone_after_the_parallel_run(capsys):
     assert "-n 3" in main_run and "test_observability.py" not in main_run
     assert "-n " not in alone_run and "junit-serial.xml" in alone_run
     assert "pytest-serial.log" in block
+
+
+def test_plan_sizes_workers_per_cell_by_how_its_server_answers(capsys):
+    """Multi-worker uvicorn (MLflow >= 3.3) answers each keep-alive request ~40 ms late: the
+    plan gives that cell's client the server's 4 workers, the 2.x cell the cores' share."""
+    assert main(["run", "--dry-run", "--platform", "local", "--channel", "2.22/stable",
+                 "--channel", "latest/edge", "--scenario", "tracking", "--parallel", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "4 against MLflow >= 3.3.0" in out
+
+    def main_run(cell: str) -> str:
+        block = _cell_block(out, cell)
+        start = block.index("test_tracking.py")
+        return block[start:block.index("\n", start)]
+
+    assert "-n 2 " in main_run("2.22-stable")
+    assert "-n 4 " in main_run("latest-edge")

@@ -10,6 +10,8 @@ from harness.scheduling import (
     GIB,
     EnvPrebuilder,
     Machine,
+    Sizing,
+    answers_late,
     channels_of,
     default_parallel,
     default_workers,
@@ -47,8 +49,21 @@ def test_workers_fill_the_cores_left_to_each_cell_within_the_servers_workers():
 
 def test_explicit_sizes_win():
     cells = _default_cells()
-    assert sized(cells, Machine(2, 24 * GIB), parallel=3, workers=1) == (3, 1)
-    assert sized(cells, Machine(2, 24 * GIB)) == (2, 2)
+    assert sized(cells, Machine(2, 24 * GIB), parallel=3, workers=1) == Sizing(3, 1, 1)
+    assert sized(cells, Machine(2, 24 * GIB)) == Sizing(2, 2, 4)
+
+
+def test_cells_whose_server_is_multi_worker_uvicorn_get_the_servers_worker_count():
+    cells = {(c.platform.name, c.id): c for c in _default_cells()}
+    sizing = sized(list(cells.values()), Machine(2, 24 * GIB))
+    edge = cells[("local", "latest-edge")]  # MLflow 3.14: uvicorn, 4 workers
+    assert answers_late(edge) and sizing.workers_for(edge) == 4
+    for name in ("2.22-stable", "2.15-stable", "upgrade-2.22-stable-to-latest-edge"):
+        assert not answers_late(cells[("local", name)])  # gunicorn, or phased (serial) runs
+        assert sizing.workers_for(cells[("local", name)]) == 2
+    assert "4 against MLflow >= 3.3.0" in sizing.describe()
+    fixed = sized(list(cells.values()), Machine(2, 24 * GIB), workers=3)
+    assert fixed.workers_for(edge) == 3 and fixed.describe() == "3 pytest-xdist worker(s) per cell"
 
 
 def test_xdist_only_for_the_unphased_run():
