@@ -19,9 +19,11 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -161,12 +163,10 @@ class LocalDeployment:
     def deploy(self, channel: Channel) -> Endpoint:
         self.work = Path(tempfile.mkdtemp(prefix=f"mlflow-matrix-{self.context.run_id}-"))
         self._work_rid = self.context.state.add("dir", path=str(self.work))
-        self.s3 = SeaweedS3(self.work / "s3", self.context, self.timeout)
-        self.s3.start()
-        self.s3.create_bucket(self.settings.bucket)
-        self.db = (SqliteStore(self.work / "db") if self.settings.database == "sqlite"
-                   else MariaDbStore(self.work / "db", self.context, self.timeout))
-        self.db.start()
+        self.s3 = s3 = SeaweedS3(self.work / "s3", self.context, self.timeout)
+        self.db = db = (SqliteStore(self.work / "db") if self.settings.database == "sqlite"
+                        else MariaDbStore(self.work / "db", self.context, self.timeout))
+        _all_at_once([lambda: (s3.start(), s3.create_bucket(self.settings.bucket)), db.start])
         env = self.context.env_for(channel)
         self.server = MlflowServer(env, self.work / "mlflow", self.context, self.settings,
                                    self.s3, self.db.uri, self.timeout)
@@ -221,15 +221,28 @@ class LocalDeployment:
                         (dest / log.name).write_text(redact(text), encoding="utf-8")
 
     def teardown(self) -> None:
-        """Short grace: every store's data is deleted next, so nothing is waited for."""
-        for part in (self.server, self.db, self.s3):
-            if part is not None:
-                part.stop(grace=TEARDOWN_GRACE)
+        """Short grace, all parts at once: every store's data is deleted next."""
+        _all_at_once([partial(part.stop, grace=TEARDOWN_GRACE)
+                      for part in (self.server, self.db, self.s3) if part is not None])
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
             if self._work_rid:
                 self.context.state.release(self._work_rid)
             self.work = None
+
+
+def _all_at_once(actions: list[Callable[[], object]]) -> None:
+    """Run independent start or stop steps side by side (their waits overlap); every step
+    finishes before the first error, if any, is raised, so nothing is left half-done."""
+    if len(actions) <= 1:
+        for action in actions:
+            action()
+        return
+    with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="local-part") as pool:
+        futures = [pool.submit(action) for action in actions]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
 
 
 # ---------------------------------------------------------------- components
