@@ -81,19 +81,41 @@ def analyze(reports: Path, log_text: str) -> dict[str, Any]:
     return {"cells": cells, "longest_cell_s": longest}
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all cores from /proc/stat: is the run CPU-bound or waiting?"""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if not before or not after or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
 def run_mode(mode: str, run_args: list[str], reports: Path) -> dict[str, Any]:
     argv = [sys.executable, "-m", "harness", "run", "--reports-dir", str(reports),
             *MODES[mode], *run_args]
     load_before = os.getloadavg()
     print(f"== {mode}: {' '.join(argv[2:])} (load {load_before[0]:.2f})", file=sys.stderr,
           flush=True)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), cpu_ticks()
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.monotonic() - t0
+    busy = busy_fraction(cpu0, cpu_ticks())
     (reports / "bench-run.log").write_text(proc.stdout, encoding="utf-8")
     result = analyze(reports, proc.stdout)
     result.update(mode=mode, exit_code=proc.returncode, matrix_wall_s=round(wall, 1),
-                  load_before=load_before, load_after=os.getloadavg())
+                  load_before=load_before, load_after=os.getloadavg(),
+                  cpu_busy=round(busy, 2) if busy is not None else None)
     result["matrix_over_longest"] = (round(wall / result["longest_cell_s"], 2)
                                      if result["longest_cell_s"] else None)
     return result
@@ -103,7 +125,8 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"-- {result['mode']}: exit {result.get('exit_code')}, matrix wall "
              f"{result['matrix_wall_s']:.0f}s, longest cell {result['longest_cell_s']:.0f}s, "
              f"matrix/longest {result['matrix_over_longest']}, load "
-             f"{result['load_before'][0]:.1f}→{result['load_after'][0]:.1f}",
+             f"{result['load_before'][0]:.1f}→{result['load_after'][0]:.1f}, CPU busy "
+             f"{_percent(result.get('cpu_busy'))} of {os.cpu_count()} cores",
              f"{'platform':12} {'cell':34} {'status':13} {'tests':>5} {'wall':>5} {'env':>4} "
              f"{'deploy':>6} {'suites':>7} {'restart':>7} {'upgrade':>7} {'down':>5} "
              f"{'floor':>6} {'wall/(deploy+floor)':>19}"]
