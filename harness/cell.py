@@ -321,7 +321,7 @@ class CellRun:
                                    phase=step.phase, deployment=deployment,
                                    manifest=cell_dir / step.manifest if step.manifest else None,
                                    informational=step.informational, serial=step.serial,
-                                   workers=self.workers)
+                                   with_phase=step.with_phase, workers=self.workers)
 
     def _collect(self, outcome: CellOutcome, deployment: Deployment | None, slot: PlatformSlot,
                  cell_dir: Path) -> None:

@@ -36,6 +36,7 @@ class Step:
     informational: bool = False
     only_if_passed: bool = False  # stop the cell here unless everything so far passed
     serial: bool = False  # alone against the server, one client process (SERIAL_SUITES)
+    with_phase: str | None = None  # an unphased run that also runs this phase's tests
     reason: str = ""
 
 
@@ -51,13 +52,16 @@ def cell_steps(cell: Cell, deployment: object) -> tuple[Step, ...]:
                      informational=True))
     shared = tuple(s for s in cell.scenarios if s not in SERIAL_SUITES)
     alone = tuple(s for s in cell.scenarios if s in SERIAL_SUITES)
-    steps = [Step("pytest", shared)] if shared else []
+    restarts = RESTART_SUITE in cell.scenarios and isinstance(deployment, Restartable)
+    steps = []
+    if shared:  # the writes a restart must keep are made here, beside the other tests
+        steps.append(Step("pytest", shared, manifest=RESTART_MANIFEST, with_phase="before-restart")
+                     if restarts and RESTART_SUITE in shared else Step("pytest", shared))
     if alone:
         steps.append(Step("pytest", alone, serial=True))
     if RESTART_SUITE in cell.scenarios:
-        if isinstance(deployment, Restartable):
-            steps += [Step("pytest", (RESTART_SUITE,), "before-restart", manifest=RESTART_MANIFEST),
-                      Step("restart"),
+        if restarts:
+            steps += [Step("restart"),
                       Step("pytest", (RESTART_SUITE,), "after-restart", manifest=RESTART_MANIFEST)]
         else:
             steps.append(Step("note", phase="restart",

@@ -108,8 +108,9 @@ def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
         version = {"server": cell.channel.mlflow_version,
                    "source": cell.channel.mlflow_version,
                    "target": cell.upgrade_to.mlflow_version if cell.upgrade_to else ""}[step.client]
-        label = f"[{step.phase}] " if step.phase else ("[alone, one client process] "
-                                                       if step.serial else "")
+        label = (f"[{step.phase}] " if step.phase else "[alone, one client process] "
+                 if step.serial else f"[+ the {step.with_phase} writes] " if step.with_phase
+                 else "")
         note = " (informational: not counted against the cell)" if step.informational else ""
         python = f"<MLflow {_version(version)} env>/bin/python"
         argv = pytest_argv(python, scenarios_dir, step.suites, cell_dir, step.phase, pytest_args,

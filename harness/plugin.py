@@ -23,6 +23,7 @@ from harness.endpoint import (
     MANIFEST_ENV,
     PHASE_ENV,
     SERVER_LOG_ENV,
+    WITH_PHASE_ENV,
     CellInfo,
     Endpoint,
 )
@@ -52,10 +53,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in kept:  # one worker, in file order, should a phase ever run under `-n`
             item.add_marker(pytest.mark.xdist_group(f"phase-{phase}"))
     else:
-        dropped = [i for i in items if _phase_of(i) is not None]
+        also = os.environ.get(WITH_PHASE_ENV) or None
+        dropped = [i for i in items if _phase_of(i) not in (None, also)]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-            items[:] = [i for i in items if _phase_of(i) is None]
+            items[:] = [i for i in items if _phase_of(i) in (None, also)]
     defects = [KnownDefect.from_dict(d) for d in json.loads(os.environ.get(DEFECTS_ENV) or "[]")]
     for item in items:
         marked = [d for d in defects if any(_matches(item, p) for p in d.tests)]

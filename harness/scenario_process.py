@@ -25,6 +25,7 @@ from harness.endpoint import (
     MANIFEST_ENV,
     PHASE_ENV,
     SERVER_LOG_ENV,
+    WITH_PHASE_ENV,
     CellInfo,
     Endpoint,
 )
@@ -76,7 +77,7 @@ class ScenarioProcess:
     def run(self, outcome: CellOutcome, env: MlflowEnv, endpoint: Endpoint, cell_dir: Path,
             suites: Sequence[str], *, phase: str | None, deployment: Deployment,
             manifest: Path | None = None, informational: bool = False,
-            serial: bool = False, workers: int = 1) -> None:
+            serial: bool = False, with_phase: str | None = None, workers: int = 1) -> None:
         cell = outcome.cell
         scenarios_dir = scenarios_root()
         missing = [f for f in suite_files(scenarios_dir, suites) if not Path(f).is_file()]
@@ -90,8 +91,11 @@ class ScenarioProcess:
                            serial=serial)
         child_env = self._child_env(env, endpoint, cell, phase, manifest, informational,
                                     deployment)
+        if with_phase:
+            child_env[WITH_PHASE_ENV] = with_phase
         what = f"scenarios {', '.join(suites)}" + (f" [{phase}]" if phase else
-                                                    " [alone]" if serial else "")
+                                                    " [alone]" if serial else
+                                                    f" [+{with_phase}]" if with_phase else "")
         self.progress(f"{cell.title}  {what} with MLflow {env.mlflow_version} client… "
                       f"(log: {log})")
         t0 = time.monotonic()

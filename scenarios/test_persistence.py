@@ -2,7 +2,8 @@
 
 The runner runs this suite in phases on platforms that can restart the server (Restartable):
   before-restart  write experiments, runs, metrics, artifacts and registered models, read them
-                  back, and record what the server returned in the manifest (JSON);
+                  back, and record what the server returned in the manifest (JSON); these
+                  tests run in the cell's main (parallel) run, beside the other suites;
   (restart)       the runner restarts the MLflow server on the same stores;
   after-restart   read everything again: the server must return exactly what was recorded, the
                   artifacts must still be in the bucket, models must load and predict the same.

@@ -70,7 +70,9 @@ def test_plan_is_what_runs_and_each_run_gets_its_own_folder(tmp_path, scenarios)
     assert plan.returncode == 0, plan.stderr
     planned_logs = re.findall(r"^\s+log: (\S+)$", plan.stdout, re.M)
     planned_argv = [ln.strip() for ln in plan.stdout.splitlines() if " -m pytest " in ln]
-    assert len(planned_logs) == 3 and all("-k not deselected" in a for a in planned_argv)
+    # the main run (which also makes the before-restart writes) and the after-restart run
+    assert len(planned_logs) == 2 and all("-k not deselected" in a for a in planned_argv)
+    assert "[+ the before-restart writes]" in plan.stdout
     assert "restart: stop the MLflow server" in plan.stdout
 
     first = _harness("run", *ARGS, "--reports-dir", str(reports), *PYTEST_ARGS, env=env)
@@ -80,6 +82,8 @@ def test_plan_is_what_runs_and_each_run_gets_its_own_folder(tmp_path, scenarios)
     assert ran == sorted(planned_logs)  # the plan named every pytest run, and only those
     phases = [p["name"] for p in json.loads((cell / "cell.json").read_text())["phases"]]
     assert "restart" in phases
+    assert 'name="test_seed"' in (cell / "junit.xml").read_text()  # written in the main run
+    assert 'name="test_verify"' in (cell / "junit-after-restart.xml").read_text()
     first_id = json.loads((reports / "run.json").read_text())["run_id"]
 
     second = _harness("run", *ARGS, "--reports-dir", str(reports), *PYTEST_ARGS,
@@ -107,7 +111,8 @@ def test_plan_is_what_runs_and_each_run_gets_its_own_folder(tmp_path, scenarios)
     # the closing summary names the red cell, why, and the log to open
     summary = second.stderr[second.stderr.index("summary of run"):]
     assert "1 failed" in summary
-    failed = re.search(r"FAILED\s+local · 2\.22/stable: scenarios persistence: (.+)", summary)
+    failed = re.search(r"FAILED\s+local · 2\.22/stable: scenarios persistence "
+                       r"\[\+before-restart\]: (.+)", summary)
     assert failed and "1 failed" in failed.group(1)
     log = re.search(r"log: (\S+)", summary).group(1)
     assert (ROOT / log).resolve() == (cell / "pytest.log").resolve()
