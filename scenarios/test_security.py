@@ -606,20 +606,56 @@ def test_host_header_outside_allowed_hosts_is_refused(probe):
     assert allowed.status == 200, f"the server's own Host was refused: {allowed.brief()}"
 
 
+CORS_PROBE_ORIGIN = "http://mm-cors-probe.invalid"
+
+
 def test_cross_origin_state_change_is_refused(probe):
+    """A state-changing API call from a foreign Origin is refused with 403 and changes nothing."""
     allure.dynamic.label("hardening", "cors")
     allure.dynamic.link("https://github.com/mlflow/mlflow/pull/17910", name="mlflow#17910")
     rules = _security_rules()
-    origin = "http://mm-cors-probe.invalid"
+    origin = CORS_PROBE_ORIGIN
     assert rules.should_block_cors_request(origin, "POST", None)  # the release's own rule
-    body = {"max_results": 1}
-    answer = probe.request("POST", "/api/2.0/mlflow/experiments/search", body,
+    name = f"mm-cors-probe-{uuid.uuid4().hex[:12]}"
+    answer = probe.request("POST", "/api/2.0/mlflow/experiments/create", {"name": name},
                            headers={"Origin": origin})
+    after = probe.api("GET", "experiments/get-by-name", {"experiment_name": name})
+    if after.status == 200:  # the probe's own experiment: remove it, then report
+        probe.api("POST", "experiments/delete",
+                  {"experiment_id": after.json.get("experiment", {}).get("experiment_id")})
+    assert after.status == 404 and after.error_code == "RESOURCE_DOES_NOT_EXIST", (
+        f"CORS validation: MLflow {MLFLOW_VERSION} created experiment {name} for a cross-origin "
+        f"POST from {origin} ({answer.brief()}); looking it up answered {after.brief()}")
     assert answer.status == 403 and rules.CORS_BLOCKED_MSG.encode() in answer.body, (
         f"CORS validation: MLflow {MLFLOW_VERSION} answered {answer.brief()} to a cross-origin "
         f"POST from {origin} (its rules refuse it with 403 {rules.CORS_BLOCKED_MSG!r})")
-    assert "access-control-allow-origin" not in answer.headers or \
-        answer.headers["access-control-allow-origin"] != origin, (
-        f"CORS: MLflow {MLFLOW_VERSION} allowed origin {origin} in Access-Control-Allow-Origin")
-    same_origin = probe.request("POST", "/api/2.0/mlflow/experiments/search", body)
+    same_origin = probe.request("POST", "/api/2.0/mlflow/experiments/search", {"max_results": 1})
     assert same_origin.status == 200, f"a same-origin POST was refused: {same_origin.brief()}"
+
+
+def test_foreign_origin_is_not_granted_cors(probe):
+    """No answer to a foreign Origin carries Access-Control-Allow-Origin for it (or `*`): not
+    the refused POST, not a read. Otherwise a page on that origin may read the API's answers in
+    the user's browser. MLflow 3.5.0-3.9.x grant every origin, with credentials (their FastAPI
+    layer: CORSMiddleware allow_origins=["*"]); matrix.yaml known defect
+    mlflow-fastapi-cors-allows-any-origin."""
+    allure.dynamic.label("hardening", "cors")
+    allure.dynamic.link("https://github.com/mlflow/mlflow/pull/20832", name="mlflow#20832")
+    _security_rules()
+    origin = CORS_PROBE_ORIGIN
+    answers = {
+        "refused POST experiments/search": probe.request(
+            "POST", "/api/2.0/mlflow/experiments/search", {"max_results": 1},
+            headers={"Origin": origin}),
+        "GET experiments/search": probe.request(
+            "GET", "/api/2.0/mlflow/experiments/search?max_results=1",
+            headers={"Origin": origin}),
+    }
+    granted = [
+        f"{what} ({answer.brief()}): Access-Control-Allow-Origin: "
+        f"{answer.headers['access-control-allow-origin']}, Access-Control-Allow-Credentials: "
+        f"{answer.headers.get('access-control-allow-credentials', '-')}"
+        for what, answer in answers.items()
+        if answer.headers.get("access-control-allow-origin") in (origin, "*")]
+    assert not granted, (f"CORS: MLflow {MLFLOW_VERSION} grants the foreign origin {origin}:\n  "
+                         + "\n  ".join(granted))
