@@ -34,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from fakes import loopback
 from fakes.kubeapi import _certs
 
 
@@ -92,17 +93,6 @@ class MotoServer:
     def url(self) -> str:
         host, port = self.server.get_host_and_port()
         return f"http://{host}:{port}"
-
-
-def _serve(handler: type[BaseHTTPRequestHandler], name: str,
-           tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    if tls:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                     name=name).start()
-    return server
 
 
 class _Json(BaseHTTPRequestHandler):
@@ -167,18 +157,15 @@ class EksExtras:
             def do_PUT(self) -> None:
                 fake.handle(self, "PUT")
 
-        self.server = _serve(Handler, "fake-eks-extras")
+        self.server = loopback.serve(Handler, "fake-eks-extras")
         return self
 
     def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        loopback.stop(self.server)
 
     @property
     def url(self) -> str:
-        assert self.server
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return loopback.url(self.server)
 
     def calls(self, method: str, prefix: str = "") -> list[tuple[str, Any]]:
         return [(p, b) for m, p, b in self.requests if m == method and p.startswith(prefix)]
@@ -388,18 +375,15 @@ class FakeEksApiServer:
 
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(self._dir / "server_cert.pem", self._dir / "server_key.pem")
-        self.server = _serve(Handler, "fake-eks-api", tls)
+        self.server = loopback.serve(Handler, "fake-eks-api", tls)
         return self
 
     def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        loopback.stop(self.server)
 
     @property
     def url(self) -> str:
-        assert self.server
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
+        return loopback.url(self.server, "https")
 
     def authenticate(self, header: str) -> str | None:
         """The caller's ARN, as the authenticator would find it, or None (401)."""

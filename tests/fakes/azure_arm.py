@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from fakes import loopback
+
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
@@ -92,23 +94,18 @@ class FakeAzure:
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> FakeAzure:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._cert.configure_cert(context)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = loopback.serve(type("Handler", (_Handler,), {"fake": self}), "fake-arm",
+                                      context)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        loopback.stop(self._server)
 
     @property
     def url(self) -> str:
-        assert self._server
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
+        return loopback.url(self._server, "https")
 
     def env(self) -> dict[str, str]:
         """What a user sets for a service principal, pointed at this fake."""

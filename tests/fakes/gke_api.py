@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from fakes import loopback
+
 PROJECT = "mlflow-matrix-test"
 SA_EMAIL = f"matrix-ci@{PROJECT}.iam.gserviceaccount.com"
 
@@ -77,20 +79,15 @@ class FakeGke:
                                           serialization.NoEncryption()).decode()
 
     def __enter__(self) -> FakeGke:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = loopback.serve(type("Handler", (_Handler,), {"fake": self}), "fake-gke")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        loopback.stop(self._server)
 
     @property
     def url(self) -> str:
-        assert self._server
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return loopback.url(self._server)
 
     def key_file(self) -> Path:
         """A service-account key file (the shape `gcloud iam service-accounts keys create`

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from fakes import loopback
+
 APP_LABEL = "app.kubernetes.io/name"
 
 
@@ -118,27 +120,19 @@ class FakeKubeAPI:
         class Handler(_Handler):
             fake = api
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self._dir / "server_cert.pem", self._dir / "server_key.pem")
         context.load_verify_locations(self._dir / "ca.pem")
         context.verify_mode = ssl.CERT_REQUIRED
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self.server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                         name="fake-kubeapi").start()
+        self.server = loopback.serve(Handler, "fake-kubeapi", context)
         return self
 
     def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        loopback.stop(self.server)
 
     @property
     def url(self) -> str:
-        assert self.server
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
+        return loopback.url(self.server, "https")
 
     def kubeconfig(self, *, cluster: str = "microk8s-cluster", user: str = "admin",
                    context: str = "microk8s") -> str:
