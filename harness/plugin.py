@@ -49,9 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if phase:
         kept = [i for i in items if _phase_of(i) == phase]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept
-        for item in kept:  # one worker, in file order, should a phase ever run under `-n`
-            item.add_marker(pytest.mark.xdist_group(f"phase-{phase}"))
+        items[:] = kept  # a phased run is serial (scheduling.xdist_args): file order holds
     else:
         also = os.environ.get(WITH_PHASE_ENV) or None
         dropped = [i for i in items if _phase_of(i) not in (None, also)]

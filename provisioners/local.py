@@ -234,15 +234,13 @@ class LocalDeployment:
 def _all_at_once(actions: list[Callable[[], object]]) -> None:
     """Run independent start or stop steps side by side (their waits overlap); every step
     finishes before the first error, if any, is raised, so nothing is left half-done."""
-    if len(actions) <= 1:
-        for action in actions:
-            action()
+    if not actions:
         return
     with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="local-part") as pool:
         futures = [pool.submit(action) for action in actions]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]
+    for future in futures:
+        if (error := future.exception()) is not None:
+            raise error
 
 
 # ---------------------------------------------------------------- components
