@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.envs import MlflowEnv, ensure_env
-from harness.matrix import load_matrix
-from harness.state import RunState, new_run_id
+from harness.config.matrix import load_matrix
+from harness.run.envs import MlflowEnv, ensure_env
+from harness.system.state import RunState, new_run_id
 from provisioners.api import RunContext
 from provisioners.local import (
     LocalSettings,

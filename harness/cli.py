@@ -4,7 +4,7 @@ Exit codes: 0 all green, 1 a scenario failed, 2 bad input (also a usage error), 
 failure, 130 interrupted, 141 stdout closed early (`plan | head`; what the shell reports for any
 tool a closed pipe stops, kubectl included).
 
-Only the standard library and `harness.errors` are imported at module level, so a missing
+Only the standard library and `harness.system.errors` are imported at module level, so a missing
 dependency is reported as such instead of as a traceback.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import __version__
-from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, MatrixError
+from harness.system.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, MatrixError
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 OWN_PACKAGES = ("harness", "provisioners", "scenarios", "deployments")
@@ -265,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `mlflow-matrix --help | head -1`
         return _closed_pipe()
     try:
-        from harness import commands
+        from harness.commands import subcommands
 
-        code = commands.COMMANDS[args.command](args, pytest_args)
+        code = subcommands.COMMANDS[args.command](args, pytest_args)
         sys.stdout.flush()  # a reader gone before the last block is written: same as mid-way
         return code
     except MatrixError as exc:
@@ -322,7 +322,7 @@ def _internal_error(exc: BaseException, args: argparse.Namespace) -> int:
     log = Path(getattr(args, "reports_dir", None) or "reports") / "harness-error.log"
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
-        from harness.redact import redact
+        from harness.system.redact import redact
 
         log.write_text(redact(traceback.format_exc()), encoding="utf-8")
         where = f"; traceback in {log}"

@@ -6,7 +6,7 @@ provisioner hands out: Juju's bundle on Kubernetes platforms (`provisioners.kube
 own processes for `local`, a server someone else runs for `external`. Optional capabilities are
 separate protocols, detected with `isinstance`.
 
-Kinds are registered under the entry-point group `mlflow_matrix.provisioners` (harness.registry).
+Kinds are registered under the entry-point group `mlflow_matrix.provisioners` (harness.config.registry).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from harness.endpoint import Endpoint
-    from harness.envs import MlflowEnv
-    from harness.matrix import Cell, Channel, Platform
-    from harness.state import RunState
+    from harness.config.matrix import Cell, Channel, Platform
+    from harness.run.envs import MlflowEnv
+    from harness.system.endpoint import Endpoint
+    from harness.system.state import RunState
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Provisioner(Protocol):
 
     def deployment_plan(self, cell: Cell) -> DeploymentPlan:
         """Steps of one cell's deployment, by step, for `plan` to print each where the runner
-        takes it (harness.cell_steps); no side effects."""
+        takes it (harness.run.cell_steps); no side effects."""
 
     def up(self) -> Substrate:
         """Create the platform. Called once per platform per run, before any cell."""

@@ -32,10 +32,10 @@ from urllib.parse import urlparse
 
 from packaging.version import InvalidVersion, Version
 
-from harness.endpoint import Credentials, Endpoint
-from harness.errors import ConfigError, InfrastructureError
-from harness.matrix import DETECT, Cell, Channel
-from harness.redact import redact, register_secret
+from harness.config.matrix import DETECT, Cell, Channel
+from harness.system.endpoint import Credentials, Endpoint
+from harness.system.errors import ConfigError, InfrastructureError
+from harness.system.redact import redact, register_secret
 from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 PREFLIGHT_BUDGET = 10.0   # seconds for every check together: fail fast, before any scenario

@@ -27,13 +27,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from harness.endpoint import Credentials, Endpoint
-from harness.envs import MlflowEnv
-from harness.errors import CellSkipped, InfrastructureError
-from harness.matrix import Cell, Channel
-from harness.procs import Service, free_ports, run
-from harness.redact import redact, register_secret
-from harness.waits import NotYet, Terminal, wait_for
+from harness.config.matrix import Cell, Channel
+from harness.run.envs import MlflowEnv
+from harness.system.endpoint import Credentials, Endpoint
+from harness.system.errors import CellSkipped, InfrastructureError
+from harness.system.procs import Service, free_ports, run
+from harness.system.redact import redact, register_secret
+from harness.system.waits import NotYet, Terminal, wait_for
 from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"

@@ -1,6 +1,6 @@
 """Upgrades: everything written before an upgrade is all there after it, field by field.
 
-Runs in three phases of one upgrade cell (see harness/runner.py):
+Runs in three phases of one upgrade cell (see harness/run/runner.py):
   before-upgrade  the old client writes a rich, deterministic data set and a manifest of it
   after-upgrade   the new client checks every manifest entry, then that new writes still work
   old-client      the old client reads through the new server (informational: MLflow supports

@@ -1,5 +1,5 @@
 """The dependency rules of DESIGN.md, checked on the source: no import cycle, the direction
-`harness.cli → harness.runner → provisioners → deployments → harness.kube/procs/waits` holds,
+`harness.cli → harness.run.runner → provisioners → deployments → harness.system.kube/procs/waits` holds,
 and the commands that only read matrix.yaml load neither jubilant nor lightkube."""
 
 from __future__ import annotations
@@ -108,13 +108,13 @@ def test_the_dependency_direction_of_the_design():
             if module.startswith("harness.") and dep.startswith(("provisioners.", "deployments")) \
                     and dep != "provisioners.api":
                 problems.append(f"{module} imports {dep} (the core reaches kinds through "
-                                "harness.registry only)")
+                                "harness.config.registry only)")
     assert problems == []
 
 
 def test_matrix_imports_no_provisioner():
     graph = import_graph()
-    seen, todo = set(), ["harness.matrix"]
+    seen, todo = set(), ["harness.config.matrix"]
     while todo:
         module = todo.pop()
         if module not in seen:
@@ -132,7 +132,8 @@ def test_scenarios_import_only_the_plugin_and_their_helpers():
                      and node.level == 0 else [])
             for name in names:
                 top = name.split(".")[0]
-                if top in PACKAGES and not name.startswith(("harness.plugin", "harness.endpoint")):
+                if top in PACKAGES and not name.startswith(("harness.incell.plugin",
+                                                            "harness.system.endpoint")):
                     problems.append(f"{path.name}: {name}")
     assert problems == []
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from deployments.juju.settings import MINIO_APP, MYSQL_APP, SERVER_APP, JujuSettings
-from harness.errors import InfrastructureError
+from harness.system.errors import InfrastructureError
 
 if TYPE_CHECKING:
 
-    from harness.matrix import Channel
+    from harness.config.matrix import Channel
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""The jubilant seam: every Juju command runs through `harness.procs.run`.
+"""The jubilant seam: every Juju command runs through `harness.system.procs.run`.
 
-`_Juju` only routes jubilant's single subprocess seam through `harness.procs.run`: a deadline on
+`_Juju` only routes jubilant's single subprocess seam through `harness.system.procs.run`: a deadline on
 every command, its own session so Ctrl-C reaches the harness first, redacted errors.
 """
 
@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING
 
 import jubilant
 
-from harness.errors import CommandError, InfrastructureError
-from harness.procs import run
-from harness.redact import redact
+from harness.system.errors import CommandError, InfrastructureError
+from harness.system.procs import run
+from harness.system.redact import redact
 
 if TYPE_CHECKING:
     pass
 
 
 class _Juju(jubilant.Juju):
-    """jubilant.Juju whose one subprocess call runs through `harness.procs.run`.
+    """jubilant.Juju whose one subprocess call runs through `harness.system.procs.run`.
 
     jubilant funnels every command through `Juju._cli` (same signature in jubilant 1.x and on
     main); overriding it adds a deadline to every command and a session of its own, and keeps

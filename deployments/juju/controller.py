@@ -25,8 +25,8 @@ from deployments.juju.settings import (
     JujuSettings,
     bootstrap_config,
 )
-from harness.errors import CommandError, InfrastructureError, Interrupted
-from harness.waits import CANCEL, NotYet, wait_for
+from harness.system.errors import CommandError, InfrastructureError, Interrupted
+from harness.system.waits import CANCEL, NotYet, wait_for
 
 if TYPE_CHECKING:
     from provisioners.api import RunContext, Substrate
@@ -66,7 +66,7 @@ def kubeconfig_text(substrate: Substrate) -> str:
     except OSError as exc:
         raise InfrastructureError(f"cannot read the kubeconfig {path}: {exc}",
                                   hint="pass --kubeconfig PATH or set KUBECONFIG") from None
-    from harness.kube import register_kubeconfig_secrets
+    from harness.system.kube import register_kubeconfig_secrets
 
     register_kubeconfig_secrets(text)
     return text
@@ -130,7 +130,7 @@ def bootstrap(context: RunContext, juju: _Juju, cloud: str, controller: str, *,
     A bootstrap takes minutes; as a Service (own process group, recorded in the run state) it is
     polled instead of blocking, so an interrupted run gets to its teardown at once.
     """
-    from harness.procs import Service
+    from harness.system.procs import Service
 
     argv = [juju.cli_binary, "bootstrap", cloud, controller, "--no-switch"]
     for value in config:

@@ -33,6 +33,7 @@ from deployments.juju.bundle import (
 )
 from deployments.juju.cli import _Juju, _not_found, juju_errors
 from deployments.juju.controller import ensure_controller
+from deployments.juju.cos import CosReport, check_cos_relations
 from deployments.juju.names import _timeout, model_name
 from deployments.juju.settings import (
     BUNDLE_APPS,
@@ -53,15 +54,14 @@ from deployments.juju.settings import (
     juju_settings,
 )
 from deployments.juju.watch import BundleWatch, _UnitFailed
-from harness.cos_relations import CosReport, check_cos_relations
-from harness.endpoint import Credentials, Endpoint
-from harness.errors import CommandError, InfrastructureError, Interrupted
-from harness.redact import redact, register_secret
-from harness.waits import CANCEL, DeadlineExceeded, NotYet, Terminal, wait_for
+from harness.system.endpoint import Credentials, Endpoint
+from harness.system.errors import CommandError, InfrastructureError, Interrupted
+from harness.system.redact import redact, register_secret
+from harness.system.waits import CANCEL, DeadlineExceeded, NotYet, Terminal, wait_for
 
 if TYPE_CHECKING:
-    from harness.kube import Kube
-    from harness.matrix import Cell, Channel
+    from harness.config.matrix import Cell, Channel
+    from harness.system.kube import Kube
     from provisioners.api import RunContext, Substrate
 
 
@@ -308,7 +308,7 @@ class JujuDeployment:
 
     def kube(self) -> Kube:
         if self._kube is None:
-            from harness.kube import Kube
+            from harness.system.kube import Kube
 
             self._kube = Kube(self.substrate.kubeconfig, self.substrate.kube_context,
                               namespace=self.model, poll=min(1.0, self.settings.poll_interval))

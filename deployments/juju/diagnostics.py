@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from harness.errors import CommandError, MatrixError
-from harness.kubectl import kubectl_argv
-from harness.procs import run
-from harness.redact import redact
+from harness.system.errors import CommandError, MatrixError
+from harness.system.kubectl import kubectl_argv
+from harness.system.procs import run
+from harness.system.redact import redact
 
 if TYPE_CHECKING:
     from deployments.juju.deployment import JujuDeployment

@@ -24,10 +24,10 @@ from deployments.juju.settings import (
     bootstrap_config,
     juju_settings,
 )
-from harness.errors import InfrastructureError
+from harness.system.errors import InfrastructureError
 
 if TYPE_CHECKING:
-    from harness.matrix import Cell, Channel
+    from harness.config.matrix import Cell, Channel
     from provisioners.api import RunContext
 
 
@@ -41,7 +41,7 @@ def cell_plan(context: RunContext, cell: Cell) -> list[str]:
 
 def cell_sections(context: RunContext, cell: Cell) -> dict[str, list[str]]:
     """The plan by step (deploy, upgrade, restart, close), for `mlflow-matrix plan` to place
-    each one where the cell's step list (harness.cell_steps) runs it."""
+    each one where the cell's step list (harness.run.cell_steps) runs it."""
     s = juju_settings(context.platform.settings)
     cloud, controller = cloud_name(context), controller_name(context)
     model = model_name(context, cell.id)

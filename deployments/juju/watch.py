@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import jubilant
 
-from harness.errors import Interrupted
-from harness.waits import CANCEL, Terminal
+from harness.system.errors import Interrupted
+from harness.system.waits import CANCEL, Terminal
 
 if TYPE_CHECKING:
     pass

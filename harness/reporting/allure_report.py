@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InfrastructureError
-from harness.procs import run
-from harness.redact import redact
 from harness.reporting.enrich import allure3_categories, cell_versions, executor_info
+from harness.system.errors import InfrastructureError
+from harness.system.procs import run
+from harness.system.redact import redact
 
 TOOLS_DIR = Path(__file__).resolve().parents[2] / "tools" / "allure"
 CONFIG = TOOLS_DIR / "allurerc.mjs"

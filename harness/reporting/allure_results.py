@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.matrix import Cell
-from harness.redact import redact
+from harness.config.matrix import Cell
+from harness.system.redact import redact
 
 PHASE_SUITE = "lifecycle"
 PHASE_TRACE_MARKER = "[mlflow-matrix lifecycle phase:"

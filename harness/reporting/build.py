@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, MatrixError
-from harness.matrix import Matrix
+from harness.config.matrix import Matrix
 from harness.reporting.allure_report import build_allure_report, iter_cells
 from harness.reporting.enrich import enrich_cell
 from harness.reporting.matrix_page import write_matrix_page
+from harness.system.errors import ConfigError, MatrixError
 
 
 @dataclass

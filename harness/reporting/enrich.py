@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.redact import redact
 from harness.reporting.allure_results import PHASE_SUITE, PHASE_TRACE_MARKER, read_statuses
+from harness.system.redact import redact
 
 HARNESS_SUITE = "harness"
 HARNESS_TRACE_MARKER = "[mlflow-matrix harness error]"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
 from harness.reporting.allure_report import HISTORY_FILE
+from harness.system.errors import ConfigError
 
 MATRIX_JSON = "matrix.json"
 GREEN = frozenset({"passed", "known-defect"})

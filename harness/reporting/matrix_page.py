@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.matrix import Matrix
-from harness.redact import redact
+from harness.config.matrix import Matrix
 from harness.reporting.allure_report import REPORT_DIR, SINGLE_FILE, iter_cells, result_link
 from harness.reporting.allure_results import PHASE_SUITE, read_statuses
 from harness.reporting.enrich import HARNESS_SUITE, cell_versions
-from harness.run_folders import INDEX, RUNS_DIR, earlier_runs
+from harness.run.run_folders import INDEX, RUNS_DIR, earlier_runs
+from harness.system.redact import redact
 
 SCHEMA = 1
 # worst first: the status a suite (or cell) shows is the worst of its results

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
-from harness.matrix import Matrix
+from harness.config.matrix import Matrix
 from harness.reporting.allure_report import iter_cells
 from harness.reporting.build import ReportOutcome, build_reports
 from harness.reporting.history import import_previous, regression_lines
+from harness.system.errors import ConfigError
 
 MARKER = "merged.json"      # written into the output: what was merged from where
 COPIED_RUN_DIRS = ("runs",)  # run summaries; state files stay with the machine that owns them

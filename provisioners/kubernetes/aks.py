@@ -21,8 +21,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from deployments.juju.settings import JujuSettings
-from harness.errors import InfrastructureError, MatrixError
-from harness.kubectl import kubectl_argv
+from harness.system.errors import InfrastructureError, MatrixError
+from harness.system.kubectl import kubectl_argv
 from provisioners.api import RunContext, Substrate, SweptResource
 from provisioners.kubernetes.base import KubernetesProvisioner
 from provisioners.kubernetes.cloud import (
@@ -308,8 +308,8 @@ class AksClient:
         A `cancellable` wait (creates, not deletes) also ends on the runner's Ctrl-C."""
         from azure.core.exceptions import HttpResponseError
 
-        from harness.errors import Interrupted
-        from harness.waits import CANCEL
+        from harness.system.errors import Interrupted
+        from harness.system.waits import CANCEL
 
         started = time.monotonic()
         last_report = started
@@ -520,7 +520,7 @@ class AksProvisioner(KubernetesProvisioner):
 
     # ------------------------------------------------------------ helpers
     def _write_kubeconfig(self, text: str) -> None:
-        from harness.kube import register_kubeconfig_secrets
+        from harness.system.kube import register_kubeconfig_secrets
 
         register_kubeconfig_secrets(text)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployments.juju.settings import JujuSettings
-from harness.errors import InfrastructureError, MatrixError
-from harness.procs import run
-from harness.redact import redact
+from harness.system.errors import InfrastructureError, MatrixError
+from harness.system.procs import run
+from harness.system.redact import redact
 from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 if TYPE_CHECKING:
     from deployments.juju.deployment import JujuDeployment
-    from harness.matrix import Cell
+    from harness.config.matrix import Cell
 
 COLLECT_TIMEOUT = 60
 

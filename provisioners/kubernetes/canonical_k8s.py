@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from deployments.juju.settings import JujuSettings
-from harness.errors import InfrastructureError
-from harness.redact import redact
+from harness.system.errors import InfrastructureError
+from harness.system.redact import redact
 from provisioners.api import Substrate
 from provisioners.kubernetes.snap import COMMAND_TIMEOUT, SnapClusterProvisioner
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from harness.errors import ConfigError, InfrastructureError, MatrixError
-from harness.options import parse_duration
-from harness.redact import redact
+from harness.commands.options import parse_duration
+from harness.system.errors import ConfigError, InfrastructureError, MatrixError
+from harness.system.redact import redact
 from provisioners.api import SweptResource
 
 __all__ = ["CapacityError", "CredentialsError", "TaggedResource", "gke_labels", "is_due", "iso",

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from deployments.juju.settings import JujuSettings
-from harness.errors import ConfigError, InfrastructureError
-from harness.kubectl import kubectl_argv
-from harness.redact import redact
+from harness.system.errors import ConfigError, InfrastructureError
+from harness.system.kubectl import kubectl_argv
+from harness.system.redact import redact
 from provisioners.api import Substrate
 from provisioners.kubernetes.base import KubernetesProvisioner
 
@@ -58,7 +58,7 @@ class ExistingClusterProvisioner(KubernetesProvisioner):
             raise ConfigError(f"no kubeconfig at {path}",
                               hint="pass --kubeconfig PATH or set `kubeconfig:` for the platform")
         context = self.settings.context or None
-        from harness.kube import load_config
+        from harness.system.kube import load_config
 
         config = load_config(path, context)
         try:

@@ -22,8 +22,8 @@ from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from deployments.juju.settings import JujuSettings
-from harness.errors import InfrastructureError, MatrixError
-from harness.kubectl import kubectl_argv
+from harness.system.errors import InfrastructureError, MatrixError
+from harness.system.kubectl import kubectl_argv
 from provisioners.api import RunContext, Substrate, SweptResource
 from provisioners.kubernetes.base import KubernetesProvisioner
 from provisioners.kubernetes.cloud import (
@@ -319,8 +319,8 @@ _CAPACITY_HINT = ("pick another machine_type or zone for the platform in matrix.
 
 def _check_cancel() -> None:
     """Ctrl-C/SIGTERM in the runner: stop waiting so teardown can start."""
-    from harness.errors import Interrupted
-    from harness.waits import CANCEL
+    from harness.system.errors import Interrupted
+    from harness.system.waits import CANCEL
 
     if CANCEL.is_set():
         raise Interrupted()
@@ -484,7 +484,7 @@ class GkeProvisioner(KubernetesProvisioner):
                                progress=progress)
 
     def _write_kubeconfig(self, text: str) -> None:
-        from harness.kube import register_kubeconfig_secrets
+        from harness.system.kube import register_kubeconfig_secrets
 
         register_kubeconfig_secrets(text)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.errors import CommandError, InfrastructureError, MatrixError
-from harness.procs import run
-from harness.redact import redact
+from harness.system.errors import CommandError, InfrastructureError, MatrixError
+from harness.system.procs import run
+from harness.system.redact import redact
 from provisioners.api import RunContext, Substrate
 from provisioners.kubernetes.base import KubernetesProvisioner
 
@@ -27,7 +27,7 @@ COMMAND_TIMEOUT = 300
 
 def platform_marker(platform: str) -> Path:
     """Where `up` notes what it installed, for a later `mlflow-matrix down --platform`."""
-    from harness.envs import cache_root
+    from harness.run.envs import cache_root
 
     return cache_root() / "platforms" / f"{platform}.json"
 
@@ -140,7 +140,7 @@ class SnapClusterProvisioner(KubernetesProvisioner):
     def write_kubeconfig(self, text: str) -> Path:
         if "apiVersion" not in text or "clusters" not in text:
             raise InfrastructureError(f"{self.snap} printed no kubeconfig")
-        from harness.kube import register_kubeconfig_secrets  # lightkube: only when used
+        from harness.system.kube import register_kubeconfig_secrets  # lightkube: only when used
 
         register_kubeconfig_secrets(text)
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)

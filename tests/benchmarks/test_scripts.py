@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-REPORTS = ROOT / "tests" / "reporting" / "data" / "reports"
+REPORTS = ROOT / "tests" / "harness" / "reporting" / "data" / "reports"
 
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:

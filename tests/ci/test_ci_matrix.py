@@ -1,4 +1,4 @@
-"""`mlflow-matrix list --json` and the nightly job matrices made from it (harness/ci_matrix.py)."""
+"""`mlflow-matrix list --json` and the nightly job matrices made from it (harness/commands/ci_matrix.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.ci_matrix import (
+from harness.commands.ci_matrix import (
     GITHUB_MAX_JOB_MINUTES,
     SelectionError,
     cluster_timeouts,
@@ -19,7 +19,7 @@ from harness.ci_matrix import (
     list_data,
     select,
 )
-from harness.matrix import Platform
+from harness.config.matrix import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_cloud_timeouts_come_from_the_platform_and_are_capped_at_githubs_limit(c
 
 
 def _budget(matrix, platform: Platform):
-    from harness.ci_matrix import budget
+    from harness.commands.ci_matrix import budget
 
     return budget(matrix, platform)
 
@@ -143,7 +143,7 @@ def test_the_generator_writes_github_outputs_and_errors_as_annotations(matrix, t
     listing = tmp_path / "list.json"
     listing.write_text(json.dumps(list_data(matrix)))
     out = tmp_path / "github_output"
-    ok = subprocess.run([sys.executable, "-m", "harness.ci_matrix", "--list", str(listing),
+    ok = subprocess.run([sys.executable, "-m", "harness.commands.ci_matrix", "--list", str(listing),
                          "--platforms", "", "--github-output", str(out)],
                         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert ok.returncode == 0, ok.stderr
@@ -152,7 +152,7 @@ def test_the_generator_writes_github_outputs_and_errors_as_annotations(matrix, t
     assert [j["platform"] for j in json.loads(lines["jobs"])][:3] == ["local", "local-mysql",
                                                                      "local-proxied"]
     assert "::notice title=not run: external::" in ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "harness.ci_matrix", "--list", str(listing),
+    bad = subprocess.run([sys.executable, "-m", "harness.commands.ci_matrix", "--list", str(listing),
                           "--platforms", "nope"], capture_output=True, text=True, cwd=ROOT,
                          timeout=60)
     assert bad.returncode == 2

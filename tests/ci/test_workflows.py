@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.ci_matrix import CLOUD_OF_KIND, list_data, select
+from harness.commands.ci_matrix import CLOUD_OF_KIND, list_data, select
 
 SHA_PIN = re.compile(r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*v\d+(\.\d+)*\s*$")
 AUTH_ACTION = {"aws": "aws-actions/configure-aws-credentials", "azure": "azure/login",
@@ -123,7 +123,7 @@ def nightly_problems(wf: dict) -> list[str]:
         problems.append("no `generate` job: the job list would drift from matrix.yaml")
     else:
         scripts = " ".join(str(s.get("run", "")) for s in _steps(generate))
-        if "mlflow-matrix list --json" not in scripts or "harness.ci_matrix" not in scripts:
+        if "mlflow-matrix list --json" not in scripts or "harness.commands.ci_matrix" not in scripts:
             problems.append("generate does not derive the jobs from `mlflow-matrix list --json`")
         for output in ("jobs", "cloud_jobs", "clouds", "skipped"):
             if f"steps.select.outputs.{output}" not in str(generate.get("outputs", {}).get(output)):

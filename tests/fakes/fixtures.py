@@ -16,9 +16,9 @@ import pytest
 
 from fakes.cluster import FakeCluster
 from fakes.kubeapi import FakeKubeAPI
-from harness import waits
-from harness.matrix import Channel, Matrix, load_matrix
-from harness.state import RunState
+from harness.config.matrix import Channel, Matrix, load_matrix
+from harness.system import waits
+from harness.system.state import RunState
 from provisioners.api import RunContext
 
 BUNDLES = Path(__file__).resolve().parent / "recordings" / "bundles"

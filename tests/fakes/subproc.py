@@ -1,7 +1,7 @@
 """`FakeRun`: subprocess.run faked at the boundary, jubilant's unit-test style.
 
 Every expected command is registered with its exact argv and the output to return; an
-unexpected command fails the test with its argv. The keyword arguments `harness.procs.run`
+unexpected command fails the test with its argv. The keyword arguments `harness.system.procs.run`
 must always pass (capture, text, a timeout, its own session) are asserted on every call.
 """
 

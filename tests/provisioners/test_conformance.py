@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import MatrixError
-from harness.matrix import Platform, Selection, expand_cells, load_matrix
-from harness.options import PLATFORM_OPTIONS
-from harness.registry import known_kinds, load_provisioner_class
-from harness.state import RunState
+from harness.commands.options import PLATFORM_OPTIONS
+from harness.config.matrix import Platform, Selection, expand_cells, load_matrix
+from harness.config.registry import known_kinds, load_provisioner_class
+from harness.system.errors import MatrixError
+from harness.system.state import RunState
 from provisioners.api import DeploymentPlan, Provisioner, RunContext, Substrate, Sweepable
 
 KINDS = known_kinds()

@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 
 from harness.cli import build_parser
-from harness.commands import selected_cells
-from harness.endpoint import Credentials
-from harness.errors import ConfigError, InfrastructureError
-from harness.matrix import DETECT, adhoc_channel, load_matrix
-from harness.procs import free_ports
-from harness.redact import redact
-from harness.registry import ENTRY_POINT_GROUP, load_provisioner_class
-from harness.state import RunState
+from harness.commands.subcommands import selected_cells
+from harness.config.matrix import DETECT, adhoc_channel, load_matrix
+from harness.config.registry import ENTRY_POINT_GROUP, load_provisioner_class
+from harness.system.endpoint import Credentials
+from harness.system.errors import ConfigError, InfrastructureError
+from harness.system.procs import free_ports
+from harness.system.redact import redact
+from harness.system.state import RunState
 from provisioners.api import (
     Deployment,
     Provisioner,
@@ -85,7 +85,7 @@ def s3(context):
 @pytest.fixture(scope="module")
 def mlflow_server(context, s3):
     """A real `mlflow server` with the charm's proxied-artifacts command line."""
-    from harness.envs import ensure_env
+    from harness.run.envs import ensure_env
     from provisioners.local import LocalSettings, MlflowServer, SqliteStore
 
     matrix = load_matrix()

@@ -16,9 +16,9 @@ import boto3
 import botocore.exceptions as bexc
 from botocore.config import Config
 
-from harness.errors import ConfigError, InfrastructureError, Interrupted
-from harness.redact import redact
-from harness.waits import CANCEL, DeadlineExceeded
+from harness.system.errors import ConfigError, InfrastructureError, Interrupted
+from harness.system.redact import redact
+from harness.system.waits import CANCEL, DeadlineExceeded
 from provisioners.api import SweptResource
 from provisioners.kubernetes.cloud import (
     TAG_CREATED,

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from harness.errors import InfrastructureError, MatrixError
-from harness.redact import redact, register_secret
-from harness.waits import DeadlineExceeded
+from harness.system.errors import InfrastructureError, MatrixError
+from harness.system.redact import redact, register_secret
+from harness.system.waits import DeadlineExceeded
 from provisioners.kubernetes.eks.settings import SERVICE_ACCOUNT, EksSettings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mlflow-matrix"}

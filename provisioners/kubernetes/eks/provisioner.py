@@ -61,7 +61,7 @@ class EksProvisioner(KubernetesProvisioner):
         return [*super().plan(), *self.cluster.collect_lines()]
 
     def collect_commands(self) -> list[tuple[str, list[str]]]:
-        from harness.kubectl import kubectl_argv
+        from harness.system.kubectl import kubectl_argv
 
         base = kubectl_argv(self.cluster.kubeconfig_path, None, None, [])
         return [("nodes.txt", [*base, "get", "nodes", "-o", "wide"]),

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from harness.redact import register_secret
+from harness.system.redact import register_secret
 from provisioners.kubernetes.eks.settings import TOKEN_PREFIX
 
 

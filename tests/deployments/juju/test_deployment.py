@@ -32,9 +32,9 @@ from deployments.juju import deployment as jdeployment
 from deployments.juju import names as jnames
 from deployments.juju import settings as jsettings
 from deployments.juju import watch as jwatch
-from harness.errors import InfrastructureError, Interrupted
-from harness.redact import redact
-from harness.waits import CANCEL, DeadlineExceeded, Terminal
+from harness.system.errors import InfrastructureError, Interrupted
+from harness.system.redact import redact
+from harness.system.waits import CANCEL, DeadlineExceeded, Terminal
 from provisioners.api import Substrate
 
 CLOUD = f"mm-{RUN_ID}-microk8s-1-32"
@@ -508,7 +508,7 @@ def test_names_are_valid_juju_and_kubernetes_names(context_for):
 
 
 def test_plan_for_is_the_exact_command_sequence_and_runs_nothing(fake_run, context_for):
-    from harness.matrix import Cell
+    from harness.config.matrix import Cell
 
     ctx = context_for("microk8s-1.32")
     cell = Cell(ctx.platform, local_channel("2.15/stable"), ("tracking",),
@@ -698,7 +698,7 @@ def _cos_lines(fake: FakeCluster) -> list[str]:
 
 
 def _cell(ctx, channel: str):
-    from harness.matrix import Cell
+    from harness.config.matrix import Cell
 
     return Cell(ctx.platform, local_channel(channel), ("tracking",))
 

@@ -20,8 +20,8 @@ from deployments.juju import cli as jcli
 from deployments.juju import controller as jcontroller
 from deployments.juju import deployment as jdeployment
 from deployments.juju import diagnostics
-from harness import kubectl
-from harness.redact import redact
+from harness.system import kubectl
+from harness.system.redact import redact
 from provisioners.kubernetes.microk8s import MicroK8sProvisioner
 
 

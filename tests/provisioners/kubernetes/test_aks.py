@@ -26,7 +26,7 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     stub_mlflow,
 )
 
-from harness.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, InfrastructureError
+from harness.system.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, InfrastructureError
 from provisioners.kubernetes.aks import (
     AksClient,
     AksProvisioner,

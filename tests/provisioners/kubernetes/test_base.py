@@ -11,7 +11,7 @@ from fakes.fixtures import RUN_ID, context_for  # noqa: F401  (pytest fixtures)
 from deployments.juju.controller import release_recorded_juju
 from deployments.juju.deployment import JujuDeployment
 from deployments.juju.settings import JujuSettings
-from harness.errors import InfrastructureError
+from harness.system.errors import InfrastructureError
 from provisioners.api import Provisioner, Substrate
 from provisioners.kubernetes.base import KubernetesProvisioner
 

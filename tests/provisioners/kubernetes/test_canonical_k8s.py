@@ -19,7 +19,7 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
 
 from deployments.juju import controller as jcontroller
 from deployments.juju import deployment as jdeployment
-from harness.errors import InfrastructureError
+from harness.system.errors import InfrastructureError
 from provisioners.kubernetes.canonical_k8s import CanonicalK8sProvisioner
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from harness.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, ConfigError, InfrastructureError
+from harness.system.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, ConfigError, InfrastructureError
 from provisioners.kubernetes import cloud
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)

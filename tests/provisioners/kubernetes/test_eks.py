@@ -26,9 +26,9 @@ from botocore.stub import Stubber
 from fakes.aws import aws_on_loopback
 from fakes.fixtures import RUN_ID, cluster, context_for, fake_api, stub_mlflow  # noqa: F401
 
-from harness.errors import ConfigError, InfrastructureError
-from harness.state import RunState
-from harness.waits import DeadlineExceeded
+from harness.system.errors import ConfigError, InfrastructureError
+from harness.system.state import RunState
+from harness.system.waits import DeadlineExceeded
 from provisioners.kubernetes.cloud import (
     TAG_CREATED,
     TAG_EXPIRES,

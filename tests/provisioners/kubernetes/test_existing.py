@@ -21,7 +21,7 @@ from deployments.juju import cli as jcli
 from deployments.juju import controller as jcontroller
 from deployments.juju import deployment as jdeployment
 from deployments.juju import settings as jsettings
-from harness.errors import ConfigError, InfrastructureError
+from harness.system.errors import ConfigError, InfrastructureError
 from provisioners.kubernetes.existing import ExistingClusterProvisioner
 
 

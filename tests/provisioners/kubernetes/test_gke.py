@@ -20,7 +20,7 @@ import yaml
 from fakes.fixtures import context_for  # noqa: F401  (pytest fixture)
 from fakes.gke_api import PROJECT, FakeGke
 
-from harness.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, InfrastructureError
+from harness.system.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, InfrastructureError
 from provisioners.kubernetes.cloud import CapacityError, CredentialsError
 from provisioners.kubernetes.gke import (
     GkeClient,

@@ -29,9 +29,9 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
 )
 
 from deployments.juju import controller as jcontroller
-from harness.errors import InfrastructureError
-from harness.matrix import Selection, expand_cells, load_matrix
-from harness.runner import Progress, Runner, RunOptions
+from harness.config.matrix import Selection, expand_cells, load_matrix
+from harness.run.runner import Progress, Runner, RunOptions
+from harness.system.errors import InfrastructureError
 from provisioners.kubernetes.microk8s import MicroK8sProvisioner, platform_marker
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -158,7 +158,7 @@ def test_janitor_releases_recorded_resources(cluster):
 
 def ready_env_cache(root: Path, matrix) -> Path:
     """An MLflow env cache in which the channel's env counts as built (no download)."""
-    from harness.envs import env_path, env_spec
+    from harness.run.envs import env_path, env_spec
 
     channel = matrix.channels["2.22/stable"]
     pins = matrix.requirements_for(channel)
@@ -282,8 +282,8 @@ def test_scenarios_run_against_a_real_mlflow_behind_the_fake_cluster(tmp_path, m
     tests run through the endpoint and the MinIO keys JujuDeployment discovered."""
     from fakes.kubeapi import FakeKubeAPI
 
-    from harness.envs import cache_root, ensure_env
-    from harness.state import RunState
+    from harness.run.envs import cache_root, ensure_env
+    from harness.system.state import RunState
     from provisioners.api import RunContext
     from provisioners.local import LocalSettings, MlflowServer, SeaweedS3, SqliteStore
 

@@ -1,0 +1,1 @@
+"""Commands of `mlflow-matrix`: from flags to cells, plans, platform lifecycle."""

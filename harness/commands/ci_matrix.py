@@ -1,0 +1,358 @@
+"""What CI needs to know about matrix.yaml, so the nightly workflow never drifts from it.
+
+Two halves:
+- `list_data(matrix)` is `mlflow-matrix list --json`: platforms (kind, which cloud's credentials a
+  job needs, snaps and apt packages the runner needs, job timeouts computed from the timeouts in
+  matrix.yaml), channels, upgrade paths, suites, defaults. It imports no provisioner.
+- `python -m harness.commands.ci_matrix --list LIST.json [--platforms …] [--channels …] [--upgrades …]`
+  turns that document plus the workflow_dispatch inputs into the job matrices of
+  .github/workflows/nightly.yaml (written to $GITHUB_OUTPUT). It reads only the JSON, so it runs
+  on any Python without the harness's dependencies.
+
+A job's `timeout-minutes` is a backstop against a harness bug, never the deadline that ends a
+healthy run: it is the sum of the harness's own deadlines for that job (see `job_timeouts`),
+capped at GitHub's 360-minute limit for hosted runners.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.config.matrix import Matrix, Platform
+
+SCHEMA = 1
+GITHUB_MAX_JOB_MINUTES = 360
+SETUP_MINUTES = 15        # checkout, Python, tox env, snaps/apt on the runner
+UPLOAD_MINUTES = 5        # the reports upload steps
+TEARDOWN_MARGIN_MINUTES = 5
+JUJU_SNAP = "juju:3.6/stable"
+
+# Which cloud's short-lived credentials a kind's job needs (the OIDC step it gets).
+CLOUD_OF_KIND = {"eks": "aws", "aks": "azure", "gke": "gcp"}
+# Kinds that deploy MLflow themselves (no cluster, no Juju): a cell's "deploy" is a server start.
+SELF_DEPLOYING = frozenset({"local", "external"})
+# Cluster create/delete seconds when a platform's settings name none (issue 10's starting points).
+DEFAULT_CLUSTER_TIMEOUTS = {
+    "eks": (2400, 2700), "aks": (1800, 1200), "gke": (1800, 1200),
+    "microk8s": (900, 600), "canonical-k8s": (900, 600), "existing": (0, 0),
+}
+# Settings keys read for a platform's own create/delete timeouts, in seconds.
+UP_KEYS = ("up_timeout", "create_timeout", "provision_timeout")
+DOWN_KEYS = ("down_timeout", "delete_timeout", "teardown_timeout")
+SELECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$")
+
+
+class SelectionError(ValueError):
+    """A workflow_dispatch input names something matrix.yaml does not have."""
+
+
+# ---------------------------------------------------------------- list --json
+
+
+def _settings(platform: Platform) -> dict[str, Any]:
+    settings = platform.settings
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return dataclasses.asdict(settings)
+    return dict(settings) if isinstance(settings, Mapping) else {}
+
+
+def _seconds(settings: Mapping[str, Any], keys: Sequence[str], nested: Sequence[str]) -> int | None:
+    for key in keys:
+        if isinstance(settings.get(key), int | float):
+            return int(settings[key])
+    table = settings.get("timeouts")
+    if isinstance(table, Mapping):
+        for key in nested:
+            if isinstance(table.get(key), int | float):
+                return int(table[key])
+    return None
+
+
+def cluster_timeouts(platform: Platform) -> tuple[int, int]:
+    """(create, delete) seconds of the platform's cluster; 0 for kinds that have none.
+
+    From its settings in matrix.yaml (`up_timeout`/`down_timeout`, or `timeouts: {up, down}`),
+    else the kind's default; a Juju platform adds its `bootstrap_timeout` to the create time.
+    """
+    settings = _settings(platform)
+    default_up, default_down = DEFAULT_CLUSTER_TIMEOUTS.get(platform.kind, (0, 0))
+    up = _seconds(settings, UP_KEYS, ("up", "create"))
+    down = _seconds(settings, DOWN_KEYS, ("down", "delete"))
+    up = default_up if up is None else up
+    down = default_down if down is None else down
+    if isinstance(settings.get("bootstrap_timeout"), int | float):
+        up += int(settings["bootstrap_timeout"])
+    return up, down
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The deadlines one platform job adds up, in seconds."""
+
+    up: int
+    down: int
+    cell: int           # deploy (or server start) + scenarios + teardown
+    upgrade_cell: int   # the same plus the upgrade (a second deployment)
+    env_build: int
+    parallel: int
+
+
+def budget(matrix: Matrix, platform: Platform) -> Budget:
+    t = matrix.timeouts
+    up, down = cluster_timeouts(platform)
+    deploy = t.server_start if platform.kind in SELF_DEPLOYING else t.deploy
+    cell = deploy + t.scenarios + t.teardown
+    return Budget(up=up, down=down, cell=cell, upgrade_cell=cell + deploy, env_build=t.env_build,
+                  parallel=max(1, matrix.defaults.parallel))
+
+
+def _makespan(costs: Sequence[int], lanes: int) -> int:
+    """Longest lane when cells are dealt biggest first to `lanes` workers (the runner's pool)."""
+    loads = [0] * max(1, min(lanes, len(costs) or 1))
+    for cost in sorted(costs, reverse=True):
+        loads[loads.index(min(loads))] += cost
+    return max(loads)
+
+
+def job_timeouts(b: Mapping[str, int], cells: int, upgrade_cells: int) -> dict[str, Any]:
+    """timeout-minutes for the job, its matrix step and its teardown step.
+
+    run step = env builds + cluster up + the cells over `parallel` lanes + cluster down;
+    teardown step = cluster down + a margin; job = setup + run + teardown + uploads,
+    at most GitHub's 360 (the run step gives way, so teardown always keeps its time).
+    """
+    costs = [b["cell"]] * cells + [b["upgrade_cell"]] * upgrade_cells
+    run_s = b["env_build"] + b["up"] + _makespan(costs, b["parallel"]) + b["down"]
+    run_minutes = math.ceil(run_s / 60)
+    teardown_minutes = math.ceil(b["down"] / 60) + TEARDOWN_MARGIN_MINUTES
+    fixed = SETUP_MINUTES + teardown_minutes + UPLOAD_MINUTES
+    capped = fixed + run_minutes > GITHUB_MAX_JOB_MINUTES
+    if capped:
+        run_minutes = GITHUB_MAX_JOB_MINUTES - fixed
+    return {"timeout_minutes": fixed + run_minutes, "run_timeout_minutes": run_minutes,
+            "teardown_timeout_minutes": teardown_minutes, "capped": capped}
+
+
+def runner_needs(platform: Platform) -> dict[str, Any]:
+    """Whether a nightly job can run the platform unattended, and what the runner needs."""
+    settings = _settings(platform)
+    kind = platform.kind
+    snaps: list[str] = []
+    apt: list[str] = []
+    reason = ""
+    if kind == "local":
+        if settings.get("database") == "mysql":
+            apt.append("mariadb-server")
+    elif kind == "external":
+        if not settings.get("tracking_uri"):
+            reason = ("tests an MLflow server someone already runs: needs --tracking-uri; "
+                      "run it by hand (docs/ci.md)")
+    elif kind == "existing":
+        if not settings.get("kubeconfig"):
+            reason = "tests a cluster someone already runs: needs its kubeconfig; run it by hand"
+    elif kind == "microk8s":
+        snaps += [f"microk8s:{settings.get('channel') or 'latest/stable'}:classic", JUJU_SNAP]
+    elif kind == "canonical-k8s":
+        snaps += [f"k8s:{settings.get('channel') or 'latest/stable'}:classic", JUJU_SNAP]
+    elif kind in CLOUD_OF_KIND:
+        snaps.append(JUJU_SNAP)
+    cloud = CLOUD_OF_KIND.get(kind)
+    region = next((str(settings[k]) for k in ("region", "location", "zone") if settings.get(k)), "")
+    return {"runs": not reason, "reason": reason, "cloud": cloud, "region": region,
+            "snaps": snaps, "apt": apt}
+
+
+def list_data(matrix: Matrix) -> dict[str, Any]:
+    """The document `mlflow-matrix list --json` prints."""
+    from harness.config.matrix import Selection, expand_cells
+
+    defaults = matrix.defaults
+    platforms = []
+    for platform in matrix.platforms.values():
+        b = budget(matrix, platform)
+        cells = expand_cells(matrix, Selection(platforms=(platform.name,),
+                                               channels=defaults.channels,
+                                               upgrades=defaults.upgrades,
+                                               scenarios=defaults.scenarios))
+        suites = sorted({s for c in cells for s in c.scenarios})
+        plain = sum(1 for c in cells if not c.upgrade_to)
+        upgrade = len(cells) - plain
+        raw = dataclasses.asdict(b)
+        platforms.append({
+            "name": platform.name,
+            "kind": platform.kind,
+            "description": platform.description,
+            "default": platform.name in defaults.platforms,
+            "suites": suites,
+            "budget_s": raw,
+            "ci": {**runner_needs(platform), "cells": len(cells),
+                   **job_timeouts(raw, plain, upgrade)},
+        })
+    return {
+        "schema": SCHEMA,
+        "matrix": str(matrix.path),
+        "platforms": platforms,
+        "channels": [{"name": c.name, "mlflow": c.mlflow_version, "experimental": c.experimental,
+                      "default": c.name in defaults.channels} for c in matrix.channels.values()],
+        "upgrades": [{"from": u.source, "to": u.target, "label": f"{u.source}:{u.target}",
+                      "default": f"{u.source}:{u.target}" in defaults.upgrades}
+                     for u in matrix.upgrades],
+        "scenarios": [{"name": s.name, "description": s.description,
+                       "platforms": list(s.platforms) if s.platforms is not None else None}
+                      for s in matrix.suites.values()],
+        "defaults": {"platforms": list(defaults.platforms), "channels": list(defaults.channels),
+                     "upgrades": list(defaults.upgrades), "scenarios": list(defaults.scenarios),
+                     "parallel": defaults.parallel},
+    }
+
+
+# ---------------------------------------------------------------- the workflow's job matrices
+
+
+def _names(text: str) -> list[str]:
+    """A dispatch input: names separated by commas or spaces; duplicates dropped, order kept."""
+    out: list[str] = []
+    for name in re.split(r"[\s,]+", text.strip()):
+        if name and name not in out:
+            if not SELECTION_NAME.match(name):
+                raise SelectionError(f"{name!r} is not a name from matrix.yaml")
+            out.append(name)
+    return out
+
+
+def _pick(kind: str, wanted: Sequence[str], known: Sequence[str]) -> list[str]:
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SelectionError(f"unknown {kind} {', '.join(map(repr, unknown))}; "
+                             f"matrix.yaml has: {', '.join(known) or 'none'}")
+    return list(wanted)
+
+
+def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
+           upgrades: str = "", scenarios: str = "") -> dict[str, Any]:
+    """Job matrices for a nightly run: `jobs` (no cloud credentials), `cloud_jobs`, `clouds`
+    (one janitor per cloud kind) and `skipped` (platforms no job runs, each with its reason).
+
+    Empty inputs mean the scheduled run: every platform a runner can run unattended, with the
+    defaults of matrix.yaml (the job then runs exactly the README's command). Channels and upgrade
+    paths follow the CLI: naming either replaces both defaults; `none` selects no upgrade path.
+    """
+    by_name = {p["name"]: p for p in data["platforms"]}
+    chosen = _pick("platform", _names(platforms), list(by_name)) if platforms.strip() else []
+    upgrade_names = _names(upgrades)
+    no_upgrades = upgrade_names == ["none"]
+    channel_names = _pick("channel", _names(channels), [c["name"] for c in data["channels"]])
+    upgrade_names = [] if no_upgrades else _pick(
+        "upgrade path", upgrade_names, [u["label"] for u in data["upgrades"]])
+    suite_names = _pick("scenario suite", _names(scenarios), [s["name"] for s in data["scenarios"]])
+    explicit = bool(channel_names or upgrade_names or no_upgrades)
+    if explicit:
+        n_channels, n_upgrades = len(channel_names), len(upgrade_names)
+    else:
+        n_channels, n_upgrades = len(data["defaults"]["channels"]), len(data["defaults"]["upgrades"])
+    args: list[str] = []
+    for name in channel_names:
+        args += ["--channel", name]
+    for name in upgrade_names:
+        args += ["--upgrade", name]
+    for name in suite_names:
+        args += ["--scenario", name]
+    if explicit and not channel_names and not upgrade_names:
+        raise SelectionError("`upgrades: none` with no channel selects no cell; name a channel")
+
+    jobs: list[dict[str, Any]] = []
+    cloud_jobs: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for name, platform in by_name.items():
+        ci = platform["ci"]
+        if chosen and name not in chosen:
+            continue
+        if not ci["runs"]:
+            skipped.append({"platform": name, "reason": ci["reason"]})
+            continue
+        suites = suite_names or platform["suites"]
+        has_plain = any(s != "upgrade" for s in suites)
+        has_upgrade = "upgrade" in suites
+        plain = n_channels if has_plain else 0
+        upgrade = n_upgrades if has_upgrade else 0
+        if plain + upgrade == 0:
+            skipped.append({"platform": name, "reason": "the selection has no cell on it"})
+            continue
+        timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
+        entry = {
+            "platform": name,
+            "kind": platform["kind"],
+            "cloud": ci["cloud"] or "",
+            "region": ci["region"],
+            "snaps": " ".join(ci["snaps"]),
+            "apt": " ".join(ci["apt"]),
+            "args": " ".join(args),
+            "cells": plain + upgrade,
+            **timeouts,
+        }
+        if ci["cloud"]:
+            # an assumed role must outlive the job: STS allows at most 12 h
+            entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))
+            cloud_jobs.append(entry)
+        else:
+            jobs.append(entry)
+    clouds: dict[str, dict[str, Any]] = {}
+    for entry in cloud_jobs:
+        kind = entry["kind"]
+        found = clouds.setdefault(kind, {"kind": kind, "cloud": entry["cloud"],
+                                         "region": entry["region"], "platforms": ""})
+        found["platforms"] = " ".join([*found["platforms"].split(), entry["platform"]])
+    if chosen and not jobs and not cloud_jobs:
+        raise SelectionError("no platform of the selection can run in CI: " + "; ".join(
+            f"{s['platform']}: {s['reason']}" for s in skipped))
+    return {"jobs": jobs, "cloud_jobs": cloud_jobs, "clouds": list(clouds.values()),
+            "skipped": skipped}
+
+
+def github_output(result: Mapping[str, Any]) -> str:
+    """`name=value` lines for $GITHUB_OUTPUT (one line of compact JSON each)."""
+    return "".join(f"{key}={json.dumps(value, separators=(',', ':'))}\n"
+                   for key, value in result.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.commands.ci_matrix",
+        description="Job matrices of the nightly workflow from `mlflow-matrix list --json`.")
+    parser.add_argument("--list", type=Path, required=True, metavar="FILE",
+                        help="output of `mlflow-matrix list --json`")
+    parser.add_argument("--platforms", default="", help="names, comma/space separated; empty: all")
+    parser.add_argument("--channels", default="", help="empty: defaults of matrix.yaml")
+    parser.add_argument("--upgrades", default="", help="FROM:TO names; `none` for no upgrade path")
+    parser.add_argument("--scenarios", default="", help="empty: every suite")
+    parser.add_argument("--github-output", type=Path, metavar="FILE",
+                        help="append the matrices here (the step's $GITHUB_OUTPUT)")
+    args = parser.parse_args(argv)
+    try:
+        data = json.loads(args.list.read_text(encoding="utf-8"))
+        result = select(data, platforms=args.platforms, channels=args.channels,
+                        upgrades=args.upgrades, scenarios=args.scenarios)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"::error title=nightly selection::{exc}", file=sys.stderr)
+        return 2
+    if args.github_output:
+        with args.github_output.open("a", encoding="utf-8") as out:
+            out.write(github_output(result))
+    print(json.dumps(result, indent=1))
+    for entry in result["skipped"]:
+        print(f"::notice title=not run: {entry['platform']}::{entry['reason']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""matrix.yaml as validated frozen values, known defects, kinds, MLflow releases."""

@@ -1,0 +1,93 @@
+"""`--mlflow-version`: one release, several, or a range resolved to the newest patch of each minor.
+
+A release sweep is `--mlflow-version '>=2.15,<3.18'`: every MLflow minor release in the range,
+each at its latest patch, as PyPI lists them (`pip index versions mlflow`, the index this
+machine's pip is configured for). A plain version is taken as written, without a lookup.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from harness.system.errors import ConfigError, InfrastructureError
+
+RANGE = re.compile(r"^\s*(~=|==|!=|<=|>=|<|>)")
+LOOKUP_TIMEOUT = 120
+
+
+def is_range(text: str) -> bool:
+    return bool(RANGE.match(text)) or "," in text
+
+
+def resolve_versions(values: Sequence[str],
+                     available: Callable[[], list[Version]] | None = None) -> list[str]:
+    """Versions for the given `--mlflow-version` values, in release order, without duplicates."""
+    chosen: dict[Version, str] = {}
+    listing: list[Version] | None = None
+    for text in values:
+        text = text.strip()
+        if not is_range(text):
+            try:
+                chosen.setdefault(Version(text), text)
+            except InvalidVersion:
+                raise ConfigError(f"--mlflow-version {text!r} is not a version or a range",
+                                  hint="write a release (3.1.0) or a range ('>=2.15,<3.18')"
+                                  ) from None
+            continue
+        try:
+            spec = SpecifierSet(text)
+        except InvalidSpecifier:
+            raise ConfigError(f"--mlflow-version {text!r} is not a version range",
+                              hint="write e.g. '>=2.15' or '>=2.15,<3.0' (quote it in a shell)"
+                              ) from None
+        if listing is None:
+            listing = (available or pypi_versions)()
+        picked = latest_patches(v for v in listing if v in spec)
+        if not picked:
+            raise ConfigError(f"no MLflow release matches --mlflow-version {text!r}",
+                              hint=f"releases listed: {', '.join(map(str, listing[-5:]))} …")
+        for version in picked:
+            chosen.setdefault(version, str(version))
+    return [chosen[v] for v in sorted(chosen)]
+
+
+def latest_patches(versions: object) -> list[Version]:
+    """The newest final release of each minor (X.Y)."""
+    best: dict[tuple[int, int], Version] = {}
+    for version in versions:  # type: ignore[attr-defined]
+        if version.is_prerelease or version.is_devrelease:
+            continue
+        key = (version.major, version.minor)
+        if key not in best or version > best[key]:
+            best[key] = version
+    return [best[k] for k in sorted(best)]
+
+
+def pypi_versions(package: str = "mlflow") -> list[Version]:
+    """Releases of a package on the configured index, oldest first."""
+    argv = [sys.executable, "-m", "pip", "index", "versions", package,
+            "--disable-pip-version-check"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=LOOKUP_TIMEOUT,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InfrastructureError(f"could not list {package} releases: {exc}",
+                                  hint="check network access to the package index") from None
+    match = re.search(r"Available versions:\s*(.+)", proc.stdout)
+    if proc.returncode != 0 or not match:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise InfrastructureError(f"could not list {package} releases (`pip index versions`)",
+                                  hint="; ".join(tail) or "check access to the package index")
+    found = []
+    for text in match.group(1).split(","):
+        try:
+            found.append(Version(text.strip()))
+        except InvalidVersion:
+            continue
+    return sorted(found)

@@ -1,0 +1,1 @@
+"""The run engine: cells at once, one cell's phases, the pytest child, verdicts, envs."""
