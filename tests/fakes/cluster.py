@@ -63,6 +63,8 @@ class FakeCluster:
             else:
                 self.scenario[key] = value
         self._write_scenario()
+        if api is not None:
+            api.attach(self.world)   # the API server sees each model's config and refreshes
         kubeconfig = api.kubeconfig() if api else _unreachable_kubeconfig()
         (self.state / "kubeconfig.yaml").write_text(kubeconfig)
         for tool in TOOLS:

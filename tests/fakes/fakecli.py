@@ -131,7 +131,15 @@ def juju(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
     handler = JUJU.get(command)
     if handler is None:
         raise Fail(f'ERROR juju: "{command}" is not a juju command. See "juju --help".')
+    locked = int(ctx.scenario.get("juju", {}).get("lock_errors", 0))
+    if locked and ctx.next_in("lock-errors", [*range(locked), -1]) >= 0:
+        # another juju process holds the client store lock (jubilant#192, juju/juju#21212)
+        raise Fail(LOCK_ERROR)
     return handler(ctx, rest, stdin)
+
+
+LOCK_ERROR = "ERROR cannot acquire lock file to get the current controller name: " \
+             "no such file or directory"
 
 
 def juju_add_k8s(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
@@ -225,8 +233,9 @@ def _bundle(path: str) -> dict[str, Any]:
 def juju_deploy(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
     args, opts = parse(argv, flags={"--model": True, "-m": True, "--trust": False,
                                     "--channel": True, "--constraints": True, "--config": True,
-                                    "--num-units": True, "-n": True, "--revision": True},
-                       positional=(1, 2), repeat=("--config",))
+                                    "--num-units": True, "-n": True, "--revision": True,
+                                    "--overlay": True, "--base": True},
+                       positional=(1, 2), repeat=("--config", "--overlay"))
     key = model_key(ctx, opts.get("--model") or opts.get("-m"))
     model = ctx.state["models"][key]
     target = args[0]
@@ -239,16 +248,57 @@ def juju_deploy(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, st
                        "cloud credentials.\nPlease repeat the deploy command with the --trust "
                        "argument if you consent to trust the following application(s):\n"
                        + "\n".join(f"  - {app}" for app in trusted))
+        options = _overlay_options(opts.get("--overlay") or [], bundle)
         for app, body in bundle["applications"].items():
-            model["apps"][app] = body.get("channel", "")
+            _add_app(model, app, body.get("charm", app), body.get("channel", ""),
+                     options.get(app, {}))
         model["deployed"] = True
         server_channel = bundle["applications"].get("mlflow-server", {}).get("channel", "")
         return 0, "", ctx.rec("juju/deploy-bundle.stderr", SERVER_CHANNEL=server_channel)
     app = args[1] if len(args) > 1 else target
-    model["apps"][app] = opts.get("--channel", "latest/stable")
+    channel = opts.get("--channel", "latest/stable")
+    config = dict(item.split("=", 1) for item in opts.get("--config") or [])
+    _add_app(model, app, target, channel, {k: _option(v) for k, v in config.items()})
     model["deployed"] = {"mlflow-server", "mlflow-minio", "mlflow-mysql"} <= set(model["apps"])
     return 0, "", (f'Deployed "{app}" from charm-hub charm "{target}", revision 1 in channel '
-                   f'{opts.get("--channel", "latest/stable")} on ubuntu@22.04/stable\n')
+                   f'{channel} on ubuntu@{model["bases"][app]}/stable\n')
+
+
+# The bases each charm channel is published for: charmcraft.yaml on the charm's track branch
+# (mlflow-operator track/2.15: ubuntu 20.04; track/2.22 and main, i.e. latest/edge: 24.04;
+# minio-operator track/ckf-1.9 and track/ckf-1.10: 20.04); mysql-k8s 8.0/stable: the base
+# `juju status` shows in mlflow-operator#337. Revisions: those of the recorded statuses.
+BASES = {("mlflow-server", "2.15/stable"): "20.04", ("mlflow-server", "2.22/stable"): "24.04",
+         ("mlflow-server", "latest/edge"): "24.04", ("minio", "ckf-1.9/stable"): "20.04",
+         ("minio", "ckf-1.10/stable"): "20.04", ("mysql-k8s", "8.0/stable"): "22.04"}
+REVISIONS = {"mlflow-server": 762, "mlflow-minio": 459, "mlflow-mysql": 240}
+REFRESHED_REVISIONS = {"mlflow-server": 1020}   # the revision of the recorded refresh
+
+
+def _add_app(model: dict[str, Any], app: str, charm: str, channel: str,
+             options: dict[str, Any]) -> None:
+    model["apps"][app] = channel
+    model.setdefault("charms", {})[app] = charm
+    model.setdefault("bases", {})[app] = BASES.get((charm, channel), "22.04")
+    model.setdefault("revisions", {})[app] = REVISIONS.get(app, 1)
+    model.setdefault("config", {})[app] = options
+
+
+def _option(value: str) -> Any:
+    return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def _overlay_options(paths: list[str], bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`applications.<app>.options` of each overlay, as `juju deploy --overlay` merges them."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        overlay = _bundle(path)
+        for app, body in overlay["applications"].items():
+            if app not in bundle["applications"]:
+                raise Fail(f'ERROR cannot deploy bundle: application "{app}" in overlay '
+                           f'"{path}" not found in the bundle')
+            merged.setdefault(app, {}).update((body or {}).get("options") or {})
+    return merged
 
 
 # Endpoints (name → interface) of the charms the COS check relates: mlflow-server's from
@@ -331,8 +381,17 @@ def _status_json(ctx: Context, key: str) -> str:
               "TARGET_SERVER_CHANNEL": model["apps"].get("mlflow-server", ""),
               "TARGET_MINIO_CHANNEL": model["apps"].get("mlflow-minio", "")}
     juju_scenario = ctx.scenario.get("juju", {})
+    upgrading = {app: left for app, left in model.get("upgrading", {}).items() if left > 0}
     if not model["deployed"]:
         recording = "status-empty.json"
+    elif upgrading:
+        # Juju switched the application's charm at once; its unit still runs the old one
+        # (`upgrading-from`), active/idle, until the pod is replaced
+        recording = "status-healthy.json"
+        for app in upgrading:
+            model["upgrading"][app] -= 1
+            if model["upgrading"][app] == 0:
+                model.setdefault("pods", {})[app] = model.get("pods", {}).get(app, 0) + 1
     elif model["refreshed"]:
         recording = ctx.next_in(f"refresh-status:{key}", juju_scenario.get(
             "refresh_status", ["status-refreshing.json", "status-refreshed.json"]))
@@ -340,12 +399,18 @@ def _status_json(ctx: Context, key: str) -> str:
         recording = ctx.next_in(f"status:{key}", juju_scenario.get(
             "status", ["status-deploying.json", "status-healthy.json"]))
     ctx.state.setdefault("last_status", {})[key] = recording
-    text = ctx.rec(f"juju/{recording}", **values)
+    data = json.loads(ctx.rec(f"juju/{recording}", **values))
+    for app, info in data.get("applications", {}).items():
+        if app not in model.get("revisions", {}):
+            continue
+        info["charm-rev"] = model["revisions"][app]
+        info["base"] = {"name": "ubuntu", "channel": model["bases"][app]}
+        if app in upgrading:
+            for unit in info["units"].values():
+                unit["upgrading-from"] = model["upgrading_from"][app]
     if COS_AGENT in model["apps"] and model["deployed"]:
-        data = json.loads(text)
         data["applications"][COS_AGENT] = _cos_agent_status(ctx, key)
-        text = json.dumps(data, indent=4)
-    return text
+    return json.dumps(data, indent=4)
 
 
 def juju_status(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
@@ -370,7 +435,11 @@ def juju_config(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, st
         raise Fail(f'ERROR application "{args[0]}" not found (not found)')
     if opts.get("--format") != "json":
         raise Fail("fake juju: only --format json is recorded")
-    return 0, ctx.rec("juju/config-mlflow-server.json"), ""
+    data = json.loads(ctx.rec("juju/config-mlflow-server.json"))
+    for option, value in ctx.state["models"][key].get("config", {}).get(args[0], {}).items():
+        if option in data["settings"]:
+            data["settings"][option].update(source="user", value=value)
+    return 0, json.dumps(data, indent=4), ""
 
 
 def juju_show_unit(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
@@ -446,7 +515,8 @@ def juju_debug_log(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str,
 
 def juju_refresh(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
     args, opts = parse(argv, flags={"--model": True, "-m": True, "--channel": True,
-                                    "--trust": False, "--revision": True, "--force": False},
+                                    "--trust": False, "--revision": True, "--force": False,
+                                    "--base": True},
                        positional=(1, 1))
     key = model_key(ctx, opts.get("--model") or opts.get("-m"))
     model = ctx.state["models"][key]
@@ -454,10 +524,25 @@ def juju_refresh(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, s
     if app not in model["apps"]:
         raise Fail(f'ERROR application "{app}" not found (not found)')
     channel = opts.get("--channel", model["apps"][app])
+    charm = model.get("charms", {}).get(app, app)
+    published = BASES.get((charm, channel))
+    if published and published != model["bases"][app]:
+        # juju/juju#20830: a Kubernetes charm cannot be refreshed to a channel published for
+        # another base only
+        available = "\n".join(f'  channel "{ch}": available bases are: ubuntu@{base}'
+                              for (name, ch), base in BASES.items() if name == charm)
+        raise Fail(f'ERROR selecting releases: charm or bundle not found for channel '
+                   f'"{channel}", base "amd64/ubuntu/{model["bases"][app]}"\n'
+                   f"available releases are:\n{available}")
+    old = model["revisions"][app]
+    new = max(REFRESHED_REVISIONS.get(app, 0), old + 1)
     model["apps"][app] = channel
+    model["revisions"][app] = new
+    model.setdefault("upgrading", {})[app] = int(ctx.scenario.get("juju", {}).get(
+        "refresh_polls", 2))
+    model.setdefault("upgrading_from", {})[app] = f"ch:amd64/{charm}-{old}"
     model["refreshed"] = True
-    charm = {"mlflow-minio": "minio", "mlflow-server": "mlflow-server"}.get(app, app)
-    return 0, "", ctx.rec("juju/refresh.stderr", APP_CHARM=charm, CHANNEL=channel, REV="1020")
+    return 0, "", ctx.rec("juju/refresh.stderr", APP_CHARM=charm, CHANNEL=channel, REV=str(new))
 
 
 def juju_destroy_model(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:

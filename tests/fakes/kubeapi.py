@@ -10,6 +10,14 @@ objects.
 `backends` maps an app to a loopback port: node ports the API server allocates for that app's
 Services are that port (the node is 127.0.0.1), and a port-forward to its pod is relayed to it —
 so a client really reaches the process behind the fake cluster.
+
+Node ports are one cluster-wide range, as in a real API server: the charm's Service asks for
+its fixed node ports (`mlflow_nodeport` 31380, `mlflow_prometheus_exporter_nodeport` 31381)
+while `enable_mlflow_nodeport` is true; a second namespace asking for the same ports is refused
+(422 `provided port is already allocated`), the charm's KubernetesServicePatch only logs that,
+and the Service keeps Juju's ClusterIP placeholder port 65535. A Service POSTed with a taken
+`nodePort` gets the same 422. `attach(world)` gives the fake the fake CLIs' state (each Juju
+model's charm config, and how often a refresh replaced a pod).
 """
 
 from __future__ import annotations
@@ -33,6 +41,13 @@ from urllib.parse import parse_qs, urlparse
 from fakes import loopback
 
 APP_LABEL = "app.kubernetes.io/name"
+# The charms' pods: (container, port); the `charm` container opens none.
+CONTAINERS: dict[str, list[tuple[str, int | None]]] = {
+    "mlflow-server": [("charm", None), ("mlflow-server", 5000),
+                      ("mlflow-prometheus-exporter", 8000)],
+    "mlflow-minio": [("charm", None), ("minio", 9000)],
+    "mlflow-mysql": [("charm", None), ("mysql", 3306)],
+}
 
 
 def _certs(where: Path) -> dict[str, bytes]:
@@ -104,10 +119,13 @@ class FakeKubeAPI:
         self.created: dict[tuple[str, str], dict[str, Any]] = {}
         self.generation: dict[str, int] = {}        # pod → times it was deleted (and recreated)
         self.not_ready_polls: dict[str, int] = {}   # pod → GETs answered "not Ready" after that
+        self.seen_refreshes: dict[tuple[str, str], int] = {}
         self.requests: list[tuple[str, str]] = []
         self.forwards: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
         self._next_port = 30100
+        self.allocated: dict[int, tuple[str, str]] = {}   # node port → (namespace, Service)
+        self.world: Any = lambda: {}                     # the fake CLIs' state (attach())
         self._dir = Path(tempfile.mkdtemp(prefix="fake-kubeapi-"))
         self.certs = _certs(self._dir)
         self.server: ThreadingHTTPServer | None = None
@@ -158,7 +176,24 @@ class FakeKubeAPI:
             f"    client-certificate-data: {b64['client_cert']}\n"
             f"    client-key-data: {b64['client_key']}\n")
 
+    def attach(self, world: Any) -> FakeKubeAPI:
+        """Read the Juju models (charm config, refreshes) from the fake CLIs' state."""
+        self.world = world
+        return self
+
+    def _model(self, ns: str) -> dict[str, Any]:
+        for key, model in (self.world().get("models") or {}).items():
+            if key.split(":", 1)[-1] == ns:
+                return model
+        return {}
+
     # -- objects
+
+    def allocate(self, ns: str, service: str, port: int) -> bool:
+        """Claim a node port cluster-wide; False when another Service holds it."""
+        with self._lock:
+            owner = self.allocated.setdefault(port, (ns, service))
+            return owner == (ns, service)
 
     def node_port(self, app: str) -> int:
         if app in self.backends:
@@ -170,17 +205,7 @@ class FakeKubeAPI:
     def services(self, ns: str) -> dict[str, dict[str, Any]]:
         meta = {"namespace": ns, "creationTimestamp": "2025-06-09T20:05:40Z"}
         base = {
-            "mlflow-server": {
-                "metadata": {"name": "mlflow-server", "labels": {APP_LABEL: "mlflow-server"},
-                             **meta},
-                "spec": {"type": "NodePort", "selector": {APP_LABEL: "mlflow-server"},
-                         "clusterIP": "10.152.183.247",
-                         "ports": [{"name": "mlflow-server", "port": 5000, "targetPort": 5000,
-                                    "protocol": "TCP",
-                                    "nodePort": self.backends.get("mlflow-server", 31380)},
-                                   {"name": "mlflow-server-prometheus-exporter", "port": 8000,
-                                    "targetPort": 8000, "protocol": "TCP", "nodePort": 31381}]},
-                "status": {"loadBalancer": {}}},
+            "mlflow-server": self._server_service(ns, meta),
             "mlflow-minio": {
                 "metadata": {"name": "mlflow-minio", "labels": {APP_LABEL: "mlflow-minio"},
                              **meta},
@@ -196,6 +221,31 @@ class FakeKubeAPI:
             if namespace == ns:
                 base[name] = obj
         return base
+
+    def _server_service(self, ns: str, meta: dict[str, Any]) -> dict[str, Any]:
+        """The charm's Service: patched to NodePort 31380/31381 when the ports are free, else
+        Juju's placeholder (the patch failed with 422 and the charm only logged it)."""
+        config = (self._model(ns).get("config") or {}).get("mlflow-server") or {}
+        nodeport = config.get("enable_mlflow_nodeport", True) is not False
+        ports = [{"name": "mlflow-server", "port": 5000, "targetPort": 5000, "protocol": "TCP"},
+                 {"name": "mlflow-server-prometheus-exporter", "port": 8000,
+                  "targetPort": 8000, "protocol": "TCP"}]
+        kind = "ClusterIP"
+        if nodeport:
+            wanted = (int(config.get("mlflow_nodeport", 31380)),
+                      int(config.get("mlflow_prometheus_exporter_nodeport", 31381)))
+            if all(self.allocate(ns, "mlflow-server", port) for port in wanted):
+                kind = "NodePort"
+                ports[0]["nodePort"] = self.backends.get("mlflow-server", wanted[0])
+                ports[1]["nodePort"] = wanted[1]
+            else:
+                ports = [{"name": "placeholder", "port": 65535, "targetPort": 65535,
+                          "protocol": "TCP"}]
+        return {"metadata": {"name": "mlflow-server", "labels": {APP_LABEL: "mlflow-server"},
+                             **meta},
+                "spec": {"type": kind, "selector": {APP_LABEL: "mlflow-server"},
+                         "clusterIP": "10.152.183.247", "ports": ports},
+                "status": {"loadBalancer": {}}}
 
     def pods(self, ns: str) -> list[dict[str, Any]]:
         def pod(app: str, containers: list[tuple[str, int | None]], broken: str | None = None):
@@ -214,11 +264,16 @@ class FakeKubeAPI:
                                      "image": "img", "imageID": "",
                                      "state": {"running": {"startedAt": "2025-06-09T20:06:00Z"}}})
             name = f"{app}-0"
+            replaced = (self._model(ns).get("pods") or {}).get(app, 0)
+            if replaced != self.seen_refreshes.setdefault((ns, name), 0):
+                self.seen_refreshes[(ns, name)] = replaced   # a refresh replaced the pod:
+                self.not_ready_polls[name] = 2               # Ready only after a while
             if self.not_ready_polls.get(name, 0) > 0:
                 broken = containers[-1][0]
+            generation = self.generation.get(name, 0) + replaced
             return {
                 "metadata": {"name": name, "namespace": ns, "labels": {APP_LABEL: app},
-                             "uid": f"{name}-uid-{self.generation.get(name, 0)}"},
+                             "uid": f"{name}-uid-{generation}"},
                 "spec": {"containers": [{"name": c, **({"ports": [{"containerPort": p}]}
                                                        if p else {})} for c, p in containers]},
                 "status": {"phase": "Running", "podIP": "10.1.90.161",
@@ -227,10 +282,15 @@ class FakeKubeAPI:
                            "containerStatuses": statuses}}
 
         broken = "mlflow-server" if self.crashloop else None
-        return [pod("mlflow-server", [("charm", None), ("mlflow-server", 5000),
-                                      ("mlflow-prometheus-exporter", 8000)], broken),
-                pod("mlflow-minio", [("charm", None), ("minio", 9000)]),
-                pod("mlflow-mysql", [("charm", None), ("mysql", 3306)])]
+        return [pod(app, containers, broken if app == "mlflow-server" else None)
+                for app, containers in CONTAINERS.items()]
+
+    def unused_port(self) -> int:
+        """A node port no process listens behind (a Service targeting a port no container
+        opens: connections are refused, as the real node's kube-proxy would leave them)."""
+        with self._lock:
+            self._next_port += 1
+            return self._next_port
 
     def events(self, ns: str) -> list[dict[str, Any]]:
         return [
@@ -244,6 +304,17 @@ class FakeKubeAPI:
              "reason": "Scheduled", "type": "Normal", "lastTimestamp": "2025-06-09T20:05:41Z",
              "message": f"Successfully assigned {ns}/mlflow-server-0 to fake-node"},
         ]
+
+
+def _invalid_node_port(name: str, index: int, port: int) -> dict[str, Any]:
+    """The API server's answer to a Service asking for a node port another Service holds."""
+    field = f"spec.ports[{index}].nodePort"
+    body = _status(422, "Invalid", f'Service "{name}" is invalid: {field}: Invalid value: '
+                                   f"{port}: provided port is already allocated")
+    body["details"] = {"name": name, "kind": "Service", "causes": [
+        {"reason": "FieldValueInvalid", "field": field,
+         "message": f"Invalid value: {port}: provided port is already allocated"}]}
+    return body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -347,8 +418,14 @@ class _Handler(BaseHTTPRequestHandler):
                                                f'services "{name}" already exists'))
             app = (body["spec"].get("selector") or {}).get(APP_LABEL, "")
             if body["spec"].get("type") in ("NodePort", "LoadBalancer"):
-                for port in body["spec"]["ports"]:
-                    port.setdefault("nodePort", self.fake.node_port(app))
+                for index, port in enumerate(body["spec"]["ports"]):
+                    wanted = port.get("nodePort")
+                    if wanted and not self.fake.allocate(ns, name, int(wanted)):
+                        return self._send(422, _invalid_node_port(name, index, int(wanted)))
+                    target = int(port.get("targetPort") or port["port"])
+                    opened = {p for _, p in CONTAINERS.get(app, []) if p}
+                    port.setdefault("nodePort", self.fake.node_port(app) if target in opened
+                                    else self.fake.unused_port())
             body["metadata"]["namespace"] = ns
             body["status"] = {"loadBalancer": {}}
             self.fake.created[(ns, name)] = body
