@@ -4,7 +4,8 @@
     names        run-scoped cloud, controller and model names
     cli          the jubilant seam (deadlines, own session, redacted errors)
     bundle       where a channel's deployment comes from
-    controller   the cloud and controller a platform's cells share; release and janitor
+    controller   JujuController: the cloud and controller a platform's cells share (owned by
+                 the provisioner), and the janitor's release of recorded ones
     watch        fail-fast waits on `juju status`
     deployment   JujuDeployment: deploy, upgrade, restart, endpoint, teardown
     plan         the steps of one cell, for `mlflow-matrix plan`
@@ -25,7 +26,7 @@ _EXPORTS = {
     "juju_errors": "cli",
     "BundleSource": "bundle", "charm_plan": "bundle", "fetch_bundle": "bundle",
     "read_bundle": "bundle",
-    "ensure_controller": "controller", "release_platform": "controller",
+    "JujuController": "controller",
     "release_recorded_juju": "controller", "destroy_recorded_model": "controller",
     "destroy_controller": "controller", "remove_cloud": "controller",
     "BundleWatch": "watch",

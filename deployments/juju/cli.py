@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import jubilant
 
+from deployments.juju.settings import LOCK_BACKOFF, LOCK_ERROR, LOCK_RETRIES
 from harness.system.errors import CommandError, InfrastructureError
 from harness.system.procs import run
 from harness.system.redact import redact
+from harness.system.waits import CANCEL
 
 if TYPE_CHECKING:
     pass
@@ -38,7 +40,14 @@ class _Juju(jubilant.Juju):
         if include_model and self.model is not None:
             args = (args[0], "--model", self.model, *args[1:])
         argv = [self.cli_binary, *args]
-        proc = run(argv, timeout=timeout or self.command_timeout, check=False, input=stdin)
+        for attempt in range(LOCK_RETRIES + 1):
+            proc = run(argv, timeout=timeout or self.command_timeout, check=False, input=stdin)
+            if proc.returncode == 0 or LOCK_ERROR not in proc.stderr or attempt == LOCK_RETRIES:
+                break
+            # another juju process holds the client store lock (parallel cells, jubilant#192):
+            # the command did nothing; try again shortly
+            if CANCEL.wait(LOCK_BACKOFF * (attempt + 1)):
+                break
         if proc.returncode != 0:
             raise jubilant.CLIError(proc.returncode, argv, proc.stdout, proc.stderr)
         return proc.stdout, proc.stderr

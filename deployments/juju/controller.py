@@ -1,9 +1,10 @@
 """The Juju cloud and controller one platform's cells share within a run.
 
-The first cell adds the cluster as a cloud (`juju add-k8s`) and bootstraps the controller; the
-provisioner's `down` releases both (`release_platform`) before the cluster goes. Every resource
-is recorded in the run state before it is created, so `mlflow-matrix janitor` can release it
-after a crash (`release_recorded_juju`).
+One owner: the Kubernetes provisioner makes one `JujuController` per platform per run and hands
+it to every cell's deployment. The first cell to need it adds the cluster as a cloud
+(`juju add-k8s`) and bootstraps the controller (`ensure`); the provisioner's `down` releases
+both (`release`) before the cluster goes. Every resource is recorded in the run state before it
+is created, so `mlflow-matrix janitor` can release it after a crash (`release_recorded_juju`).
 """
 
 from __future__ import annotations
@@ -32,29 +33,6 @@ if TYPE_CHECKING:
     from provisioners.api import RunContext, Substrate
 
 
-class _PlatformJuju:
-    """The cloud and controller one platform's cells share within a run."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ready = False
-        self.error: BaseException | None = None
-        self.cloud = ""
-        self.controller = ""
-        self.bootstrapped = False
-        self.cloud_target = ""  # "--client" or the given controller
-        self.rids: dict[str, str] = {}
-
-
-_PLATFORMS: dict[tuple[str, str], _PlatformJuju] = {}
-_PLATFORMS_LOCK = threading.Lock()
-
-
-def _platform(context: RunContext) -> _PlatformJuju:
-    with _PLATFORMS_LOCK:
-        return _PLATFORMS.setdefault((context.run_id, context.platform.name), _PlatformJuju())
-
-
 def kubeconfig_text(substrate: Substrate) -> str:
     """The substrate's kubeconfig (or the default one), its credentials registered as secrets."""
     path = substrate.kubeconfig
@@ -72,55 +50,90 @@ def kubeconfig_text(substrate: Substrate) -> str:
     return text
 
 
-def ensure_controller(context: RunContext, substrate: Substrate, juju: _Juju,
-                      settings: JujuSettings) -> tuple[str, str]:
-    """(cloud, controller) for the platform: `add-k8s` and `bootstrap` on first use."""
-    shared = _platform(context)
-    with shared.lock:
-        if shared.error is not None:
-            raise shared.error
-        if shared.ready:
-            return shared.cloud, shared.controller
-        try:
-            _setup_controller(context, substrate, juju, settings, shared)
-        except BaseException as exc:
-            shared.error = exc
-            raise
-        shared.ready = True
-        return shared.cloud, shared.controller
+class JujuController:
+    """The cloud and controller of one platform in one run: made on first use, released by
+    the provisioner that owns this object. Thread-safe: parallel cells share it."""
 
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        self.lock = threading.Lock()
+        self.ready = False
+        self.error: BaseException | None = None
+        self.cloud = cloud_name(context)
+        self.controller = controller_name(context)
+        self.bootstrapped = False
+        self.given = str(context.options.get("controller") or "")
+        self.rids: dict[str, str] = {}
 
-def _setup_controller(context: RunContext, substrate: Substrate, juju: _Juju,
-                      settings: JujuSettings, shared: _PlatformJuju) -> None:
-    given = context.options.get("controller")
-    shared.cloud = cloud_name(context)
-    shared.controller = controller_name(context)
-    kind = context.platform.kind
-    if CANCEL.is_set():
-        raise Interrupted()
-    args = ["add-k8s", shared.cloud]
-    args += ["--controller", str(given)] if given else ["--client"]
-    if substrate.kube_context:
-        args += ["--context-name", substrate.kube_context]
-    if settings.storage_class:
-        args += ["--storage", settings.storage_class]
-    shared.cloud_target = str(given or "--client")
-    shared.rids["cloud"] = context.state.add("juju-cloud", kind=kind, name=shared.cloud,
-                                             controller=str(given or ""))
-    with juju_errors(f"adding the cluster as Juju cloud {shared.cloud!r}",
-                     hint="check that the kubeconfig reaches the cluster and that it has a "
-                          "default storage class (or set `storage_class:` in matrix.yaml)"):
-        juju.run_cli(*args, include_model=False, stdin=kubeconfig_text(substrate))
-    if given:
-        return
-    if CANCEL.is_set():
-        raise Interrupted()
-    shared.rids["controller"] = context.state.add(
-        "juju-controller", kind=kind, name=shared.controller, cloud=shared.cloud,
-        cluster_goes_away=substrate.cluster_goes_away)
-    shared.bootstrapped = True
-    bootstrap(context, juju, shared.cloud, shared.controller, timeout=settings.bootstrap_timeout,
-              config=bootstrap_config(settings))
+    def ensure(self, substrate: Substrate, juju: _Juju, settings: JujuSettings) -> tuple[str, str]:
+        """(cloud, controller): `add-k8s` and `bootstrap` on first use; a failure is kept and
+        raised to every later cell (no second bootstrap)."""
+        with self.lock:
+            if self.error is not None:
+                raise self.error
+            if not self.ready:
+                try:
+                    self._set_up(substrate, juju, settings)
+                except BaseException as exc:
+                    self.error = exc
+                    raise
+                self.ready = True
+            return self.cloud, self.controller
+
+    def _set_up(self, substrate: Substrate, juju: _Juju, settings: JujuSettings) -> None:
+        context, kind = self.context, self.context.platform.kind
+        if CANCEL.is_set():
+            raise Interrupted()
+        args = ["add-k8s", self.cloud]
+        args += ["--controller", self.given] if self.given else ["--client"]
+        if substrate.kube_context:
+            args += ["--context-name", substrate.kube_context]
+        if settings.storage_class:
+            args += ["--storage", settings.storage_class]
+        self.rids["cloud"] = context.state.add("juju-cloud", kind=kind, name=self.cloud,
+                                               controller=self.given)
+        with juju_errors(f"adding the cluster as Juju cloud {self.cloud!r}",
+                         hint="check that the kubeconfig reaches the cluster and that it has a "
+                              "default storage class (or set `storage_class:` in matrix.yaml)"):
+            juju.run_cli(*args, include_model=False, stdin=kubeconfig_text(substrate))
+        if self.given:
+            return
+        if CANCEL.is_set():
+            raise Interrupted()
+        self.rids["controller"] = context.state.add(
+            "juju-controller", kind=kind, name=self.controller, cloud=self.cloud,
+            cluster_goes_away=substrate.cluster_goes_away)
+        self.bootstrapped = True
+        bootstrap(context, juju, self.cloud, self.controller,
+                  timeout=settings.bootstrap_timeout, config=bootstrap_config(settings))
+
+    def release(self, *, timeout: float = DEFAULT_TEARDOWN_TIMEOUT,
+                cluster_goes_away: bool = False) -> None:
+        """Destroy the controller and forget the cloud this run created (idempotent).
+
+        Called by the provisioner's `down`, before the cluster itself goes (`cluster_goes_away`:
+        a controller that cannot be killed is then only unregistered)."""
+        with self.lock:
+            problems = []
+            if self.bootstrapped and "controller" in self.rids:
+                try:
+                    destroy_controller(self.controller, timeout=timeout,
+                                       forget_if_unreachable=cluster_goes_away)
+                    self.context.state.release(self.rids.pop("controller"))
+                except InfrastructureError as exc:
+                    problems.append(exc.message)
+            if "cloud" in self.rids:
+                try:
+                    remove_cloud(self.cloud, controller=self.given or None)
+                    self.context.state.release(self.rids.pop("cloud"))
+                except InfrastructureError as exc:
+                    problems.append(exc.message)
+            if not self.rids:
+                self.ready, self.error, self.bootstrapped = False, None, False
+        if problems:
+            raise InfrastructureError("; ".join(problems),
+                                      hint=f"release leftovers with `mlflow-matrix down --run-id "
+                                           f"{self.context.run_id}`")
 
 
 def bootstrap(context: RunContext, juju: _Juju, cloud: str, controller: str, *,
@@ -156,38 +169,6 @@ def bootstrap(context: RunContext, juju: _Juju, cloud: str, controller: str, *,
             f"(exit {code}):\n  " + "\n  ".join(tail),
             hint="the cluster needs working DNS and a default storage class; or reuse a "
                  "controller with --controller NAME")
-
-
-def release_platform(context: RunContext, *, timeout: float = DEFAULT_TEARDOWN_TIMEOUT,
-                     cluster_goes_away: bool = False) -> None:
-    """Destroy the controller and forget the cloud this run created for a platform (idempotent).
-
-    Called by a Kubernetes provisioner's `down`, before the cluster itself goes
-    (`cluster_goes_away`: a controller that cannot be killed is then only unregistered).
-    """
-    with _PLATFORMS_LOCK:
-        shared = _PLATFORMS.pop((context.run_id, context.platform.name), None)
-    if shared is None:
-        return
-    problems = []
-    if shared.bootstrapped:
-        try:
-            destroy_controller(shared.controller, timeout=timeout,
-                               forget_if_unreachable=cluster_goes_away)
-            context.state.release(shared.rids.pop("controller"))
-        except InfrastructureError as exc:
-            problems.append(exc.message)
-    if "cloud" in shared.rids:
-        try:
-            remove_cloud(shared.cloud, controller=None if shared.cloud_target == "--client"
-                         else shared.cloud_target)
-            context.state.release(shared.rids.pop("cloud"))
-        except InfrastructureError as exc:
-            problems.append(exc.message)
-    if problems:
-        raise InfrastructureError("; ".join(problems),
-                                  hint=f"release leftovers with `mlflow-matrix down --run-id "
-                                       f"{context.run_id}`")
 
 
 def destroy_controller(name: str, *, timeout: float, forget_if_unreachable: bool = False) -> None:

@@ -32,14 +32,10 @@ from deployments.juju.bundle import (
     read_bundle,
 )
 from deployments.juju.cli import _Juju, _not_found, juju_errors
-from deployments.juju.controller import ensure_controller
 from deployments.juju.cos import CosReport, check_cos_relations
 from deployments.juju.names import _timeout, model_name
 from deployments.juju.settings import (
     BUNDLE_APPS,
-    COS_AGENT_APP,
-    COS_AGENT_UNIT,
-    COS_INTEGRATIONS,
     DEFAULT_DEPLOY_TIMEOUT,
     DEFAULT_TEARDOWN_TIMEOUT,
     FORCE_DESTROY_STEP_TIMEOUT,
@@ -47,10 +43,13 @@ from deployments.juju.settings import (
     MINIO_ARTIFACT_SECRET,
     MYSQL_APP,
     OBJECT_STORAGE_ENDPOINT,
-    REFRESH_ORDER,
     SERVER_APP,
+    SERVER_NODEPORT_OPTION,
+    SERVER_NODEPORTS,
     STATUS_LOG_ENTRIES,
     STATUS_RETRIES,
+    cos_agent_unit,
+    cos_integrations,
     juju_settings,
 )
 from deployments.juju.watch import BundleWatch, _UnitFailed
@@ -60,6 +59,7 @@ from harness.system.redact import redact, register_secret
 from harness.system.waits import CANCEL, DeadlineExceeded, NotYet, Terminal, wait_for
 
 if TYPE_CHECKING:
+    from deployments.juju.controller import JujuController
     from harness.config.matrix import Cell, Channel
     from harness.system.kube import Kube
     from provisioners.api import RunContext, Substrate
@@ -70,8 +70,10 @@ class JujuDeployment:
 
     server_log: Path | None = None  # the server runs in a pod: its log is in diagnostics/
 
-    def __init__(self, context: RunContext, substrate: Substrate, cell_dir: Path) -> None:
+    def __init__(self, context: RunContext, substrate: Substrate, cell_dir: Path,
+                 juju_controller: JujuController) -> None:
         self.context = context
+        self.juju_controller = juju_controller   # owned by the provisioner, shared by cells
         self.substrate = substrate
         self.cell_dir = cell_dir
         self.settings = juju_settings(context.platform.settings)
@@ -100,8 +102,8 @@ class JujuDeployment:
     # -- lifecycle
 
     def deploy(self, channel: Channel) -> Endpoint:
-        self.cloud, self.controller = ensure_controller(self.context, self.substrate, self.juju,
-                                                        self.settings)
+        self.cloud, self.controller = self.juju_controller.ensure(self.substrate, self.juju,
+                                                                  self.settings)
         if CANCEL.is_set():
             raise Interrupted()
         self._model_rid = self.context.state.add(
@@ -119,26 +121,31 @@ class JujuDeployment:
         return self.endpoint
 
     def upgrade(self, channel: Channel) -> Endpoint:
-        """`juju refresh mlflow-minio` then `mlflow-server`, as the upgrade guides do; then wait."""
+        """`juju refresh mlflow-minio` then `mlflow-server`, as the upgrade guides do; then wait
+        for the new revisions, no unit upgrading, new Ready pods, and active/idle again."""
+        from deployments.juju import refresh
+
         if self.model_ref is None:
             raise InfrastructureError("upgrade() before deploy()")
-        targets = self._target_channels(channel)
         with juju_errors("reading the model status before the upgrade"):
             status = self.juju.status()
-        expected = {}
-        for app in REFRESH_ORDER:
-            target = targets.get(app)
-            current = status.apps.get(app)
-            if not target or current is None:
-                continue
-            if app != SERVER_APP and current.charm_channel == target:
-                continue  # the documented path refreshes minio only when its channel changes
+        planned = refresh.refresh_targets(status, self._target_channels(channel))
+        old = refresh.before(status, planned, self.kube())
+        for app, target in planned.items():
             if CANCEL.is_set():
                 raise Interrupted()
-            with juju_errors(f"juju refresh {app} --channel {target}"):
+            try:
                 self.juju.refresh(app, channel=target)
-            expected[app] = target
-        self._wait(f"the refresh to {channel.name}", BUNDLE_APPS, channels=expected)
+            except jubilant.CLIError as exc:
+                refused = refresh.cross_base(app, exc)
+                if refused is not None:
+                    raise refused from None
+                with juju_errors(f"juju refresh {app} --channel {target}"):
+                    raise
+        self._wait(f"the refresh to {channel.name}", BUNDLE_APPS, channels=planned,
+                   revisions=old.revisions)
+        refresh.wait_new_pods(self.kube(), old, timeout=self.deploy_timeout)
+        self._wait(f"the refreshed units to settle on {channel.name}", BUNDLE_APPS)
         self.channel = channel
         self.endpoint = self._endpoint()
         return self.endpoint
@@ -187,11 +194,16 @@ class JujuDeployment:
     # -- internals
 
     def _deploy_channel(self, channel: Channel) -> None:
+        """The channel's bundle (or charms), with the charm's fixed NodePorts off unless the
+        platform keeps them (`server_nodeport`): they are cluster-wide, one model gets them."""
         source = BundleSource.of(channel)
         if CANCEL.is_set():
             raise Interrupted()
+        nodeport = "true" if self.settings.server_nodeport else "false"
         if source.kind == "charms":
             for charm, app, charm_channel, extra in charm_plan(channel, self.settings):
+                if app == SERVER_APP:
+                    extra = (*extra, "--config", f"{SERVER_NODEPORT_OPTION}={nodeport}")
                 with juju_errors(f"juju deploy {charm} {app}"):
                     self.juju.run_cli("deploy", charm, app, "--channel", charm_channel, "--trust",
                                       *extra)
@@ -201,38 +213,43 @@ class JujuDeployment:
             return
         with self._bundle_dir() as where:
             local = fetch_bundle(source, where)
+            overlay = where / "overlay.yaml"
+            overlay.write_text(yaml.safe_dump({"applications": {SERVER_APP: {"options": {
+                SERVER_NODEPORT_OPTION: self.settings.server_nodeport}}}}), encoding="utf-8")
             with juju_errors(f"juju deploy of the {channel.name} bundle"):
-                self.juju.run_cli("deploy", str(local), "--trust")
+                self.juju.run_cli("deploy", str(local), "--trust", "--overlay", str(overlay))
 
     def _check_cos(self) -> CosReport:
-        """Relate a grafana-agent-k8s to mlflow-server and read what the charm published on
-        `metrics-endpoint` and `grafana-dashboard` from the agent's side (juju shows the remote
-        app's databag there). Missing or malformed data fails the deploy phase: a Kubernetes
-        cell is not healthy when operators cannot scrape or chart it."""
+        """Relate the COS agent (opentelemetry-collector-k8s, or grafana-agent-k8s) to
+        mlflow-server and read what the charm published on `metrics-endpoint` and
+        `grafana-dashboard` from the agent's side (juju shows the remote app's databag there).
+        Missing or malformed data fails the deploy phase: a Kubernetes cell is not healthy when
+        operators cannot scrape or chart it."""
+        agent = self.settings.cos_agent
+        unit = cos_agent_unit(agent)
         if CANCEL.is_set():
             raise Interrupted()
-        with juju_errors(f"juju deploy {COS_AGENT_APP}"):
-            self.juju.run_cli("deploy", COS_AGENT_APP, "--channel",
-                              self.settings.cos_agent_channel, "--trust")
-        for provider, consumer in COS_INTEGRATIONS:
+        with juju_errors(f"juju deploy {agent}"):
+            self.juju.run_cli("deploy", agent, "--channel", self.settings.agent_channel, "--trust")
+        for provider, consumer in cos_integrations(agent):
             with juju_errors(f"juju integrate {provider} {consumer}"):
                 self.juju.integrate(provider, consumer)
-        self._wait(f"{COS_AGENT_APP} to settle with its relations", (*BUNDLE_APPS, COS_AGENT_APP),
-                   may_block=(COS_AGENT_APP,))
-        with juju_errors(f"juju show-unit {COS_AGENT_UNIT}"):
-            out, _ = self.juju.run_cli("show-unit", COS_AGENT_UNIT, "--format", "json")
+        self._wait(f"{agent} to settle with its relations", (*BUNDLE_APPS, agent),
+                   may_block=(agent,))
+        with juju_errors(f"juju show-unit {unit}"):
+            out, _ = self.juju.run_cli("show-unit", unit, "--format", "json")
         try:
             show_unit = json.loads(out)
         except ValueError:
-            raise InfrastructureError(f"`juju show-unit {COS_AGENT_UNIT}` did not print JSON: "
+            raise InfrastructureError(f"`juju show-unit {unit}` did not print JSON: "
                                       f"{redact(out[:200])!r}") from None
         report = check_cos_relations(show_unit, provider_app=SERVER_APP,
                                      mlflow_port=self.mlflow_port)
         if report.problems:
             raise InfrastructureError(
-                f"{SERVER_APP}'s COS relation data, read on {COS_AGENT_UNIT}, is incomplete: "
+                f"{SERVER_APP}'s COS relation data, read on {unit}, is incomplete: "
                 + "; ".join(report.problems),
-                hint=f"`juju show-unit {COS_AGENT_UNIT} --model {self.model_ref}` shows it; "
+                hint=f"`juju show-unit {unit} --model {self.model_ref}` shows it; "
                      "`cos_check: false` in matrix.yaml skips this check")
         return report
 
@@ -256,11 +273,14 @@ class JujuDeployment:
 
     def _wait(self, what: str, apps: tuple[str, ...],
               channels: Mapping[str, str] | None = None,
-              may_block: tuple[str, ...] = ()) -> jubilant.Status:
-        """jubilant's wait with our fail-fast rules; a few failed `juju status` calls in a row
+              may_block: tuple[str, ...] = (),
+              revisions: Mapping[str, int] | None = None) -> jubilant.Status:
+        """jubilant's wait with our rules (watch.py); a few failed `juju status` calls in a row
         (a controller briefly unreachable mid-deploy) are retried within the same deadline."""
-        watch = BundleWatch(apps, blocked_grace=self.settings.blocked_grace, channels=channels,
-                            may_block=may_block)
+        s = self.settings
+        watch = BundleWatch(apps, blocked_grace=s.blocked_grace, error_grace=s.error_grace,
+                            terminal=s.terminal_messages, channels=channels,
+                            revisions=revisions, may_block=may_block)
         deadline = time.monotonic() + self.deploy_timeout
         failures = 0
         while True:
@@ -323,6 +343,7 @@ class JujuDeployment:
         credentials = self._credentials(storage)
         minio_port = int(storage.get("port") or 9000)
         kube = self.kube()
+        self._check_server_service(kube, mlflow_port)
         server = kube.reach(SERVER_APP, mlflow_port, self.settings.access,
                             timeout=self.settings.endpoint_timeout)
         minio = kube.reach(str(storage.get("service") or MINIO_APP), minio_port,
@@ -335,6 +356,25 @@ class JujuDeployment:
         return Endpoint(tracking_uri=tracking_uri, mlflow_version=version,
                         s3_endpoint_url=f"http://{minio.host}:{minio.port}",
                         artifact_bucket=bucket, s3_credentials=credentials)
+
+    def _check_server_service(self, kube: Kube, mlflow_port: int) -> None:
+        """The charm patches its Service to the MLflow port; when that patch failed (its fixed
+        NodePorts taken by another model), Juju's placeholder port 65535 is all there is, and
+        whatever answered there would not be MLflow."""
+        service = wait_for(lambda: kube.service(SERVER_APP), what=f"Service {SERVER_APP}",
+                           timeout=self.settings.endpoint_timeout, interval=kube.poll)
+        ports = [p.port for p in (service.spec.ports or [])] if service.spec else []
+        if mlflow_port in ports or 65535 not in ports:
+            return
+        taken = "/".join(str(p) for p in SERVER_NODEPORTS)
+        raise InfrastructureError(
+            f"Service {SERVER_APP} in {self.model} exposes only Juju's placeholder port 65535: "
+            f"the charm could not patch it to port {mlflow_port} (its NodePorts {taken} are "
+            "most likely held by another model on this cluster: the API server refuses a "
+            "second claim with 422 `provided port is already allocated`)",
+            hint="set `server_nodeport: false` for this platform in matrix.yaml (each cell then "
+                 "gets a NodePort of its own), or free the ports; `juju debug-log` of "
+                 f"{SERVER_APP} in diagnostics/ shows the failed patch")
 
     def _server_unit(self) -> str:
         with juju_errors("juju status"):

@@ -9,9 +9,6 @@ from deployments.juju.bundle import BundleSource, _juju_data_dir, bundle_channel
 from deployments.juju.names import _timeout, cloud_name, controller_name, model_name
 from deployments.juju.settings import (
     BUNDLE_APPS,
-    COS_AGENT_APP,
-    COS_AGENT_UNIT,
-    COS_INTEGRATIONS,
     DEFAULT_DEPLOY_TIMEOUT,
     DEFAULT_TEARDOWN_TIMEOUT,
     FORCE_DESTROY_STEP_TIMEOUT,
@@ -19,9 +16,13 @@ from deployments.juju.settings import (
     MINIO_ARTIFACT_SECRET,
     MYSQL_APP,
     SERVER_APP,
+    SERVER_NODEPORT_OPTION,
+    SERVER_NODEPORTS,
     STATUS_LOG_ENTRIES,
     JujuSettings,
     bootstrap_config,
+    cos_agent_unit,
+    cos_integrations,
     juju_settings,
 )
 from harness.system.errors import InfrastructureError
@@ -64,16 +65,25 @@ def cell_sections(context: RunContext, cell: Cell) -> dict[str, list[str]]:
     wait = (f"juju status --model {ref} --format json every {s.poll_interval:g}s until every "
             f"unit of {', '.join(BUNDLE_APPS)} is active/idle {s.successes} polls in a row "
             f"(deadline timeouts.deploy = {deploy_t}s)")
-    lines.append(f"wait: {wait}; a unit in error, or blocked for more than "
-                 f"{s.blocked_grace}s, ends the wait at once with its message and"
+    lines.append(f"wait: {wait}; a unit in error for more than {s.error_grace}s, or blocked "
+                 f"for more than {s.blocked_grace}s (Juju retries hooks meanwhile), or showing "
+                 f"a terminal message ({'; '.join(s.terminal_messages) or 'none'}), ends the "
+                 "wait with its message and"
                  f" `juju show-status-log --model {ref} <unit> -n {STATUS_LOG_ENTRIES}`")
     lines += _endpoint_plan(ref, model, s)
     lines += _cos_plan(ref, s, deploy_t)
     upgrade = []
     if cell.upgrade_to:
-        upgrade = [*_refresh_plan(cell.upgrade_to, ref),
-                   f"wait as after deploy until {SERVER_APP} runs {cell.upgrade_to.name}, "
-                   "then GET <tracking-uri>/version again"]
+        upgrade = [
+            f"before: juju status --model {ref} (charm revisions) and GET pods "
+            f"{MINIO_APP}-0/{SERVER_APP}-0 in {model} (UIDs) of the apps to refresh",
+            *_refresh_plan(cell.upgrade_to, ref),
+            "a refusal across charm bases (`charm or bundle not found for channel …, base …`, "
+            "juju/juju#20830) is reported naming both bases",
+            f"wait as after deploy until each refreshed app runs {cell.upgrade_to.name} at a "
+            "new charm revision with no unit `upgrading-from` the old charm; then GET its pod "
+            "until the UID is new and the pod Ready; then wait as after deploy; then GET "
+            "<tracking-uri>/version again"]
     restart = [f"delete pod {SERVER_APP}-0 through the Kubernetes API, wait for its "
                f"replacement to be Ready, then {wait}; then find the endpoint again"]
     close = [
@@ -90,19 +100,29 @@ def cell_sections(context: RunContext, cell: Cell) -> dict[str, list[str]]:
 
 
 def _deploy_plan(channel: Channel, s: JujuSettings, ref: str) -> list[str]:
+    nodeport = "true" if s.server_nodeport else "false"
+    why = (f"   ({SERVER_NODEPORT_OPTION}={nodeport}: the charm's NodePorts "
+           f"{'/'.join(str(p) for p in SERVER_NODEPORTS)} are cluster-wide, one model gets them"
+           + ("" if s.server_nodeport else "; this cell gets a NodePort of its own") + ")")
     source = BundleSource.of(channel)
     if source.kind == "charms":
         lines = [f"juju deploy --model {ref} {charm} {app} --channel {ch} --trust"
                  + (" " + " ".join(extra) if extra else "")
+                 + (f" --config {SERVER_NODEPORT_OPTION}={nodeport}{why}" if app == SERVER_APP
+                    else "")
                  for charm, app, ch, extra in charm_plan(channel, s)]
         lines += [f"juju integrate --model {ref} {SERVER_APP} {other}"
                   for other in (MINIO_APP, MYSQL_APP)]
         return lines
-    bundle = f"{_juju_data_dir()}/mlflow-matrix-<run-id>-<random>/bundle.yaml"
-    fetch = (f"download {source.location} → {bundle}" if source.kind == "url"
-             else f"copy {source.location} → {bundle}")
+    where = f"{_juju_data_dir()}/mlflow-matrix-<run-id>-<random>"
+    fetch = (f"download {source.location} → {where}/bundle.yaml" if source.kind == "url"
+             else f"copy {source.location} → {where}/bundle.yaml")
     return [fetch + " (checked: a bundle with mlflow-server and mlflow-minio; removed once "
-            "deployed)", f"juju deploy --model {ref} {bundle} --trust"]
+            "deployed)",
+            f"write {where}/overlay.yaml: applications.{SERVER_APP}.options."
+            f"{SERVER_NODEPORT_OPTION}: {nodeport}{why}",
+            f"juju deploy --model {ref} {where}/bundle.yaml --trust --overlay "
+            f"{where}/overlay.yaml"]
 
 
 def _refresh_plan(channel: Channel, ref: str) -> list[str]:
@@ -140,25 +160,29 @@ def _endpoint_plan(ref: str, model: str, s: JujuSettings) -> list[str]:
         f"juju show-unit --model {ref} {SERVER_APP}/0 --format json → MinIO keys from the "
         "object-storage relation data (else `juju run mlflow-server/0 get-minio-credentials`,"
         f" else Secret {MINIO_ARTIFACT_SECRET}); registered as secrets, never printed",
-        f"Kubernetes API (lightkube), namespace {model}: Services {SERVER_APP} and {MINIO_APP}"
-        f" reached by {reach}",
+        f"Kubernetes API (lightkube), namespace {model}: Service {SERVER_APP} must expose "
+        "mlflow_port (only Juju's placeholder port 65535: the charm's patch failed, a loud "
+        "error naming the NodePort clash, not a timeout)",
+        f"Services {SERVER_APP} and {MINIO_APP} reached by {reach}",
         f"GET <tracking-uri>/version until it answers (deadline {s.endpoint_timeout}s) → "
         "the server's MLflow version",
     ]
 
 
 def _cos_plan(ref: str, s: JujuSettings, deploy_t: int) -> list[str]:
+    agent, unit = s.cos_agent, cos_agent_unit(s.cos_agent)
     if not s.cos_check:
-        return ["COS relation check skipped (cos_check: false): no grafana-agent-k8s is "
+        return [f"COS relation check skipped (cos_check: false): no {agent} is "
                 "deployed, metrics-endpoint and grafana-dashboard data are not read"]
     return [
-        f"juju deploy --model {ref} {COS_AGENT_APP} --channel {s.cos_agent_channel} --trust",
+        f"juju deploy --model {ref} {agent} --channel {s.agent_channel} --trust   (cos_agent; "
+        "grafana-agent-k8s is the other choice while it lives)",
         *(f"juju integrate --model {ref} {provider} {consumer}"
-          for provider, consumer in COS_INTEGRATIONS),
-        f"wait as after deploy until every unit of {', '.join((*BUNDLE_APPS, COS_AGENT_APP))} "
-        f"is idle and active ({COS_AGENT_APP}: active or blocked, it has nowhere to forward "
+          for provider, consumer in cos_integrations(agent)),
+        f"wait as after deploy until every unit of {', '.join((*BUNDLE_APPS, agent))} "
+        f"is idle and active ({agent}: active or blocked, it has nowhere to forward "
         f"to) (deadline timeouts.deploy = {deploy_t}s)",
-        f"juju show-unit --model {ref} {COS_AGENT_UNIT} --format json → {SERVER_APP}'s "
+        f"juju show-unit --model {ref} {unit} --format json → {SERVER_APP}'s "
         "metrics-endpoint data (scrape_jobs with /metrics on mlflow_port, scrape_metadata, "
         "alert_rules) and grafana-dashboard data (dashboards that decode); anything missing "
         "fails the deploy phase",

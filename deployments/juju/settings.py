@@ -22,13 +22,32 @@ DEFAULT_TEARDOWN_TIMEOUT = 600
 FORCE_DESTROY_STEP_TIMEOUT = 120
 STATUS_LOG_ENTRIES = 25
 STATUS_RETRIES = 3  # failed `juju status` calls in a row tolerated while waiting
-# The COS consumer related to mlflow-server so its relation data can be read (issue 13); endpoint
-# names: mlflow-operator docs/how-to/integrate-cos.rst, grafana-agent-k8s-operator k8s_metadata.yaml.
-COS_AGENT_APP = "grafana-agent-k8s"
-COS_AGENT_UNIT = f"{COS_AGENT_APP}/0"
-COS_INTEGRATIONS = ((f"{SERVER_APP}:metrics-endpoint", f"{COS_AGENT_APP}:metrics-endpoint"),
-                    (f"{SERVER_APP}:grafana-dashboard",
-                     f"{COS_AGENT_APP}:grafana-dashboards-consumer"))
+# A juju client finding its store lock held by another juju process (parallel cells share one
+# client store; jubilant#192) retries this often, LOCK_BACKOFF seconds apart, then fails.
+LOCK_RETRIES = 5
+LOCK_BACKOFF = 0.5
+LOCK_ERROR = "cannot acquire lock file"
+# The charm's fixed NodePorts (mlflow-operator config.yaml): one model per cluster can have them.
+SERVER_NODEPORT_OPTION = "enable_mlflow_nodeport"
+SERVER_NODEPORTS = (31380, 31381)
+# The COS consumer related to mlflow-server so its relation data can be read (issues 13, 21):
+# opentelemetry-collector-k8s (what Canonical relates now; grafana-agent-k8s reaches end of life
+# at the end of 2026) or grafana-agent-k8s. Both require `metrics-endpoint` (prometheus_scrape)
+# and `grafana-dashboards-consumer` (grafana_dashboard): opentelemetry-collector-k8s-operator
+# charmcraft.yaml, grafana-agent-k8s-operator k8s_metadata.yaml.
+COS_AGENTS = {"opentelemetry-collector-k8s": "2/stable", "grafana-agent-k8s": "latest/stable"}
+# Messages after which a unit never recovers on its own (fail at once, grace or not): the
+# charm's own words for a setting only a person can change (mlflow-operator src/charm.py).
+TERMINAL_MESSAGES = (r"Set create_default_artifact_root_if_missing=True",)
+
+
+def cos_agent_unit(agent: str) -> str:
+    return f"{agent}/0"
+
+
+def cos_integrations(agent: str) -> tuple[tuple[str, str], ...]:
+    return ((f"{SERVER_APP}:metrics-endpoint", f"{agent}:metrics-endpoint"),
+            (f"{SERVER_APP}:grafana-dashboard", f"{agent}:grafana-dashboards-consumer"))
 
 
 @dataclass(frozen=True)
@@ -40,7 +59,12 @@ class JujuSettings:
     """
 
     access: Literal["nodeport", "loadbalancer", "port-forward"] = "nodeport"
-    blocked_grace: int = 300          # seconds a unit may stay `blocked` before the wait fails
+    # seconds a unit may stay `blocked` / in `error` before the wait fails: Juju retries failed
+    # hooks (backoff up to 5 min) and re-runs update-status every 5 min, so one interval is not
+    # enough to tell a transient state from a stuck one; terminal_messages fail at once
+    blocked_grace: int = 900
+    error_grace: int = 600
+    terminal_messages: tuple[str, ...] = TERMINAL_MESSAGES   # regexes, searched in a message
     poll_interval: float = 5.0        # seconds between `juju status` polls
     successes: int = 3                # consecutive healthy polls that end the wait
     bootstrap_timeout: int = 1200     # deadline of `juju bootstrap`
@@ -53,8 +77,18 @@ class JujuSettings:
     minio_channel: str = "ckf-1.10/stable"   # used only for channels without a bundle
     mysql_channel: str = "8.0/stable"        # used only for channels without a bundle
     debug_log_lines: int = 5000       # newest `juju debug-log --replay` lines kept in diagnostics
-    cos_check: bool = True            # relate grafana-agent-k8s and check the COS relation data
-    cos_agent_channel: str = "latest/stable"  # channel of that grafana-agent-k8s
+    cos_check: bool = True            # relate a COS agent and check the COS relation data
+    cos_agent: Literal["opentelemetry-collector-k8s", "grafana-agent-k8s"] = \
+        "opentelemetry-collector-k8s"
+    cos_agent_channel: str = ""       # empty: the agent's channel in COS_AGENTS
+    # keep the charm's fixed NodePorts 31380/31381 (`enable_mlflow_nodeport`): only one model
+    # per cluster gets them, the others keep Juju's placeholder port; off, every cell gets a
+    # NodePort Service of its own when `access: nodeport`
+    server_nodeport: bool = False
+
+    @property
+    def agent_channel(self) -> str:
+        return self.cos_agent_channel or COS_AGENTS[self.cos_agent]
 
 
 def juju_settings(settings: Any) -> JujuSettings:

@@ -31,6 +31,7 @@ from harness.system.redact import redact
 from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 if TYPE_CHECKING:
+    from deployments.juju.controller import JujuController
     from deployments.juju.deployment import JujuDeployment
     from harness.config.matrix import Cell
 
@@ -48,6 +49,17 @@ class KubernetesProvisioner(ABC):
     def __init__(self, context: RunContext) -> None:
         self.context = context
         self.settings: Any = context.platform.settings
+        self._juju_controller: JujuController | None = None
+
+    @property
+    def juju_controller(self) -> JujuController:
+        """This platform's Juju cloud and controller in this run: this provisioner owns them
+        (made by the first cell that needs them, released by `down`)."""
+        if self._juju_controller is None:
+            from deployments.juju.controller import JujuController
+
+            self._juju_controller = JujuController(self.context)
+        return self._juju_controller
 
     # ------------------------------------------------------------ provider hooks
 
@@ -133,14 +145,13 @@ class KubernetesProvisioner(ABC):
     def down(self) -> None:
         """Juju's controller and cloud first, then the cluster; every step runs even if one
         before it failed, and the failures are reported together."""
-        from deployments.juju.controller import release_platform
-
         problems: list[MatrixError] = []
-        try:
-            release_platform(self.context, timeout=self.teardown_timeout(),
-                             cluster_goes_away=self.cluster_goes_away())
-        except MatrixError as exc:
-            problems.append(exc)
+        if self._juju_controller is not None:
+            try:
+                self._juju_controller.release(timeout=self.teardown_timeout(),
+                                              cluster_goes_away=self.cluster_goes_away())
+            except MatrixError as exc:
+                problems.append(exc)
         try:
             self.delete_cluster()
         except MatrixError as exc:
@@ -167,7 +178,7 @@ class KubernetesProvisioner(ABC):
         kubeconfig = self.juju_kubeconfig(substrate)
         if kubeconfig is not None:
             substrate = dataclasses.replace(substrate, kubeconfig=kubeconfig)
-        return JujuDeployment(self.context, substrate, cell_dir)
+        return JujuDeployment(self.context, substrate, cell_dir, self.juju_controller)
 
     # ------------------------------------------------------------ helpers for providers
 

@@ -303,7 +303,8 @@ def _overlay_options(paths: list[str], bundle: dict[str, Any]) -> dict[str, dict
 
 # Endpoints (name → interface) of the charms the COS check relates: mlflow-server's from
 # mlflow-operator docs/how-to/integrate-cos.rst and the recorded show-unit; grafana-agent-k8s's
-# from grafana-agent-k8s-operator k8s_metadata.yaml (requires/provides).
+# from grafana-agent-k8s-operator k8s_metadata.yaml (requires/provides);
+# opentelemetry-collector-k8s's from its charmcraft.yaml (commit 2a77867, requires/provides).
 ENDPOINTS = {
     "mlflow-server": {"object-storage": "object-storage", "relational-db": "mysql_client",
                       "metrics-endpoint": "prometheus_scrape",
@@ -314,8 +315,15 @@ ENDPOINTS = {
                           "send-remote-write": "prometheus_remote_write",
                           "logging-consumer": "loki_push_api",
                           "logging-provider": "loki_push_api"},
+    "opentelemetry-collector-k8s": {"metrics-endpoint": "prometheus_scrape",
+                                    "grafana-dashboards-consumer": "grafana_dashboard",
+                                    "grafana-dashboards-provider": "grafana_dashboard",
+                                    "send-remote-write": "prometheus_remote_write",
+                                    "send-loki-logs": "loki_push_api",
+                                    "receive-loki-logs": "loki_push_api"},
 }
-COS_AGENT = "grafana-agent-k8s"
+COS_AGENTS = ("opentelemetry-collector-k8s", "grafana-agent-k8s")
+RECORDED_AGENT = "grafana-agent-k8s"   # the agent of show-unit-grafana-agent-k8s.json
 
 
 def juju_integrate(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
@@ -338,8 +346,8 @@ def juju_integrate(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str,
     return 0, "", ""
 
 
-def _cos_agent_status(ctx: Context, key: str) -> dict[str, Any]:
-    """grafana-agent-k8s in `juju status --format json`, the shape of the recorded bundle apps:
+def _cos_agent_status(ctx: Context, key: str, COS_AGENT: str) -> dict[str, Any]:
+    """A COS agent in `juju status --format json`, the shape of the recorded bundle apps:
     one poll still executing after the deploy, then active/idle."""
     first = ctx.next_in(f"agent-status:{key}", ["executing", "idle"]) == "executing"
     workload = {"current": "maintenance" if first else "active",
@@ -408,8 +416,9 @@ def _status_json(ctx: Context, key: str) -> str:
         if app in upgrading:
             for unit in info["units"].values():
                 unit["upgrading-from"] = model["upgrading_from"][app]
-    if COS_AGENT in model["apps"] and model["deployed"]:
-        data["applications"][COS_AGENT] = _cos_agent_status(ctx, key)
+    for agent in COS_AGENTS:
+        if agent in model["apps"] and model["deployed"]:
+            data["applications"][agent] = _cos_agent_status(ctx, key, agent)
     return json.dumps(data, indent=4)
 
 
@@ -448,8 +457,9 @@ def juju_show_unit(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str,
                                     "--app": False},
                        positional=(1, 1))
     key = model_key(ctx, opts.get("--model") or opts.get("-m"))
-    if args[0] == f"{COS_AGENT}/0" and COS_AGENT in ctx.state["models"][key]["apps"]:
-        return 0, _cos_agent_show_unit(ctx, key, opts), ""
+    agent = args[0].split("/")[0]
+    if agent in COS_AGENTS and agent in ctx.state["models"][key]["apps"]:
+        return 0, _cos_agent_show_unit(ctx, key, opts, agent), ""
     if args[0] != "mlflow-server/0":
         raise Fail(f'ERROR unit "{args[0]}" not found (not found)')
     if ctx.scenario.get("juju", {}).get("show_unit") == "no-relation-data":
@@ -458,15 +468,17 @@ def juju_show_unit(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str,
     return 0, ctx.rec("juju/show-unit-mlflow-server.json", MODEL=key.split(":", 1)[1]), ""
 
 
-def _cos_agent_show_unit(ctx: Context, key: str, opts: dict[str, Any]) -> str:
+def _cos_agent_show_unit(ctx: Context, key: str, opts: dict[str, Any],
+                         COS_AGENT: str) -> str:
     """The recorded consumer-side show-unit, holding only the relations integrated here
     (scenario `juju.cos_show_unit: no-metrics-endpoint` drops that one, as if the charm
-    never provided it)."""
+    never provided it). The databags are mlflow-server's, whichever agent reads them: for
+    opentelemetry-collector-k8s the recorded grafana-agent-k8s unit is renamed."""
     if opts.get("--format") != "json":
-        raise Fail("fake juju: only --format json is recorded for grafana-agent-k8s/0")
-    data = json.loads(ctx.rec("juju/show-unit-grafana-agent-k8s.json",
-                              MODEL=key.split(":", 1)[1],
-                              MODEL_UUID="0f3e5a6b-1c2d-4e5f-8a9b-0c1d2e3f4a5b"))
+        raise Fail(f"fake juju: only --format json is recorded for {COS_AGENT}/0")
+    text = ctx.rec("juju/show-unit-grafana-agent-k8s.json", MODEL=key.split(":", 1)[1],
+                   MODEL_UUID="0f3e5a6b-1c2d-4e5f-8a9b-0c1d2e3f4a5b")
+    data = json.loads(text.replace(RECORDED_AGENT, COS_AGENT))
     integrated = {f"{COS_AGENT}:{rel['endpoint']}"
                   for rel in data[f"{COS_AGENT}/0"]["relation-info"]
                   for pair in ctx.state["models"][key].get("relations", [])

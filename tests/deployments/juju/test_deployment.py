@@ -51,11 +51,9 @@ def status(name: str, **values: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_platforms():
-    jcontroller._PLATFORMS.clear()
+def _no_cancel():
     CANCEL.clear()
     yield
-    jcontroller._PLATFORMS.clear()
     CANCEL.clear()
 
 
@@ -92,12 +90,17 @@ def bundle_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return where
 
 
-def deployment(context_for, substrate: Substrate, tmp_path: Path, **settings) -> jdeployment.JujuDeployment:
-    """The exact-argv tests cover the bundle steps; the COS steps run with the fake CLI below."""
+def deployment(context_for, substrate: Substrate, tmp_path: Path,
+               juju_controller: jcontroller.JujuController | None = None,
+               **settings) -> jdeployment.JujuDeployment:
+    """The exact-argv tests cover the bundle steps; the COS steps run with the fake CLI below.
+    Cells of one platform share the `juju_controller` their provisioner owns."""
     options = settings.pop("options", {})
     settings.setdefault("cos_check", False)
     ctx = context_for("microk8s-1.32", options=options, **settings)
-    return jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
+    owner = juju_controller or jcontroller.JujuController(ctx)
+    return jdeployment.JujuDeployment(ctx, substrate,
+                                      tmp_path / "reports" / "microk8s-1.32" / "2.22-stable", owner)
 
 
 def expect_controller(fake_run: FakeRun) -> None:
@@ -108,9 +111,13 @@ def expect_controller(fake_run: FakeRun) -> None:
 def expect_model(fake_run: FakeRun, bundle_dir: Path, check=None) -> None:
     fake_run.handle(["juju", "add-model", "--no-switch", MODEL, CLOUD, "--controller", CLOUD],
                     Reply(stderr="Added model\n", check=check))
-    fake_run.handle(["juju", "deploy", "--model", REF, str(bundle_dir / "bundle.yaml"), "--trust"],
-                    Reply(stderr=recording("juju/deploy-bundle.stderr",
-                                           SERVER_CHANNEL="2.22/stable")))
+    fake_run.handle(DEPLOY(bundle_dir), Reply(stderr=recording("juju/deploy-bundle.stderr",
+                                                               SERVER_CHANNEL="2.22/stable")))
+
+
+def DEPLOY(bundle_dir: Path) -> list[str]:
+    return ["juju", "deploy", "--model", REF, str(bundle_dir / "bundle.yaml"), "--trust",
+            "--overlay", str(bundle_dir / "overlay.yaml")]
 
 
 # ---------------------------------------------------------------- controller
@@ -120,10 +127,9 @@ def test_cloud_and_controller_are_created_once_per_platform(fake_run, context_fo
                                                             tmp_path):
     expect_controller(fake_run)
     first = deployment(context_for, substrate, tmp_path)
-    second = deployment(context_for, substrate, tmp_path)
-    assert jcontroller.ensure_controller(first.context, substrate, first.juju, first.settings) == \
-        (CLOUD, CLOUD)
-    assert jcontroller.ensure_controller(second.context, substrate, second.juju, second.settings) == \
+    second = deployment(context_for, substrate, tmp_path, juju_controller=first.juju_controller)
+    assert first.juju_controller.ensure(substrate, first.juju, first.settings) == (CLOUD, CLOUD)
+    assert second.juju_controller.ensure(substrate, second.juju, second.settings) == \
         (CLOUD, CLOUD)
     assert fake_run.argvs() == [["juju", "add-k8s", CLOUD, "--client"]]
     assert fake_run.calls[0].input == substrate.kubeconfig.read_text()  # kubeconfig on stdin
@@ -140,7 +146,7 @@ def test_a_given_controller_is_reused_not_bootstrapped(fake_run, context_for, su
                     "added\n")
     dep = deployment(context_for, substrate, tmp_path, storage_class="fast",
                      options={"controller": "prod"})
-    assert jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings) == (CLOUD, "prod")
+    assert dep.juju_controller.ensure(substrate, dep.juju, dep.settings) == (CLOUD, "prod")
     assert [r.type for r in dep.context.state.resources()] == ["juju-cloud"]
 
 
@@ -152,13 +158,13 @@ def test_bootstrap_failure_is_reported_with_jujus_error_and_remembered(cluster, 
     substrate = Substrate(name="microk8s-1.32", kubeconfig=kubeconfig)
     dep = deployment(context_for, substrate, tmp_path)
     with pytest.raises(InfrastructureError) as caught:
-        jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+        dep.juju_controller.ensure(substrate, dep.juju, dep.settings)
     assert "juju bootstrap of controller" in caught.value.message
     assert "failed to bootstrap model: creating controller stack" in caught.value.message
     assert "storage class" in caught.value.hint
     calls = len(fake.calls())
     with pytest.raises(InfrastructureError):   # the second cell gets the same error, no retry
-        jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+        dep.juju_controller.ensure(substrate, dep.juju, dep.settings)
     assert len(fake.calls()) == calls
     assert "process" not in {r.type for r in dep.context.state.resources()}
 
@@ -172,7 +178,7 @@ def test_ctrl_c_stops_a_running_bootstrap(cluster, context_for, tmp_path):
     threading.Timer(0.5, CANCEL.set).start()
     started = time.monotonic()
     with pytest.raises(Interrupted):
-        jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+        dep.juju_controller.ensure(substrate, dep.juju, dep.settings)
     assert time.monotonic() - started < 5
     types = [r.type for r in dep.context.state.resources()]
     assert "process" not in types, "the bootstrap process group was stopped and released"
@@ -199,7 +205,7 @@ def test_model_is_recorded_before_it_is_created_then_bundle_deployed_with_trust(
     argvs = fake_run.argvs()
     assert argvs[1:3] == [
         ["juju", "add-model", "--no-switch", MODEL, CLOUD, "--controller", CLOUD],
-        ["juju", "deploy", "--model", REF, str(bundle_dir / "bundle.yaml"), "--trust"]]
+        DEPLOY(bundle_dir)]
     assert argvs[3:] == [STATUS] * 3   # deploying, healthy, healthy (2 successes in a row)
     assert not bundle_dir.exists(), "the bundle copy is removed once Juju has read it"
 
@@ -214,7 +220,7 @@ def test_a_channel_without_bundle_deploys_the_three_charms(fake_run, context_for
         ["juju", "deploy", "--model", REF, "mysql-k8s", "mlflow-mysql", "--channel", "8.0/stable",
          "--trust", "--constraints", "mem=2G"],
         ["juju", "deploy", "--model", REF, "mlflow-server", "mlflow-server", "--channel",
-         "2.22/stable", "--trust"],
+         "2.22/stable", "--trust", "--config", "enable_mlflow_nodeport=false"],
         ["juju", "integrate", "--model", REF, "mlflow-server", "mlflow-minio"],
         ["juju", "integrate", "--model", REF, "mlflow-server", "mlflow-mysql"],
     ]
@@ -234,13 +240,14 @@ def _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir, statuses, 
     return deployment(context_for, substrate, tmp_path, **settings)
 
 
-def test_a_unit_in_error_ends_the_wait_within_one_poll_interval(fake_run, context_for, substrate,
-                                                                tmp_path, bundle_dir):
+def test_a_unit_in_error_past_its_grace_ends_the_wait_within_one_poll(fake_run, context_for,
+                                                                     substrate, tmp_path,
+                                                                     bundle_dir):
     seen = {}
     error = Reply(stdout=status("status-error"),
                   check=lambda kwargs: seen.setdefault("error_at", time.monotonic()))
     dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
-                    [status("status-deploying"), error], poll_interval=1.0)
+                    [status("status-deploying"), error], poll_interval=1.0, error_grace=0)
     fake_run.handle(["juju", "show-status-log", "--model", REF, "mlflow-server/0", "-n", "25"],
                     recording("juju/show-status-log-error.txt"))
     with pytest.raises(Terminal) as caught:
@@ -340,65 +347,44 @@ def test_ctrl_c_ends_the_wait_at_the_next_poll(fake_run, context_for, substrate,
 # ---------------------------------------------------------------- upgrade
 
 
-def _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch, source):
-    old = {"SERVER_CHANNEL": source.name,
-           "MINIO_CHANNEL": "ckf-1.9/stable" if source.name == "2.15/stable" else "ckf-1.10/stable"}
-    dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
-                    [status("status-healthy", **old)])
-    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
-    dep.deploy(source)
-    return dep, old
+def _refreshes(fake: FakeCluster) -> list[str]:
+    return [line.split(" ", 4)[-1] for line in fake.lines("juju")
+            if line.startswith("juju refresh")]
 
 
-def test_upgrade_refreshes_minio_then_server_and_waits_for_the_new_charm(
-        fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch):
-    dep, old = _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch,
-                           local_channel("2.15/stable"))
-    target = {"TARGET_SERVER_CHANNEL": "2.22/stable", "TARGET_MINIO_CHANNEL": "ckf-1.10/stable"}
-    fake_run.handle(STATUS, status("status-healthy", **old),         # before: the old channels
-                    status("status-healthy", **old),                 # not refreshed yet: not ready
-                    status("status-refreshing", **target),
-                    status("status-refreshed", **target))
-    refresh_minio = ["juju", "refresh", "--model", REF, "mlflow-minio", "--channel",
-                     "ckf-1.10/stable"]
-    refresh_server = ["juju", "refresh", "--model", REF, "mlflow-server", "--channel",
-                      "2.22/stable"]
-    fake_run.handle(refresh_minio, "")
-    fake_run.handle(refresh_server, "")
-    before = len(fake_run.calls)
-    assert dep.upgrade(local_channel("2.22/stable")) == "endpoint"
-    argvs = fake_run.argvs()[before:]
-    assert argvs[:3] == [STATUS, refresh_minio, refresh_server]
-    assert argvs[3:] == [STATUS] * 4   # old (not ready), refreshing, refreshed ×2
+def test_upgrade_refreshes_minio_then_server_in_the_documented_order(cluster, context_for,
+                                                                     tmp_path, stub_mlflow):
+    fake = cluster()
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path, cos_check=False)
+    dep.deploy(local_channel("2.15/stable"))
+    with pytest.raises(InfrastructureError, match="juju/juju#20830"):   # the server's refresh
+        dep.upgrade(local_channel("2.22/stable"))                      # crosses bases
+    assert _refreshes(fake) == ["mlflow-minio --channel ckf-1.10/stable",
+                                "mlflow-server --channel 2.22/stable"]
+    dep.teardown()
+    provisioner.down()
 
 
-def test_upgrade_leaves_minio_alone_when_its_channel_does_not_change(
-        fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch):
-    dep, old = _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch,
-                           local_channel("2.22/stable"))
-    target = {"TARGET_SERVER_CHANNEL": "latest/edge", "TARGET_MINIO_CHANNEL": "ckf-1.10/stable"}
-    fake_run.handle(STATUS, status("status-healthy", **old), status("status-refreshed", **target))
-    refresh_server = ["juju", "refresh", "--model", REF, "mlflow-server", "--channel",
-                      "latest/edge"]
-    fake_run.handle(refresh_server, "")
-    before = len(fake_run.calls)
+def test_upgrade_leaves_minio_alone_when_its_channel_does_not_change(cluster, context_for,
+                                                                     tmp_path, stub_mlflow):
+    fake = cluster()
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path, cos_check=False)
+    dep.deploy(local_channel("2.22/stable"))
     dep.upgrade(local_channel("latest/edge"))
-    assert [a for a in fake_run.argvs()[before:] if a[1] == "refresh"] == [refresh_server]
+    assert _refreshes(fake) == ["mlflow-server --channel latest/edge"]
+    dep.teardown()
+    provisioner.down()
 
 
-def test_a_unit_in_error_after_refresh_fails_the_upgrade(fake_run, context_for, substrate,
-                                                         tmp_path, bundle_dir, monkeypatch):
-    dep, old = _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch,
-                           local_channel("2.22/stable"))
-    target = {"TARGET_SERVER_CHANNEL": "latest/edge", "TARGET_MINIO_CHANNEL": "ckf-1.10/stable"}
-    fake_run.handle(STATUS, status("status-healthy", **old),
-                    status("status-upgrade-error", **target))
-    fake_run.handle(["juju", "refresh", "--model", REF, "mlflow-server", "--channel",
-                     "latest/edge"], "")
-    fake_run.handle(["juju", "show-status-log", "--model", REF, "mlflow-server/0", "-n", "25"],
-                    "history\n")
+def test_a_unit_in_error_after_refresh_fails_the_upgrade(cluster, context_for, tmp_path,
+                                                         stub_mlflow):
+    fake = cluster({"juju": {"refresh_status": ["status-upgrade-error.json"]}})
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path, cos_check=False, error_grace=0)
+    dep.deploy(local_channel("2.22/stable"))
     with pytest.raises(Terminal, match='hook failed: "upgrade-charm"'):
         dep.upgrade(local_channel("latest/edge"))
+    dep.teardown()
+    provisioner.down()
 
 
 # ---------------------------------------------------------------- teardown + janitor
@@ -454,7 +440,7 @@ def test_release_platform_destroys_what_the_run_created(fake_run, context_for, s
                                                         tmp_path):
     expect_controller(fake_run)
     dep = deployment(context_for, substrate, tmp_path)
-    jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+    dep.juju_controller.ensure(substrate, dep.juju, dep.settings)
     destroy = ["juju", "destroy-controller", CLOUD, "--no-prompt", "--destroy-all-models",
                "--destroy-storage"]
     kill = ["juju", "kill-controller", CLOUD, "--no-prompt", "--timeout", "60s"]
@@ -464,8 +450,8 @@ def test_release_platform_destroys_what_the_run_created(fake_run, context_for, s
                                                      "unable to get bootstrap information\n"))
     fake_run.handle(unregister, "")
     fake_run.handle(["juju", "remove-k8s", CLOUD, "--client"], "")
-    jcontroller.release_platform(dep.context, timeout=30, cluster_goes_away=True)
-    jcontroller.release_platform(dep.context)   # idempotent
+    dep.juju_controller.release(timeout=30, cluster_goes_away=True)
+    dep.juju_controller.release()   # idempotent
     assert fake_run.argvs()[1:] == [destroy, kill, unregister,
                                     ["juju", "remove-k8s", CLOUD, "--client"]]
     assert dep.context.state.resources() == []
@@ -475,14 +461,14 @@ def test_a_controller_that_cannot_be_killed_is_an_error_on_a_cluster_that_stays(
         fake_run, context_for, substrate, tmp_path):
     expect_controller(fake_run)
     dep = deployment(context_for, substrate, tmp_path)
-    jcontroller.ensure_controller(dep.context, substrate, dep.juju, dep.settings)
+    dep.juju_controller.ensure(substrate, dep.juju, dep.settings)
     fake_run.handle(["juju", "destroy-controller", CLOUD, "--no-prompt", "--destroy-all-models",
                      "--destroy-storage"], Reply(returncode=1, stderr="ERROR boom\n"))
     fake_run.handle(["juju", "kill-controller", CLOUD, "--no-prompt", "--timeout", "60s"],
                     Reply(returncode=1, stderr="ERROR still boom\n"))
     fake_run.handle(["juju", "remove-k8s", CLOUD, "--client"], "")
     with pytest.raises(InfrastructureError, match="still boom"):
-        jcontroller.release_platform(dep.context, cluster_goes_away=False)
+        dep.juju_controller.release(cluster_goes_away=False)
     assert [r.type for r in dep.context.state.resources()] == ["juju-controller"]
 
 
@@ -572,7 +558,7 @@ def _run_deploy(fake: FakeCluster, context_for, tmp_path, **settings):
     ctx = context_for("microk8s-1.32", options=options, **settings)
     provisioner = MicroK8sProvisioner(ctx)
     substrate = provisioner.up()
-    dep = jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
+    dep = provisioner.deployment(substrate, tmp_path / "reports" / "microk8s-1.32" / "2.22-stable")
     return provisioner, dep
 
 
@@ -595,7 +581,7 @@ def test_healthy_deployment_returns_a_working_endpoint(cluster, context_for, tmp
 
 def test_unit_error_transcript(cluster, context_for, tmp_path):
     fake = cluster({"juju": {"status": ["status-deploying.json", "status-error.json"]}})
-    provisioner, dep = _run_deploy(fake, context_for, tmp_path)
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path, error_grace=0)
     with pytest.raises(Terminal, match='hook failed: "install"'):
         dep.deploy(local_channel("2.22/stable"))
     dep.teardown()
@@ -617,15 +603,15 @@ def test_bootstrap_failure_transcript(cluster, context_for, tmp_path):
 def test_upgrade_transcript(cluster, context_for, tmp_path):
     fake = cluster()
     provisioner, dep = _run_deploy(fake, context_for, tmp_path)
-    dep.deploy(local_channel("2.15/stable"))
-    endpoint = dep.upgrade(local_channel("2.22/stable"))
-    assert endpoint.mlflow_version == "2.22.0"
+    dep.deploy(local_channel("2.22/stable"))
+    endpoint = dep.upgrade(local_channel("latest/edge"))
+    assert endpoint.mlflow_version == "2.22.0"   # the stub server; the wait is what is checked
     model = next(iter(fake.world()["models"].values()))
-    assert model["apps"]["mlflow-server"] == "2.22/stable"
-    assert model["apps"]["mlflow-minio"] == "ckf-1.10/stable"
+    assert model["apps"]["mlflow-server"] == "latest/edge"
+    assert model["revisions"]["mlflow-server"] == 1020 and model["upgrading"]["mlflow-server"] == 0
     dep.teardown()
     provisioner.down()
-    check_transcript("juju-upgrade-2.15-to-2.22", fake.transcript())
+    check_transcript("juju-upgrade-2.22-to-latest-edge", fake.transcript(collapse=True))
 
 
 def test_restart_recreates_the_server_pod_and_finds_the_endpoint_again(cluster, context_for,
@@ -664,7 +650,7 @@ def test_parallel_cells_share_one_controller(cluster, context_for, tmp_path):
     ctx = context_for("microk8s-1.32")
     provisioner = MicroK8sProvisioner(ctx)
     substrate = provisioner.up()
-    deps = [jdeployment.JujuDeployment(ctx, substrate, tmp_path / "r" / cell)
+    deps = [provisioner.deployment(substrate, tmp_path / "r" / cell)
             for cell in ("2.15-stable", "2.22-stable")]
     errors = []
 
@@ -692,9 +678,9 @@ def test_parallel_cells_share_one_controller(cluster, context_for, tmp_path):
 # ---------------------------------------------------------------- COS relation data (issue 13)
 
 
-def _cos_lines(fake: FakeCluster) -> list[str]:
+def _cos_lines(fake: FakeCluster, agent: str = "opentelemetry-collector-k8s") -> list[str]:
     return [line for line in fake.lines("juju")
-            if "grafana-agent-k8s" in line and not line.startswith("juju show-status-log")]
+            if agent in line and not line.startswith("juju show-status-log")]
 
 
 def _cell(ctx, channel: str):
@@ -703,27 +689,30 @@ def _cell(ctx, channel: str):
     return Cell(ctx.platform, local_channel(channel), ("tracking",))
 
 
-def test_healthy_deploy_relates_grafana_agent_and_checks_the_cos_data(cluster, context_for,
-                                                                       tmp_path, stub_mlflow):
+@pytest.mark.parametrize(("agent", "channel"), [("opentelemetry-collector-k8s", "2/stable"),
+                                               ("grafana-agent-k8s", "latest/stable")])
+def test_healthy_deploy_relates_the_cos_agent_and_checks_the_cos_data(agent, channel, cluster,
+                                                                       context_for, tmp_path,
+                                                                       stub_mlflow):
     fake = cluster()
-    provisioner, dep = _run_deploy(fake, context_for, tmp_path)
+    provisioner, dep = _run_deploy(fake, context_for, tmp_path, cos_agent=agent)
     dep.deploy(local_channel("2.22/stable"))
     assert dep.cos is not None and dep.cos.problems == ()
     assert dep.cos.scrape_jobs[0]["metrics_path"] == "/metrics"
     assert dep.cos.alert_rules == ("MLFlowServerUnitIsUnavailable",)
     assert dep.cos.dashboards == ("MLflow",)
-    ran = _cos_lines(fake)
+    ran = _cos_lines(fake, agent)
     assert [line.split(f"{REF} ", 1)[1] for line in ran] == [
-        "grafana-agent-k8s --channel latest/stable --trust",
-        "mlflow-server:metrics-endpoint grafana-agent-k8s:metrics-endpoint",
-        "mlflow-server:grafana-dashboard grafana-agent-k8s:grafana-dashboards-consumer",
-        "grafana-agent-k8s/0 --format json"]
+        f"{agent} --channel {channel} --trust",
+        f"mlflow-server:metrics-endpoint {agent}:metrics-endpoint",
+        f"mlflow-server:grafana-dashboard {agent}:grafana-dashboards-consumer",
+        f"{agent}/0 --format json"]
     # the agent was waited on: its first status was still executing
     after = fake.lines("juju")[fake.lines("juju").index(ran[2]) + 1:]
     assert after[:3] == [" ".join(STATUS)] * 3
     plan = plan_text(dep.context, _cell(dep.context, "2.22/stable"))
     assert all(line in plan for line in ran[:3])
-    assert f"juju show-unit --model {REF} grafana-agent-k8s/0 --format json" in plan
+    assert f"juju show-unit --model {REF} {agent}/0 --format json" in plan
     dep.teardown()
     provisioner.down()
     assert not fake.world()["models"], "destroying the model removes the agent too"
@@ -757,13 +746,13 @@ def test_cos_check_false_skips_the_steps_and_the_plan_says_so(cluster, context_f
     assert dep.cos is None and _cos_lines(fake) == []
     plan = plan_text(dep.context, _cell(dep.context, "2.22/stable"))
     assert "COS relation check skipped (cos_check: false)" in plan
-    assert "grafana-agent-k8s --channel" not in plan
+    assert "opentelemetry-collector-k8s --channel" not in plan
     dep.teardown()
     provisioner.down()
 
 
 def test_the_agent_channel_is_a_setting(context_for):
-    ctx = context_for("microk8s-1.32", cos_agent_channel="1/edge")
+    ctx = context_for("microk8s-1.32", cos_agent="grafana-agent-k8s", cos_agent_channel="1/edge")
     plan = plan_text(ctx, _cell(ctx, "2.22/stable"))
     model = f"mm-{RUN_ID}-2-22-stable"
     assert f"juju deploy --model {CLOUD}:{model} grafana-agent-k8s --channel 1/edge --trust" \
@@ -772,17 +761,18 @@ def test_the_agent_channel_is_a_setting(context_for):
 
 def test_a_blocked_cos_agent_is_settled_but_a_blocked_bundle_unit_is_not():
     clock = {"now": 0.0}
-    watch = jwatch.BundleWatch((*jsettings.BUNDLE_APPS, jsettings.COS_AGENT_APP),
-                               blocked_grace=10, may_block=(jsettings.COS_AGENT_APP,),
+    agent_app = "opentelemetry-collector-k8s"
+    watch = jwatch.BundleWatch((*jsettings.BUNDLE_APPS, agent_app),
+                               blocked_grace=10, may_block=(agent_app,),
                                clock=lambda: clock["now"])
     data = json.loads(status("status-healthy"))
     agent = json.loads(json.dumps(data["applications"]["mlflow-minio"]))
-    agent["charm"] = agent["charm-name"] = jsettings.COS_AGENT_APP
+    agent["charm"] = agent["charm-name"] = agent_app
     agent["application-status"] = {"current": "blocked", "message": "no outgoing relation"}
     unit = agent["units"].pop("mlflow-minio/0")
     unit["workload-status"] = dict(agent["application-status"])
-    agent["units"] = {jsettings.COS_AGENT_UNIT: unit}
-    data["applications"][jsettings.COS_AGENT_APP] = agent
+    agent["units"] = {jsettings.cos_agent_unit(agent_app): unit}
+    data["applications"][agent_app] = agent
     settled = jubilant.Status._from_dict(data)
     assert watch.ready(settled) is True
     clock["now"] = 100

@@ -17,19 +17,10 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
 from fakes.kubeapi import FakeKubeAPI
 
 from deployments.juju import cli as jcli
-from deployments.juju import controller as jcontroller
-from deployments.juju import deployment as jdeployment
 from deployments.juju import diagnostics
 from harness.system import kubectl
 from harness.system.redact import redact
 from provisioners.kubernetes.microk8s import MicroK8sProvisioner
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    jcontroller._PLATFORMS.clear()
-    yield
-    jcontroller._PLATFORMS.clear()
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def deployed(cluster, context_for, tmp_path, stub_mlflow):
     api.log_secret = fake.secret_key
     ctx = context_for("microk8s-1.32")
     provisioner = MicroK8sProvisioner(ctx)
-    dep = jdeployment.JujuDeployment(ctx, provisioner.up(), tmp_path / "reports" / "m" / "2.22-stable")
+    dep = provisioner.deployment(provisioner.up(), tmp_path / "reports" / "m" / "2.22-stable")
     dep.deploy(local_channel("2.22/stable"))
     yield fake, dep
     dep.teardown()
@@ -59,9 +50,9 @@ def test_collect_writes_juju_and_kubernetes_state_redacted(deployed, tmp_path):
     dep.collect(dest)
     written = files(dest)
     assert sorted(written) == [
-        "juju/debug-log.txt", "juju/status-log/grafana-agent-k8s-0.txt",
-        "juju/status-log/mlflow-minio-0.txt",
+        "juju/debug-log.txt", "juju/status-log/mlflow-minio-0.txt",
         "juju/status-log/mlflow-mysql-0.txt", "juju/status-log/mlflow-server-0.txt",
+        "juju/status-log/opentelemetry-collector-k8s-0.txt",
         "juju/status.yaml", "kubernetes/describe-pods.txt", "kubernetes/events.txt",
         "kubernetes/get-all.txt", "kubernetes/logs/INDEX.txt",
         "kubernetes/logs/mlflow-server-0.mlflow-server.log"]
@@ -103,7 +94,8 @@ def test_a_failing_step_is_noted_and_without_kubectl_objects_come_from_the_api(
 
 def test_nothing_to_collect_before_the_model_exists(context_for, tmp_path):
     ctx = context_for("microk8s-1.32")
-    dep = jdeployment.JujuDeployment(ctx, MicroK8sProvisioner(ctx).substrate(), tmp_path / "c" / "2.22")
+    provisioner = MicroK8sProvisioner(ctx)
+    dep = provisioner.deployment(provisioner.substrate(), tmp_path / "c" / "2.22")
     dest = tmp_path / "diagnostics"
     dep.collect(dest)
     assert "no Juju model to collect from" in (dest / "juju" / "README.txt").read_text()

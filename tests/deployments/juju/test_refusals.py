@@ -30,8 +30,6 @@ from provisioners.kubernetes.microk8s import MicroK8sProvisioner
 
 @pytest.fixture(autouse=True)
 def _no_cancel():
-    from deployments.juju import controller
-    controller._PLATFORMS.clear()
     CANCEL.clear()
     yield
     CANCEL.clear()
@@ -57,7 +55,7 @@ def _model(fake, dep) -> dict:
 def test_two_cells_on_one_cluster_each_reach_their_own_server(cluster, context_for, tmp_path,
                                                                stub_mlflow, fake_api):
     fake = cluster()
-    ctx, provisioner, substrate = _platform(context_for, endpoint_timeout=3)
+    _ctx, provisioner, substrate = _platform(context_for, endpoint_timeout=3)
     deps = [_deployment(provisioner, substrate, tmp_path, cell)
             for cell in ("2.22-stable", "latest-edge")]
     errors: list[BaseException] = []
@@ -85,7 +83,8 @@ def test_two_cells_on_one_cluster_each_reach_their_own_server(cluster, context_f
 def test_a_placeholder_service_is_a_loud_error_not_a_timeout(cluster, context_for, tmp_path,
                                                               stub_mlflow, fake_api):
     cluster()
-    ctx, provisioner, substrate = _platform(context_for, endpoint_timeout=30)
+    _ctx, provisioner, substrate = _platform(context_for, endpoint_timeout=30,
+                                             server_nodeport=True)
     fake_api.allocate("someone-else", "their-service", 31380)   # another model holds the port
     dep = _deployment(provisioner, substrate, tmp_path, "2.22-stable")
     with pytest.raises(InfrastructureError) as caught:
@@ -104,7 +103,7 @@ def test_upgrade_returns_only_once_the_new_charm_runs_in_a_new_ready_pod(cluster
                                                                         tmp_path, stub_mlflow,
                                                                         fake_api):
     fake = cluster({"juju": {"refresh_polls": 5}})
-    ctx, provisioner, substrate = _platform(context_for)
+    _ctx, provisioner, substrate = _platform(context_for)
     dep = _deployment(provisioner, substrate, tmp_path, "upgrade")
     dep.deploy(local_channel("2.22/stable"))
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in fake_api.pods(dep.model)}
@@ -126,7 +125,7 @@ def test_upgrade_returns_only_once_the_new_charm_runs_in_a_new_ready_pod(cluster
 def test_refresh_across_bases_is_refused_naming_the_bases_and_the_known_defect(
         cluster, context_for, tmp_path, stub_mlflow):
     cluster()
-    ctx, provisioner, substrate = _platform(context_for)
+    _ctx, provisioner, substrate = _platform(context_for)
     dep = _deployment(provisioner, substrate, tmp_path, "upgrade")
     dep.deploy(local_channel("2.15/stable"))
     with pytest.raises(InfrastructureError) as caught:
@@ -147,7 +146,7 @@ def test_refresh_across_bases_is_refused_naming_the_bases_and_the_known_defect(
 
 def test_a_taken_client_store_lock_is_retried(cluster, context_for, tmp_path, stub_mlflow):
     fake = cluster({"juju": {"lock_errors": 2}})
-    ctx, provisioner, substrate = _platform(context_for)
+    _ctx, provisioner, substrate = _platform(context_for)
     dep = _deployment(provisioner, substrate, tmp_path, "2.22-stable")
     assert dep.deploy(local_channel("2.22/stable")).mlflow_version == "2.22.0"
     assert fake.lines("juju")[:3] == [fake.lines("juju")[0]] * 3   # add-k8s twice refused
@@ -163,7 +162,7 @@ def test_a_hook_error_juju_retries_does_not_fail_the_deploy(cluster, context_for
     fake = cluster({"juju": {"status": ["status-deploying.json", "status-error.json",
                                         "status-error.json", "status-blocked.json",
                                         "status-healthy.json"]}})
-    ctx, provisioner, substrate = _platform(context_for)
+    _ctx, provisioner, substrate = _platform(context_for)
     dep = _deployment(provisioner, substrate, tmp_path, "2.22-stable")
     assert dep.deploy(local_channel("2.22/stable")).mlflow_version == "2.22.0"
     assert fake.world()["last_status"][f"{dep.controller}:{dep.model}"] == "status-healthy.json"

@@ -35,6 +35,34 @@ NO_BUCKET = ("Error with default S3 artifact store - bucket not accessible or do
 def test_a_terminal_message_ends_the_wait_at_once_even_within_the_grace():
     clock = {"now": 0.0}
     watch = jwatch.BundleWatch(jsettings.BUNDLE_APPS, blocked_grace=600,
-                               clock=lambda: clock["now"])
+                               terminal=jsettings.TERMINAL_MESSAGES, clock=lambda: clock["now"])
     with pytest.raises(Terminal, match="create_default_artifact_root_if_missing"):
         watch.error(status("status-blocked", NO_BUCKET))
+
+
+def test_error_and_blocked_each_get_their_grace_per_unit():
+    clock = {"now": 0.0}
+    watch = jwatch.BundleWatch(jsettings.BUNDLE_APPS, blocked_grace=100, error_grace=50,
+                               clock=lambda: clock["now"])
+    assert watch.error(status("status-error")) is False
+    clock["now"] = 49
+    assert watch.error(status("status-error")) is False
+    clock["now"] = 60
+    assert watch.error(status("status-blocked")) is False    # left error: its grace resets
+    clock["now"] = 70
+    assert watch.error(status("status-error")) is False
+    clock["now"] = 121
+    with pytest.raises(Terminal, match=r"has been in error for 51s \(grace 50s\): hook failed"):
+        watch.error(status("status-error"))
+
+
+def test_a_refreshed_app_is_not_ready_on_its_old_revision_or_while_upgrading():
+    watch = jwatch.BundleWatch(jsettings.BUNDLE_APPS, blocked_grace=100,
+                               revisions={"mlflow-server": 762})
+    assert watch.ready(status("status-healthy")) is False       # still revision 762
+    refreshed = json.loads(recording("juju/status-refreshed.json", **VALUES))
+    assert watch.ready(jubilant.Status._from_dict(refreshed)) is True   # revision 1020
+    unit = refreshed["applications"]["mlflow-server"]["units"]["mlflow-server/0"]
+    unit["upgrading-from"] = "ch:amd64/mlflow-server-762"
+    assert watch.ready(jubilant.Status._from_dict(refreshed)) is False
+    assert "upgrading from ch:amd64/mlflow-server-762" in watch.summary()

@@ -342,9 +342,6 @@ def test_juju_deploys_on_the_admin_kubeconfig_and_is_released_before_the_group(
         az: FakeAzure, aks_context, cluster, fake_api, tmp_path: Path) -> None:
     """The admin kubeconfig AKS returns (client certificates) is what Juju and lightkube use:
     here it is the fake Kubernetes API's, under the fake `juju`."""
-    from deployments.juju import controller as jcontroller
-
-    jcontroller._PLATFORMS.clear()
     fake = cluster({"values": {"SUBSTRATE": "kubernetes/default"}})
     az.kubeconfig_text = fake_api.kubeconfig(cluster="mm-aks", user="clusterAdmin_rg_mm-aks",
                                              context="mm-aks-admin")

@@ -17,17 +17,8 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     stub_mlflow,
 )
 
-from deployments.juju import controller as jcontroller
-from deployments.juju import deployment as jdeployment
 from harness.system.errors import InfrastructureError
 from provisioners.kubernetes.canonical_k8s import CanonicalK8sProvisioner
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    jcontroller._PLATFORMS.clear()
-    yield
-    jcontroller._PLATFORMS.clear()
 
 
 def test_plan_is_the_exact_commands_and_runs_nothing(context_for, monkeypatch):
@@ -55,7 +46,7 @@ def test_up_bootstraps_and_down_removes_the_snap(cluster, context_for, tmp_path)
     substrate = provisioner.up()
     assert fake.world()["k8s_bootstrapped"] is True
     assert "client-certificate-data" in substrate.kubeconfig.read_text()
-    dep = jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "ck8s" / "2.22-stable")
+    dep = provisioner.deployment(substrate, tmp_path / "reports" / "ck8s" / "2.22-stable")
     endpoint = dep.deploy(local_channel("2.22/stable"))
     assert endpoint.mlflow_version == "2.22.0"
     dep.teardown()

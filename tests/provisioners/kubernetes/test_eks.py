@@ -381,11 +381,9 @@ def test_juju_gets_storage_gp3_and_is_released_before_the_cluster_goes(
     """The base's contract on EKS: add-k8s with --storage gp3; on down, the Juju controller and
     cloud go (fake juju) before the first EKS delete reaches AWS; then nothing is left."""
     from deployments.juju import cli as jcli
-    from deployments.juju import controller as jcontroller
     from deployments.juju import settings as jsettings
 
     _, extras, _, _ = aws
-    jcontroller._PLATFORMS.clear()
     fake = cluster({"juju": {"storage_required": True}})
     ctx = context_for("eks-1.32", **FAST)
     provisioner = EksProvisioner(ctx)
@@ -393,8 +391,8 @@ def test_juju_gets_storage_gp3_and_is_released_before_the_cluster_goes(
     assert substrate.cluster_goes_away and substrate.kubeconfig == provisioner.cluster \
         .kubeconfig_path
     juju = jcli._Juju(command_timeout=30)
-    jcontroller.ensure_controller(ctx, substrate, juju,
-                                  jsettings.juju_settings(ctx.platform.settings))
+    provisioner.juju_controller.ensure(substrate, juju,
+                                       jsettings.juju_settings(ctx.platform.settings))
     provisioner.down()
     lines = fake.lines("juju")
     add_k8s = next(line for line in lines if line.startswith("juju add-k8s"))
@@ -411,7 +409,6 @@ def test_juju_gets_storage_gp3_and_is_released_before_the_cluster_goes(
     assert juju_done < first_delete
     assert nothing_left(aws, RUN_ID)
     assert ctx.state.resources() == []
-    jcontroller._PLATFORMS.clear()
 
 
 # ---------------------------------------------------------------- faults

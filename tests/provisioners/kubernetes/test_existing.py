@@ -18,18 +18,9 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
 )
 
 from deployments.juju import cli as jcli
-from deployments.juju import controller as jcontroller
-from deployments.juju import deployment as jdeployment
 from deployments.juju import settings as jsettings
 from harness.system.errors import ConfigError, InfrastructureError
 from provisioners.kubernetes.existing import ExistingClusterProvisioner
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    jcontroller._PLATFORMS.clear()
-    yield
-    jcontroller._PLATFORMS.clear()
 
 
 @pytest.fixture
@@ -56,7 +47,7 @@ def test_deploy_through_port_forward_and_release_only_juju(cluster, context_for,
     provisioner = ExistingClusterProvisioner(ctx)
     substrate = provisioner.up()
     assert substrate.kubeconfig == kubeconfig and substrate.details["nodes"] == "1"
-    dep = jdeployment.JujuDeployment(ctx, substrate, tmp_path / "reports" / "existing" / "2.22-stable")
+    dep = provisioner.deployment(substrate, tmp_path / "reports" / "existing" / "2.22-stable")
     endpoint = dep.deploy(local_channel("2.22/stable"))
     assert endpoint.tracking_uri.startswith("http://127.0.0.1:")
     assert endpoint.mlflow_version == "2.22.0"
@@ -77,7 +68,7 @@ def test_a_given_controller_is_used_and_never_destroyed(cluster, context_for, ku
     substrate = provisioner.up()
     juju = jcli._Juju(command_timeout=30)
     settings = jsettings.juju_settings(ctx.platform.settings)
-    assert jcontroller.ensure_controller(ctx, substrate, juju, settings) == \
+    assert provisioner.juju_controller.ensure(substrate, juju, settings) == \
         (f"mm-{RUN_ID}-existing", "prod-controller")
     provisioner.down()
     assert "prod-controller" in fake.world()["controllers"]

@@ -28,20 +28,12 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     stub_mlflow,
 )
 
-from deployments.juju import controller as jcontroller
 from harness.config.matrix import Selection, expand_cells, load_matrix
 from harness.run.runner import Progress, Runner, RunOptions
 from harness.system.errors import InfrastructureError
 from provisioners.kubernetes.microk8s import MicroK8sProvisioner, platform_marker
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    jcontroller._PLATFORMS.clear()
-    yield
-    jcontroller._PLATFORMS.clear()
 
 
 # ---------------------------------------------------------------- plan
@@ -133,7 +125,6 @@ def test_an_installed_microk8s_on_another_channel_is_refused(cluster, context_fo
 def test_a_later_down_finds_what_an_earlier_up_installed(cluster, context_for, tmp_path):
     fake = cluster()
     MicroK8sProvisioner(context_for("microk8s-1.32")).up()   # `mlflow-matrix up`, then exit
-    jcontroller._PLATFORMS.clear()
     MicroK8sProvisioner(context_for("microk8s-1.32")).down()  # `mlflow-matrix down --platform`
     assert "microk8s" not in fake.world()["snaps"]
 
