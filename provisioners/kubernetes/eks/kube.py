@@ -5,7 +5,6 @@ token (the STS token lives ~15 minutes; this one lasts as long as the cluster)."
 from __future__ import annotations
 
 import base64
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,12 @@ import yaml
 from harness.system.errors import InfrastructureError, MatrixError
 from harness.system.redact import redact, register_secret
 from harness.system.waits import DeadlineExceeded
+from provisioners.kubernetes.cloud import write_private
 from provisioners.kubernetes.eks.settings import SERVICE_ACCOUNT, EksSettings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mlflow-matrix"}
 
 
-def write_private(path: Path, text: str) -> Path:
-    """Write `text` readable by this user only (kubeconfigs carry credentials)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return path
 
 
 def storage_class(name: str) -> dict[str, Any]:
