@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from deployments.juju.settings import JujuSettings
 from harness.system.errors import InfrastructureError, MatrixError
-from harness.system.kubectl import kubectl_argv
-from provisioners.api import RunContext, Substrate, SweptResource
-from provisioners.kubernetes.base import KubernetesProvisioner
+from provisioners.api import Substrate, SweptResource
 from provisioners.kubernetes.cloud import (
     CapacityError,
+    CloudProvisioner,
     CredentialsError,
     TaggedResource,
     resource_name,
@@ -388,15 +387,14 @@ def _client(settings: AksSettings) -> AksClient:
                      poll_interval=settings.api_poll_interval)
 
 
-class AksProvisioner(KubernetesProvisioner):
+class AksProvisioner(CloudProvisioner):
     """AKS: resource group + Free-tier cluster per run; the admin kubeconfig for Juju."""
 
     kind: ClassVar[str] = "aks"
     Settings = AksSettings
+    resource_type = RESOURCE_TYPE
+    resource_noun = "resource group"
 
-    def __init__(self, context: RunContext) -> None:
-        super().__init__(context)
-        self.kubeconfig = context.work_dir / f"{context.platform.name}-{context.run_id}.kubeconfig"
 
     # ------------------------------------------------------------ names
     def spec(self) -> AksSpec:
@@ -435,22 +433,10 @@ class AksProvisioner(KubernetesProvisioner):
                                   "node_resource_group": spec.node_resource_group,
                                   "location": spec.location})
 
-    def delete_cluster(self) -> None:
-        mine = [r for r in self.context.state.resources()
-                if r.type == RESOURCE_TYPE and r.data.get("kind") == self.kind]
-        if not mine:
-            self._progress(f"no resource group recorded by this run; an earlier run's: `mlflow-matrix "
-                           f"down --run-id ID`, or `mlflow-matrix janitor --cloud {self.kind}`")
-        for resource in mine:
-            _client(self.settings).delete(resource.data["name"],
-                                          resource.data.get("node_resource_group"),
-                                          timeout=self.settings.down_timeout,
-                                          progress=self._progress)
-            self.context.state.release(resource.id)
-        self.kubeconfig.unlink(missing_ok=True)
+    def delete_recorded(self, data: Mapping[str, Any]) -> None:
+        _client(self.settings).delete(data["name"], data.get("node_resource_group"),
+                                      timeout=self.settings.down_timeout, progress=self._progress)
 
-    def cluster_goes_away(self) -> bool:
-        return True
 
     def cluster_plan(self) -> list[str]:
         s, spec = self.settings, self.spec()
@@ -485,12 +471,6 @@ class AksProvisioner(KubernetesProvisioner):
             "expected; if it is still there: DELETE it and wait",
         ]
 
-    def collect_commands(self) -> list[tuple[str, list[str]]]:
-        base = kubectl_argv(self.kubeconfig, None, None, [])
-        return [("version.txt", [*base, "version"]),
-                ("nodes.txt", [*base, "get", "nodes", "-o", "wide"]),
-                ("storage.txt", [*base, "get", "storageclass,pv,pvc", "-A"]),
-                ("services.txt", [*base, "get", "services", "-A", "-o", "wide"])]
 
     @classmethod
     def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
@@ -519,14 +499,4 @@ class AksProvisioner(KubernetesProvisioner):
             older_than=older_than, dry_run=dry_run, progress=progress)
 
     # ------------------------------------------------------------ helpers
-    def _write_kubeconfig(self, text: str) -> None:
-        from harness.system.kube import register_kubeconfig_secrets
 
-        register_kubeconfig_secrets(text)
-        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-    def _progress(self, line: str) -> None:
-        print(f"{self.context.platform.name}: {line}", flush=True)

@@ -20,11 +20,17 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.commands.options import parse_duration
 from harness.system.errors import ConfigError, InfrastructureError, MatrixError
 from harness.system.redact import redact
 from provisioners.api import SweptResource
+from provisioners.kubernetes.base import KubernetesProvisioner
+
+if TYPE_CHECKING:
+    from provisioners.api import RunContext
 
 __all__ = ["CapacityError", "CredentialsError", "TaggedResource", "gke_labels", "is_due", "iso",
            "label_value", "parse_duration", "parse_time", "resource_name", "run_tags",
@@ -219,3 +225,64 @@ def sweep_resources(found: Iterable[TaggedResource],
         swept.append(SweptResource(resource.kind, resource.name, resource.run_id, expires,
                                    deleted=True))
     return swept
+
+
+# ---------------------------------------------------------------- the clouds' provisioners
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write `text` readable by this user only (kubeconfigs carry credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+class CloudProvisioner(KubernetesProvisioner):
+    """What the cloud providers share: the run's kubeconfig file (mode 600, its credentials
+    registered as secrets), progress lines, and a cluster that `down` deletes."""
+
+    def __init__(self, context: RunContext) -> None:
+        super().__init__(context)
+        self.kubeconfig = context.work_dir / f"{context.platform.name}-{context.run_id}.kubeconfig"
+
+    resource_type: ClassVar[str]          # the run-state record of what `up` created
+    resource_noun: ClassVar[str] = "cluster"
+
+    def cluster_goes_away(self) -> bool:
+        return True
+
+    def delete_recorded(self, data: Mapping[str, Any]) -> None:
+        """Delete one recorded resource of this run (and wait until it is gone)."""
+        raise NotImplementedError
+
+    def delete_cluster(self) -> None:
+        mine = [r for r in self.context.state.resources()
+                if r.type == self.resource_type and r.data.get("kind") == self.kind]
+        if not mine:
+            self._progress(f"no {self.resource_noun} recorded by this run; an earlier run's: "
+                           f"`mlflow-matrix down --run-id ID`, or `mlflow-matrix janitor "
+                           f"--cloud {self.kind}`")
+        for resource in mine:
+            self.delete_recorded(resource.data)
+            self.context.state.release(resource.id)
+        self.kubeconfig.unlink(missing_ok=True)
+
+    def collect_commands(self) -> list[tuple[str, list[str]]]:
+        from harness.system.kubectl import kubectl_argv
+
+        base = kubectl_argv(self.kubeconfig, None, None, [])
+        return [("version.txt", [*base, "version"]),
+                ("nodes.txt", [*base, "get", "nodes", "-o", "wide"]),
+                ("storage.txt", [*base, "get", "storageclass,pv,pvc", "-A"]),
+                ("services.txt", [*base, "get", "services", "-A", "-o", "wide"])]
+
+    def _write_kubeconfig(self, text: str) -> None:
+        from harness.system.kube import register_kubeconfig_secrets
+
+        register_kubeconfig_secrets(text)
+        write_private(self.kubeconfig, text)
+
+    def _progress(self, line: str) -> None:
+        print(f"{self.context.platform.name}: {line}", flush=True)

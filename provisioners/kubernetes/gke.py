@@ -23,11 +23,10 @@ from typing import Any, ClassVar, Literal
 
 from deployments.juju.settings import JujuSettings
 from harness.system.errors import InfrastructureError, MatrixError
-from harness.system.kubectl import kubectl_argv
-from provisioners.api import RunContext, Substrate, SweptResource
-from provisioners.kubernetes.base import KubernetesProvisioner
+from provisioners.api import Substrate, SweptResource
 from provisioners.kubernetes.cloud import (
     CapacityError,
+    CloudProvisioner,
     CredentialsError,
     TaggedResource,
     gke_labels,
@@ -370,15 +369,13 @@ def _client(settings: GkeSettings) -> GkeClient:
                      poll_interval=settings.api_poll_interval)
 
 
-class GkeProvisioner(KubernetesProvisioner):
+class GkeProvisioner(CloudProvisioner):
     """GKE: one labelled zonal cluster per run; a static-token kubeconfig for Juju."""
 
     kind: ClassVar[str] = "gke"
     Settings = GkeSettings
+    resource_type = RESOURCE_TYPE
 
-    def __init__(self, context: RunContext) -> None:
-        super().__init__(context)
-        self.kubeconfig = context.work_dir / f"{context.platform.name}-{context.run_id}.kubeconfig"
 
     def spec(self, project: str) -> GkeSpec:
         s, run_id = self.settings, self.context.run_id
@@ -410,19 +407,9 @@ class GkeProvisioner(KubernetesProvisioner):
                          details={"project": spec.project, "zone": spec.location,
                                   "cluster": spec.cluster, "endpoint": cluster.endpoint})
 
-    def delete_cluster(self) -> None:
-        mine = [r for r in self.context.state.resources()
-                if r.type == RESOURCE_TYPE and r.data.get("kind") == self.kind]
-        if not mine:
-            self._progress(f"no cluster recorded by this run; an earlier run's: `mlflow-matrix "
-                           f"down --run-id ID`, or `mlflow-matrix janitor --cloud {self.kind}`")
-        for resource in mine:
-            _delete_recorded(resource.data, self.settings.down_timeout, self._progress)
-            self.context.state.release(resource.id)
-        self.kubeconfig.unlink(missing_ok=True)
+    def delete_recorded(self, data: Mapping[str, Any]) -> None:
+        _delete_recorded(data, self.settings.down_timeout, self._progress)
 
-    def cluster_goes_away(self) -> bool:
-        return True
 
     def cluster_plan(self) -> list[str]:
         s = self.settings
@@ -452,12 +439,6 @@ class GkeProvisioner(KubernetesProvisioner):
                 f"GET the operation every {s.api_poll_interval:g} s until DONE, deadline "
                 f"{s.down_timeout} s; GET the cluster → 404"]
 
-    def collect_commands(self) -> list[tuple[str, list[str]]]:
-        base = kubectl_argv(self.kubeconfig, None, None, [])
-        return [("version.txt", [*base, "version"]),
-                ("nodes.txt", [*base, "get", "nodes", "-o", "wide"]),
-                ("storage.txt", [*base, "get", "storageclass,pv,pvc", "-A"]),
-                ("services.txt", [*base, "get", "services", "-A", "-o", "wide"])]
 
     @classmethod
     def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
@@ -483,17 +464,7 @@ class GkeProvisioner(KubernetesProvisioner):
         return sweep_resources(found, delete, older_than=older_than, dry_run=dry_run,
                                progress=progress)
 
-    def _write_kubeconfig(self, text: str) -> None:
-        from harness.system.kube import register_kubeconfig_secrets
 
-        register_kubeconfig_secrets(text)
-        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.kubeconfig, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-
-    def _progress(self, line: str) -> None:
-        print(f"{self.context.platform.name}: {line}", flush=True)
 
 
 def _delete_recorded(resource: Mapping[str, Any], timeout: float,
