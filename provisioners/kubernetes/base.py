@@ -91,6 +91,10 @@ class KubernetesProvisioner(ABC):
     def cluster_plan(self) -> list[str]:
         """The create steps, one line each, exact commands or API calls; no side effects."""
 
+    def preflight_plan(self) -> list[str]:
+        """What `preflight` checks before anything is created, one line each (for `plan`)."""
+        return []
+
     def cluster_down_plan(self) -> list[str]:
         """The delete steps (after Juju's release), one line each; no side effects."""
         return []
@@ -130,7 +134,8 @@ class KubernetesProvisioner(ABC):
         from deployments.juju.plan import platform_down_plan
 
         collect = "; ".join(" ".join(argv) for _, argv in self.collect_commands())
-        return [*self.cluster_plan(), *platform_down_plan(self.context),
+        return [*(f"preflight: {line}" for line in self.preflight_plan()), *self.cluster_plan(),
+                *platform_down_plan(self.context),
                 *self.cluster_down_plan(), f"collect: {collect}"]
 
     def deployment_plan(self, cell: Cell) -> DeploymentPlan:

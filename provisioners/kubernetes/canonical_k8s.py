@@ -12,20 +12,23 @@ Juju cannot detect the rawfile local-storage class of Canonical Kubernetes by it
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from deployments.juju.settings import JujuSettings
 from harness.system.errors import InfrastructureError
+from harness.system.procs import run
 from harness.system.redact import redact
 from provisioners.api import Substrate
-from provisioners.kubernetes.snap import COMMAND_TIMEOUT, SnapClusterProvisioner
+from provisioners.kubernetes.host import check_containerd
+from provisioners.kubernetes.snap import COMMAND_TIMEOUT, SnapClusterProvisioner, SnapHostSettings
 
 NOT_BOOTSTRAPPED = "not part of a Kubernetes cluster"
 
 
 @dataclass(frozen=True)
-class CanonicalK8sSettings(JujuSettings):
+class CanonicalK8sSettings(SnapHostSettings):
     channel: str = "1.32-classic/stable"
     features: tuple[str, ...] = ("network", "dns", "local-storage", "load-balancer")
     load_balancer_cidrs: str = "10.64.140.43/32"   # empty: leave the load balancer unconfigured
@@ -33,6 +36,7 @@ class CanonicalK8sSettings(JujuSettings):
     storage_class: str = "csi-rawfile-default"
     sudo: bool = True
     ready_timeout: int = 600
+    containerd_path: str = "/run/containerd"   # another containerd here: `k8s bootstrap` refuses
 
 
 class CanonicalK8sProvisioner(SnapClusterProvisioner):
@@ -41,6 +45,19 @@ class CanonicalK8sProvisioner(SnapClusterProvisioner):
     kind: ClassVar[str] = "canonical-k8s"
     snap: ClassVar[str] = "k8s"
     Settings = CanonicalK8sSettings
+
+    @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """The host checks, and no foreign containerd where `k8s bootstrap` needs its own."""
+        super().preflight(settings, options)
+        check_containerd(settings.containerd_path, bootstrapped=_bootstrapped(settings))
+
+    def preflight_plan(self) -> list[str]:
+        path = self.settings.containerd_path
+        return [*super().preflight_plan(),
+                f"{path} absent unless `{self.shell('k8s', 'status')}` says this node is "
+                "bootstrapped already (another containerd: `k8s bootstrap` refuses, "
+                "k8s-snap#1192; exit 2 with Canonical CI's remedy)"]
 
     def lb_args(self) -> list[str]:
         s: CanonicalK8sSettings = self.settings
@@ -107,6 +124,17 @@ class CanonicalK8sProvisioner(SnapClusterProvisioner):
     def status_commands(self) -> list[tuple[str, list[str]]]:
         return [("k8s-status.txt", ["k8s", "status"]),
                 ("nodes.txt", ["k8s", "kubectl", "get", "nodes", "-o", "wide"])]
+
+
+def _bootstrapped(settings: CanonicalK8sSettings) -> bool:
+    """Is this machine already a Canonical Kubernetes node (its own containerd is fine)?"""
+    from harness.system.errors import MatrixError
+
+    argv = (["sudo"] if settings.sudo and os.geteuid() != 0 else []) + ["k8s", "status"]
+    try:
+        return run(argv, timeout=60, check=False).returncode == 0
+    except MatrixError:   # no k8s snap: not a node
+        return False
 
 
 def raise_status(proc: object) -> None:

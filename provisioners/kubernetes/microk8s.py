@@ -16,17 +16,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from deployments.juju.settings import JujuSettings
 from provisioners.api import Substrate
-from provisioners.kubernetes.snap import COMMAND_TIMEOUT, SnapClusterProvisioner, platform_marker
+from provisioners.kubernetes.snap import (
+    COMMAND_TIMEOUT,
+    SnapClusterProvisioner,
+    SnapHostSettings,
+    platform_marker,
+)
 
 __all__ = ["MicroK8sProvisioner", "MicroK8sSettings", "platform_marker"]
 
 
 @dataclass(frozen=True)
-class MicroK8sSettings(JujuSettings):
+class MicroK8sSettings(SnapHostSettings):
     channel: str = "1.32/stable"
-    addons: tuple[str, ...] = ("dns", "hostpath-storage")
+    # rbac: Charmed Kubeflow's MicroK8s setup enables it (charmed-kubeflow-solutions
+    # deploy-to-microk8s.yaml: `microk8s enable dns hostpath-storage rbac metallb:…`)
+    addons: tuple[str, ...] = ("dns", "hostpath-storage", "rbac")
     metallb_range: str = "10.64.140.43-10.64.140.49"  # empty: no MetalLB
     sudo: bool = True          # prefix snap/microk8s commands with sudo when not root
     ready_timeout: int = 600   # node Ready, `status --wait-ready`

@@ -12,14 +12,17 @@ import os
 import re
 from abc import abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from deployments.juju.settings import JujuSettings
 from harness.system.errors import CommandError, InfrastructureError, MatrixError
 from harness.system.procs import run
 from harness.system.redact import redact
 from provisioners.api import RunContext, Substrate
 from provisioners.kubernetes.base import KubernetesProvisioner
+from provisioners.kubernetes.host import HostLimits, check_free_disk, check_inotify
 
 SNAP_TIMEOUT = 900
 COMMAND_TIMEOUT = 300
@@ -30,6 +33,20 @@ def platform_marker(platform: str) -> Path:
     from harness.run.envs import cache_root
 
     return cache_root() / "platforms" / f"{platform}.json"
+
+
+@dataclass(frozen=True)
+class SnapHostSettings(JujuSettings):
+    """What a snap Kubernetes asks of this machine (host.py); 0 turns a check off."""
+
+    min_inotify_instances: int = HostLimits.min_inotify_instances
+    min_inotify_watches: int = HostLimits.min_inotify_watches
+    min_free_disk_gb: int = HostLimits.min_free_disk_gb
+    disk_path: str = HostLimits.disk_path
+
+    def host_limits(self) -> HostLimits:
+        return HostLimits(self.min_inotify_instances, self.min_inotify_watches,
+                          self.min_free_disk_gb, self.disk_path)
 
 
 class SnapClusterProvisioner(KubernetesProvisioner):
@@ -48,6 +65,25 @@ class SnapClusterProvisioner(KubernetesProvisioner):
         self._recorded: dict[str, str] = {}   # what up added → state resource id
         self._installed_snap = False
         self._enabled: list[str] = []
+
+    @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """This machine's inotify limits and free disk, before anything is installed."""
+        limits = settings.host_limits()
+        check_inotify(limits)
+        check_free_disk(limits)
+
+    def preflight_plan(self) -> list[str]:
+        limits = self.settings.host_limits()
+        lines = []
+        if limits.min_inotify_instances or limits.min_inotify_watches:
+            lines.append(f"{limits.inotify_dir}/max_user_instances ≥ "
+                         f"{limits.min_inotify_instances}, max_user_watches ≥ "
+                         f"{limits.min_inotify_watches} (else: the sysctl remedy, exit 2)")
+        if limits.min_free_disk_gb:
+            lines.append(f"≥ {limits.min_free_disk_gb} GiB free under {limits.disk_path} "
+                         "(else exit 2)")
+        return lines
 
     # -- commands
 

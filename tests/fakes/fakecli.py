@@ -781,6 +781,10 @@ def k8s(ctx: Context, argv: list[str], stdin: str) -> tuple[int, str, str]:
                            "--timeout": True}, positional=(0, 0))
         if bootstrapped:
             raise Fail("Error: The node is already part of a cluster")
+        containerd = ctx.scenario.get("k8s", {}).get("containerd_path", "")
+        if containerd and Path(containerd).exists():
+            # another containerd owns the socket directory (k8s-snap#1574, #1612)
+            return 1, "", ctx.rec("k8s/bootstrap-containerd.stderr", PATH=containerd)
         state["k8s_bootstrapped"] = True
         return 0, ctx.rec("k8s/bootstrap.txt"), ""
     if not bootstrapped and command in ("set", "enable", "disable", "config", "kubectl"):

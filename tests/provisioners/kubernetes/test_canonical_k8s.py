@@ -17,7 +17,7 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     stub_mlflow,
 )
 
-from harness.system.errors import InfrastructureError
+from harness.system.errors import ConfigError, InfrastructureError
 from provisioners.kubernetes.canonical_k8s import CanonicalK8sProvisioner
 
 
@@ -89,3 +89,45 @@ def test_a_failing_status_that_is_not_about_bootstrap_is_an_error(cluster, conte
     monkeypatch.setattr(provisioner, "_run", broken)
     with pytest.raises(InfrastructureError, match="Database is not yet initialized"):
         provisioner.up()
+
+
+# ---------------------------------------------------------------- the host (issue 20)
+
+
+def test_a_foreign_containerd_fails_preflight_with_canonicals_remedy(cluster, context_for,
+                                                                    tmp_path):
+    """GitHub's runners ship Docker's containerd: `k8s bootstrap` refuses (the fake replays
+    k8s-snap's message); preflight says so before anything is installed."""
+    containerd = tmp_path / "run-containerd"
+    containerd.mkdir()
+    fake = cluster({"k8s": {"containerd_path": str(containerd)}})
+    settings = context_for("canonical-k8s-1.32", containerd_path=str(containerd),
+                           min_inotify_instances=0, min_inotify_watches=0).platform.settings
+    with pytest.raises(ConfigError) as caught:
+        CanonicalK8sProvisioner.preflight(settings, {})
+    assert str(containerd) in caught.value.message and "k8s-snap#1192" in caught.value.message
+    assert f"sudo rm -rf {containerd}" in caught.value.hint
+    assert not fake.ran("snap install"), "nothing was installed"
+
+
+def test_an_already_bootstrapped_node_keeps_its_own_containerd(cluster, context_for, tmp_path):
+    containerd = tmp_path / "run-containerd"
+    containerd.mkdir()
+    cluster({"preinstalled_snaps": {"k8s": "1.32-classic/stable"}, "k8s": {"bootstrapped": True}})
+    settings = context_for("canonical-k8s-1.32", containerd_path=str(containerd),
+                           min_inotify_instances=0, min_inotify_watches=0).platform.settings
+    CanonicalK8sProvisioner.preflight(settings, {})
+
+
+def test_low_inotify_limits_fail_preflight_with_the_sysctl_remedy(context_for, tmp_path):
+    from provisioners.kubernetes.host import HostLimits, check_inotify
+
+    proc = tmp_path / "inotify"
+    proc.mkdir()
+    (proc / "max_user_instances").write_text("128\n")      # Ubuntu's default
+    (proc / "max_user_watches").write_text("655360\n")
+    with pytest.raises(ConfigError) as caught:
+        check_inotify(HostLimits(inotify_dir=str(proc)))
+    assert "fs.inotify.max_user_instances is 128 (needs 1280)" in caught.value.message
+    assert "max_user_watches" not in caught.value.message
+    assert "sudo sysctl fs.inotify.max_user_instances=1280" in caught.value.hint
