@@ -11,7 +11,9 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any
 
 import allure
 import pytest
@@ -124,7 +126,7 @@ def cell() -> CellInfo:
 
 
 @pytest.fixture(scope="session")
-def mlflow_client(endpoint: Endpoint):
+def mlflow_client(endpoint: Endpoint) -> Any:
     import mlflow
     from mlflow import MlflowClient
 
@@ -133,7 +135,7 @@ def mlflow_client(endpoint: Endpoint):
 
 
 @pytest.fixture(scope="session")
-def s3(endpoint: Endpoint):
+def s3(endpoint: Endpoint) -> Any:
     """A boto3 client for the deployment's bucket store, to check artifacts where they land."""
     if not endpoint.s3_endpoint_url or not endpoint.s3_credentials:
         pytest.skip("this platform exposes no S3 endpoint to the harness")
@@ -149,7 +151,7 @@ def s3(endpoint: Endpoint):
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest):
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """Names that never collide across tests, parallel workers and repeated runs on one server."""
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40].strip("-")
     token = uuid.uuid4().hex[:8]
@@ -198,7 +200,7 @@ def _allure_labels(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """On a failure, attach the tail of the MLflow server's log: the other half of the story."""
     outcome = yield
     report = outcome.get_result()
