@@ -274,8 +274,10 @@ class _Loader:
             except ConfigError as exc:
                 self.fail(f"{key}.kind", exc.message, hint=exc.hint)
             settings = self.typed(body, cls.Settings, key)
-            platforms[str(name)] = Platform(str(name), kind, settings, description,
-                                            cls.traits(settings))
+            traits = dataclasses.replace(cls.traits(settings),
+                                         takes_mlflow_version=cls.takes_mlflow_version,
+                                         cli_options=tuple(cls.cli_options))
+            platforms[str(name)] = Platform(str(name), kind, settings, description, traits)
         return platforms
 
     def load_upgrades(self, value: Any, channels: Mapping[str, Channel]) -> tuple[UpgradePath, ...]:

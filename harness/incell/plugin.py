@@ -41,6 +41,9 @@ FEATURES = {
 }
 
 
+DEFECTS_KEY = pytest.StashKey[list[KnownDefect]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "phase(name): runs only in that phase of a phased suite")
     config.addinivalue_line("markers", "large: moves large payloads; deselect with -m 'not large'")
@@ -66,32 +69,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _expect_defects(item: pytest.Item, defects: list[KnownDefect]) -> None:
+    for defect in defects:
+        item.user_properties.append(("known_defect", defect.to_dict()))
+    item.stash[DEFECTS_KEY] = defects
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Accept the test's failure only if it looks like one of its defects (the signature).
 
     Not a plain strict xfail, which would accept any failure: a connection error or a KeyError in
     a test marked for a defect would pass as "defect reproduced". A failure that matches becomes
     an xfail; any other failure, and a pass (XPASS), fail the test with both texts side by side.
     """
-    for defect in defects:
-        item.user_properties.append(("known_defect", defect.to_dict()))
-    original = item.runtest
+    defects = item.stash.get(DEFECTS_KEY, None)
+    if not defects:
+        return (yield)
     what = item.nodeid.split("::", 1)[-1]
-
-    def runtest() -> None:
-        try:
-            original()
-        except (pytest.skip.Exception, pytest.xfail.Exception, KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            judgement = judge(defects, Failure.of(exc), what)
-            if judgement.status != "known-defect":
-                raise DefectSignatureMismatch(judgement.message) from exc
-            allure.dynamic.tag("known-defect")
-            pytest.xfail(judgement.message)
-        else:
-            pytest.fail(judge(defects, None, what).message, pytrace=False)
-
-    item.runtest = runtest  # type: ignore[method-assign]
+    try:
+        yield
+    except (pytest.skip.Exception, pytest.xfail.Exception, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        judgement = judge(defects, Failure.of(exc), what)
+        if judgement.status != "known-defect":
+            raise DefectSignatureMismatch(judgement.message) from exc
+        allure.dynamic.tag("known-defect")
+        pytest.xfail(judgement.message)
+    pytest.fail(judge(defects, None, what).message, pytrace=False)
 
 
 class DefectSignatureMismatch(AssertionError):
