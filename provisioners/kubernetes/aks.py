@@ -391,6 +391,8 @@ class AksProvisioner(CloudProvisioner):
     """AKS: resource group + Free-tier cluster per run; the admin kubeconfig for Juju."""
 
     kind: ClassVar[str] = "aks"
+    cluster_timeouts: ClassVar[tuple[int, int]] = (1800, 1200)
+    ci_cloud: ClassVar[str | None] = "azure"
     Settings = AksSettings
     resource_type = RESOURCE_TYPE
     resource_noun = "resource group"

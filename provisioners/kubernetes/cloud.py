@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.commands.options import parse_duration
+from harness.system.durations import parse_duration
 from harness.system.errors import ConfigError, InfrastructureError, MatrixError
 from harness.system.redact import redact
 from provisioners.api import SweptResource

@@ -373,6 +373,8 @@ class GkeProvisioner(CloudProvisioner):
     """GKE: one labelled zonal cluster per run; a static-token kubeconfig for Juju."""
 
     kind: ClassVar[str] = "gke"
+    cluster_timeouts: ClassVar[tuple[int, int]] = (1800, 1200)
+    ci_cloud: ClassVar[str | None] = "gcp"
     Settings = GkeSettings
     resource_type = RESOURCE_TYPE
 
