@@ -63,7 +63,10 @@ class Context:
         self.values: dict[str, str] = dict(self.scenario.get("values", {}))
 
     def save(self) -> None:
-        (self.dir / "state.json").write_text(json.dumps(self.state, indent=1))
+        """Atomically: the fake Kubernetes API reads this file while a fake CLI writes it."""
+        tmp = self.dir / f"state.json.{os.getpid()}"
+        tmp.write_text(json.dumps(self.state, indent=1))
+        os.replace(tmp, self.dir / "state.json")
 
     def rec(self, name: str, **extra: str) -> str:
         text = (RECORDINGS / name).read_text(encoding="utf-8")

@@ -127,3 +127,23 @@ def context_for(tmp_path: Path) -> Callable[..., RunContext]:
 
 def _no_env(channel: Channel) -> Any:
     raise AssertionError("these tests build no MLflow environment")
+
+
+def deploy_all(deployments: list[Any], channels: tuple[str, ...]) -> list[BaseException]:
+    """Deploy each deployment on its channel in a thread of its own, as parallel cells do;
+    the errors they raised."""
+    errors: list[BaseException] = []
+
+    def deploy(dep: Any, channel: str) -> None:
+        try:
+            dep.deploy(local_channel(channel))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deploy, args=(d, c))
+               for d, c in zip(deployments, channels, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return errors

@@ -18,6 +18,7 @@ from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     RUN_ID,
     cluster,
     context_for,
+    deploy_all,
     fake_api,
     local_channel,
     stub_mlflow,
@@ -652,21 +653,7 @@ def test_parallel_cells_share_one_controller(cluster, context_for, tmp_path):
     substrate = provisioner.up()
     deps = [provisioner.deployment(substrate, tmp_path / "r" / cell)
             for cell in ("2.15-stable", "2.22-stable")]
-    errors = []
-
-    def deploy(dep, channel):
-        try:
-            dep.deploy(local_channel(channel))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deploy, args=(d, c))
-               for d, c in zip(deps, ("2.15/stable", "2.22/stable"), strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    assert not deploy_all(deps, ("2.15/stable", "2.22/stable"))
     assert len([line for line in fake.lines("juju") if line.startswith("juju bootstrap")]) == 1
     assert len(fake.world()["models"]) == 2
     for dep in deps:

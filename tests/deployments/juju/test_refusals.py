@@ -10,12 +10,12 @@ across charm bases, and a juju client can find the store lock taken by another j
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 from fakes.fixtures import (  # noqa: F401  (pytest fixtures)
     cluster,
     context_for,
+    deploy_all,
     fake_api,
     local_channel,
     stub_mlflow,
@@ -58,20 +58,7 @@ def test_two_cells_on_one_cluster_each_reach_their_own_server(cluster, context_f
     _ctx, provisioner, substrate = _platform(context_for, endpoint_timeout=3)
     deps = [_deployment(provisioner, substrate, tmp_path, cell)
             for cell in ("2.22-stable", "latest-edge")]
-    errors: list[BaseException] = []
-
-    def deploy(dep, channel):
-        try:
-            dep.deploy(local_channel(channel))
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deploy, args=(d, c))
-               for d, c in zip(deps, ("2.22/stable", "latest/edge"), strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    errors = deploy_all(deps, ("2.22/stable", "latest/edge"))
     assert not errors, f"a cell could not reach its server: {errors}"
     assert {dep.endpoint.mlflow_version for dep in deps} == {"2.22.0"}   # the stub answers
     for dep in deps:   # the charm's fixed NodePorts are off in every cell's model

@@ -25,6 +25,11 @@ def test_plan_is_the_exact_commands_and_runs_nothing(context_for, monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a}"))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     lines = CanonicalK8sProvisioner(context_for("canonical-k8s-1.32")).plan()
+    assert [line for line in lines if line.startswith("preflight:")][2] == (
+        "preflight: /run/containerd absent unless `sudo k8s status` says this node is "
+        "bootstrapped already (another containerd: `k8s bootstrap` refuses, k8s-snap#1192; exit "
+        "2 with Canonical CI's remedy)")
+    lines = lines[3:]
     assert lines[1:7] == [
         "sudo snap install k8s --classic --channel=1.32-classic/stable   (only if absent; "
         "recorded in the run state first)",

@@ -44,7 +44,12 @@ def test_plan_is_the_exact_commands_and_runs_nothing(context_for, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     provisioner = MicroK8sProvisioner(context_for("microk8s-1.32"))
     lines = provisioner.plan()
-    assert lines[:7] == [
+    assert lines[:2] == [
+        "preflight: /proc/sys/fs/inotify/max_user_instances ≥ 1280, max_user_watches ≥ 655360 "
+        "(else: the sysctl remedy, exit 2)",
+        "preflight: ≥ 20 GiB free under /var/snap (else exit 2)"]
+    lines = lines[2:]
+    assert lines[:8] == [
         "sudo snap list microk8s   (installed already: reused only if it tracks 1.32/stable, "
         "and left installed by down)",
         "sudo snap install microk8s --classic --channel=1.32/stable   (only if absent; recorded "
@@ -52,10 +57,11 @@ def test_plan_is_the_exact_commands_and_runs_nothing(context_for, monkeypatch):
         "sudo microk8s status --wait-ready --timeout 600",
         "sudo microk8s enable dns",
         "sudo microk8s enable hostpath-storage",
+        "sudo microk8s enable rbac",
         "sudo microk8s enable metallb:10.64.140.43-10.64.140.49",
         "sudo microk8s kubectl wait --for=condition=Ready node --all --timeout=600s",
     ]
-    assert lines[7].startswith("sudo microk8s config > ")
+    assert lines[8].startswith("sudo microk8s config > ")
     assert any(line.startswith(f"down: juju destroy-controller mm-{RUN_ID}-microk8s-1-32")
                for line in lines)
     assert "down: sudo snap remove microk8s --purge" in "\n".join(lines)
@@ -107,7 +113,7 @@ def test_an_installed_microk8s_is_reused_and_only_what_up_enabled_is_disabled(cl
     provisioner = MicroK8sProvisioner(ctx)
     assert provisioner.up().cluster_goes_away is False
     assert [(r.type, r.data["name"]) for r in ctx.state.resources()] == \
-        [("microk8s-feature", "metallb")]
+        [("microk8s-feature", "rbac"), ("microk8s-feature", "metallb")]
     provisioner.down()
     assert "microk8s" in fake.world()["snaps"]
     assert set(fake.world()["addons"]) == {"dns", "hostpath-storage"}
@@ -202,7 +208,7 @@ def test_a_failing_up_still_collects_and_runs_down(cluster, tmp_path, monkeypatc
 def test_a_unit_in_error_fails_the_deploy_with_its_message_and_tears_down(cluster, tmp_path,
                                                                           monkeypatch):
     fake = cluster({"juju": {"status": ["status-deploying.json", "status-error.json"]}})
-    code, cell_dir = run_cell(tmp_path, monkeypatch, poll_interval=0.5)
+    code, cell_dir = run_cell(tmp_path, monkeypatch, poll_interval=0.5, error_grace=0)
     assert code == 3
     summary = json.loads((cell_dir / "cell.json").read_text())
     deploy = next(p for p in summary["phases"] if p["name"] == "deploy")
