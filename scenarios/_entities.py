@@ -145,14 +145,23 @@ def _seed_prompt(client: Any, prefix: str) -> dict[str, Any]:
     return record
 
 
+def load_prompt(client: Any, uri: str) -> Any:
+    """load_prompt from the server, not from the MLflow 3 client's prompt cache."""
+    import inspect
+
+    if "cache_ttl_seconds" in inspect.signature(client.load_prompt).parameters:
+        return client.load_prompt(uri, cache_ttl_seconds=0)
+    return client.load_prompt(uri)
+
+
 def _snapshot_prompt(client: Any, record: dict[str, Any]) -> dict[str, Any]:
     name = record["name"]
     versions = {}
     for number in ("1", "2"):
-        prompt = client.load_prompt(f"prompts:/{name}/{number}")
+        prompt = load_prompt(client, f"prompts:/{name}/{number}")
         versions[number] = {"template": prompt.template, "variables": sorted(prompt.variables),
                             "commit_message": prompt.commit_message}
-    alias = client.load_prompt(f"prompts:/{name}@production")
+    alias = load_prompt(client, f"prompts:/{name}@production")
     return _plain({"versions": versions, "alias": {"production": str(alias.version)}})
 
 

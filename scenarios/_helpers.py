@@ -134,6 +134,11 @@ def expect_refusal(action: Any, code: str | tuple[str, ...], *, by_server: bool 
     with pytest.raises(MlflowException) as info:
         action()
     status = _LastStatus.status
+    if status is None:  # a 5xx the client gave up on raises before any response is returned
+        import re
+
+        gave_up = re.search(r"too many (\d{3}) error responses", info.value.message)
+        status = int(gave_up.group(1)) if gave_up else None
     codes = (code,) if isinstance(code, str) else code
     assert info.value.error_code in codes, (
         f"refused with {info.value.error_code} (HTTP {status}), expected {' or '.join(codes)}: "
@@ -235,11 +240,21 @@ def assert_walk(walk: Walk, expected: Sequence[Any], key: Callable[[Any], Any], 
 def expect_page_refusals(fetch: Callable[[int, str | None], Any], limit_rule: str,
                          version: Version | str, code: str = "INVALID_PARAMETER_VALUE") -> None:
     """An invalid page token, and a max_results over the API's documented limit (rule
-    `limit_rule`, if the release documents one), are refused by the server with `code`."""
-    expect_refusal(lambda: fetch(1, "not-a-page-token"), code, by_server=True)
-    limit = rule(limit_rule, version)
-    if limit is not None:
-        expect_refusal(lambda: fetch(limit + 1, None), code, by_server=True)
+    `limit_rule`, if the release documents one), are refused by the server with `code`.
+    The client does not retry here: a refusal is one answer, and a 5xx shows as what it is
+    instead of as minutes of the client's backoff."""
+    previous = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        expect_refusal(lambda: fetch(1, "not-a-page-token"), code, by_server=True)
+        limit = rule(limit_rule, version)
+        if limit is not None:
+            expect_refusal(lambda: fetch(limit + 1, None), code, by_server=True)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = previous
 
 
 def traces_logged_synchronously() -> None:

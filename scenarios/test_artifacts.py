@@ -186,8 +186,9 @@ MANY = 1_001
 
 
 def test_directory_larger_than_one_listing_page(endpoint, mlflow_client, run, s3, tmp_path):
-    """1,001 tiny files logged with one log_artifacts: listed whole (MLflow, the bucket and, when
-    proxied, the artifacts service's own artifacts/list) and downloaded whole."""
+    """1,001 tiny files logged with one log_artifacts: listed whole (the client, the bucket, the
+    tracking server's artifacts/list and, when proxied, the artifacts service's own listing) and
+    downloaded whole."""
     source = tmp_path / "many"
     source.mkdir()
     expected = {}
@@ -205,6 +206,15 @@ def test_directory_larger_than_one_listing_page(endpoint, mlflow_client, run, s3
         f"MLflow lists {len(listed)} of {MANY} files")
     location = _location(endpoint, run, "many")
     assert bucket_listing(s3, location) == {p: s for p, (s, _) in expected.items()}
+    with allure.step("list them through the tracking server (artifacts/list)"):
+        response = rest(endpoint, "GET", "/api/2.0/mlflow/artifacts/list",
+                        params={"run_id": run_id, "path": "many"})
+        assert response.status_code == 200, response.text[:300]
+        body = response.json()
+        assert not body.get("next_page_token"), "artifacts/list answered with a page token"
+        files = sorted((f["path"], int(f.get("file_size", 0))) for f in body.get("files", []))
+        assert files == sorted((f"many/{p}", s) for p, (s, _) in expected.items()), (
+            f"artifacts/list lists {len(files)} of {MANY} files")
     if location.mode == PROXIED:
         with allure.step("list them through the artifacts service (mlflow-artifacts/artifacts)"):
             response = rest(endpoint, "GET", "/api/2.0/mlflow-artifacts/artifacts",

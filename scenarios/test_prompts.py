@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from _entities import load_prompt
 from _helpers import assert_walk, expect_page_refusals, require_api, walk_pages
 from packaging.version import Version
 
@@ -67,7 +68,7 @@ def test_prompt_versions_round_trip(mlflow_client, unique_name, prompts):
     written = register_two_versions(mlflow_client, name)
     assert [str(p.version) for p in written] == ["1", "2"]
     for number, (template, variables) in enumerate(zip(TEMPLATES, VARIABLES, strict=True), 1):
-        got = view(mlflow_client.load_prompt(f"prompts:/{name}/{number}"))
+        got = view(load_prompt(mlflow_client, f"prompts:/{name}/{number}"))
         assert got == {"name": name, "version": str(number), "template": template,
                        "variables": variables, "commit_message": f"version {number}"}
 
@@ -77,13 +78,13 @@ def test_prompt_aliases_set_move_and_delete(mlflow_client, unique_name, prompts)
     prompts.append(name)
     register_two_versions(mlflow_client, name)
     mlflow_client.set_prompt_alias(name, "production", 1)
-    assert str(mlflow_client.load_prompt(f"prompts:/{name}@production").version) == "1"
+    assert str(load_prompt(mlflow_client, f"prompts:/{name}@production").version) == "1"
     mlflow_client.set_prompt_alias(name, "production", 2)
-    got = mlflow_client.load_prompt(f"prompts:/{name}@production")
+    got = load_prompt(mlflow_client, f"prompts:/{name}@production")
     assert (str(got.version), got.template) == ("2", TEMPLATES[1])
     mlflow_client.delete_prompt_alias(name, "production")
     with pytest.raises(Exception, match=r"(?i)alias|not found|does not exist"):
-        mlflow_client.load_prompt(f"prompts:/{name}@production")
+        load_prompt(mlflow_client, f"prompts:/{name}@production")
 
 
 def test_prompt_version_links_to_a_run(mlflow_client, unique_name, prompts):
