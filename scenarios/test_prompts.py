@@ -91,11 +91,16 @@ def test_prompt_version_links_to_a_run(mlflow_client, unique_name, prompts):
     name = unique_name()
     prompts.append(name)
     second = register_two_versions(mlflow_client, name)[1]
-    run = mlflow_client.create_run(mlflow_client.create_experiment(unique_name("exp")))
-    link = getattr(mlflow_client, "link_prompt_version_to_run", None) or mlflow_client.log_prompt
-    link(run.info.run_id, second)
-    linked = mlflow_client.list_logged_prompts(run.info.run_id)
-    assert [(p.name, str(p.version)) for p in linked] == [(name, "2")]
+    experiment_id = mlflow_client.create_experiment(unique_name("exp"))
+    try:
+        run = mlflow_client.create_run(experiment_id)
+        link = (getattr(mlflow_client, "link_prompt_version_to_run", None)
+                or mlflow_client.log_prompt)
+        link(run.info.run_id, second)
+        linked = mlflow_client.list_logged_prompts(run.info.run_id)
+        assert [(p.name, str(p.version)) for p in linked] == [(name, "2")]
+    finally:
+        mlflow_client.delete_experiment(experiment_id)
 
 
 def test_search_prompts_filter_and_pages(mlflow_client, unique_name, prompts, version):
