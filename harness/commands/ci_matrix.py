@@ -35,17 +35,7 @@ GITHUB_MAX_JOB_MINUTES = 360
 SETUP_MINUTES = 15        # checkout, Python, tox env, snaps/apt on the runner
 UPLOAD_MINUTES = 5        # the reports upload steps
 TEARDOWN_MARGIN_MINUTES = 5
-JUJU_SNAP = "juju:3.6/stable"
 
-# Which cloud's short-lived credentials a kind's job needs (the OIDC step it gets).
-CLOUD_OF_KIND = {"eks": "aws", "aks": "azure", "gke": "gcp"}
-# Kinds that deploy MLflow themselves (no cluster, no Juju): a cell's "deploy" is a server start.
-SELF_DEPLOYING = frozenset({"local", "external"})
-# Cluster create/delete seconds when a platform's settings name none (issue 10's starting points).
-DEFAULT_CLUSTER_TIMEOUTS = {
-    "eks": (2400, 2700), "aks": (1800, 1200), "gke": (1800, 1200),
-    "microk8s": (900, 600), "canonical-k8s": (900, 600), "existing": (0, 0),
-}
 # Settings keys read for a platform's own create/delete timeouts, in seconds.
 UP_KEYS = ("up_timeout", "create_timeout", "provision_timeout")
 DOWN_KEYS = ("down_timeout", "delete_timeout", "teardown_timeout")
@@ -85,7 +75,7 @@ def cluster_timeouts(platform: Platform) -> tuple[int, int]:
     else the kind's default; a Juju platform adds its `bootstrap_timeout` to the create time.
     """
     settings = _settings(platform)
-    default_up, default_down = DEFAULT_CLUSTER_TIMEOUTS.get(platform.kind, (0, 0))
+    default_up, default_down = platform.traits.cluster_timeouts
     up = _seconds(settings, UP_KEYS, ("up", "create"))
     down = _seconds(settings, DOWN_KEYS, ("down", "delete"))
     up = default_up if up is None else up
@@ -110,7 +100,7 @@ class Budget:
 def budget(matrix: Matrix, platform: Platform) -> Budget:
     t = matrix.timeouts
     up, down = cluster_timeouts(platform)
-    deploy = t.server_start if platform.kind in SELF_DEPLOYING else t.deploy
+    deploy = t.server_start if platform.traits.self_deploying else t.deploy
     cell = deploy + t.scenarios + t.teardown
     return Budget(up=up, down=down, cell=cell, upgrade_cell=cell + deploy, env_build=t.env_build,
                   parallel=max(1, matrix.defaults.parallel))
@@ -144,32 +134,11 @@ def job_timeouts(b: Mapping[str, int], cells: int, upgrade_cells: int) -> dict[s
 
 
 def runner_needs(platform: Platform) -> dict[str, Any]:
-    """Whether a nightly job can run the platform unattended, and what the runner needs."""
-    settings = _settings(platform)
-    kind = platform.kind
-    snaps: list[str] = []
-    apt: list[str] = []
-    reason = ""
-    if kind == "local":
-        if settings.get("database") == "mysql":
-            apt.append("mariadb-server")
-    elif kind == "external":
-        if not settings.get("tracking_uri"):
-            reason = ("tests an MLflow server someone already runs: needs --tracking-uri; "
-                      "run it by hand (docs/ci.md)")
-    elif kind == "existing":
-        if not settings.get("kubeconfig"):
-            reason = "tests a cluster someone already runs: needs its kubeconfig; run it by hand"
-    elif kind == "microk8s":
-        snaps += [f"microk8s:{settings.get('channel') or 'latest/stable'}:classic", JUJU_SNAP]
-    elif kind == "canonical-k8s":
-        snaps += [f"k8s:{settings.get('channel') or 'latest/stable'}:classic", JUJU_SNAP]
-    elif kind in CLOUD_OF_KIND:
-        snaps.append(JUJU_SNAP)
-    cloud = CLOUD_OF_KIND.get(kind)
-    region = next((str(settings[k]) for k in ("region", "location", "zone") if settings.get(k)), "")
-    return {"runs": not reason, "reason": reason, "cloud": cloud, "region": region,
-            "snaps": snaps, "apt": apt}
+    """Whether a nightly job can run the platform unattended, and what the runner needs (its
+    kind declares it: `PlatformTraits.ci`)."""
+    ci = platform.traits.ci
+    return {"runs": not ci.unattended, "reason": ci.unattended, "cloud": ci.cloud,
+            "region": ci.region, "snaps": list(ci.snaps), "apt": list(ci.apt)}
 
 
 def list_data(matrix: Matrix) -> dict[str, Any]:
@@ -238,6 +207,16 @@ def _pick(kind: str, wanted: Sequence[str], known: Sequence[str]) -> list[str]:
     return list(wanted)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """A workflow_dispatch selection, checked against matrix.yaml: what every job runs."""
+
+    chosen: list[str]
+    suites: list[str]
+    cells_per_suite: tuple[int, int]    # (channels, upgrade paths) a platform runs
+    args: str
+
+
 def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
            upgrades: str = "", scenarios: str = "") -> dict[str, Any]:
     """Job matrices for a nightly run: `jobs` (no cloud credentials), `cloud_jobs`, `clouds`
@@ -247,8 +226,29 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
     defaults of matrix.yaml (the job then runs exactly the README's command). Channels and upgrade
     paths follow the CLI: naming either replaces both defaults; `none` selects no upgrade path.
     """
-    by_name = {p["name"]: p for p in data["platforms"]}
-    chosen = _pick("platform", _names(platforms), list(by_name)) if platforms.strip() else []
+    request = _request(data, platforms, channels, upgrades, scenarios)
+    jobs: list[dict[str, Any]] = []
+    cloud_jobs: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for platform in data["platforms"]:
+        if request.chosen and platform["name"] not in request.chosen:
+            continue
+        entry, reason = _job(platform, request)
+        if entry is None:
+            skipped.append({"platform": platform["name"], "reason": reason})
+        else:
+            (cloud_jobs if entry["cloud"] else jobs).append(entry)
+    if request.chosen and not jobs and not cloud_jobs:
+        raise SelectionError("no platform of the selection can run in CI: " + "; ".join(
+            f"{s['platform']}: {s['reason']}" for s in skipped))
+    return {"jobs": jobs, "cloud_jobs": cloud_jobs, "clouds": _janitors(cloud_jobs),
+            "skipped": skipped}
+
+
+def _request(data: Mapping[str, Any], platforms: str, channels: str, upgrades: str,
+             scenarios: str) -> _Request:
+    chosen = (_pick("platform", _names(platforms), [p["name"] for p in data["platforms"]])
+              if platforms.strip() else [])
     upgrade_names = _names(upgrades)
     no_upgrades = upgrade_names == ["none"]
     channel_names = _pick("channel", _names(channels), [c["name"] for c in data["channels"]])
@@ -256,67 +256,45 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
         "upgrade path", upgrade_names, [u["label"] for u in data["upgrades"]])
     suite_names = _pick("scenario suite", _names(scenarios), [s["name"] for s in data["scenarios"]])
     explicit = bool(channel_names or upgrade_names or no_upgrades)
-    if explicit:
-        n_channels, n_upgrades = len(channel_names), len(upgrade_names)
-    else:
-        n_channels, n_upgrades = len(data["defaults"]["channels"]), len(data["defaults"]["upgrades"])
-    args: list[str] = []
-    for name in channel_names:
-        args += ["--channel", name]
-    for name in upgrade_names:
-        args += ["--upgrade", name]
-    for name in suite_names:
-        args += ["--scenario", name]
     if explicit and not channel_names and not upgrade_names:
         raise SelectionError("`upgrades: none` with no channel selects no cell; name a channel")
+    counts = ((len(channel_names), len(upgrade_names)) if explicit else
+              (len(data["defaults"]["channels"]), len(data["defaults"]["upgrades"])))
+    args = [*(a for n in channel_names for a in ("--channel", n)),
+            *(a for n in upgrade_names for a in ("--upgrade", n)),
+            *(a for n in suite_names for a in ("--scenario", n))]
+    return _Request(chosen, suite_names, counts, " ".join(args))
 
-    jobs: list[dict[str, Any]] = []
-    cloud_jobs: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    for name, platform in by_name.items():
-        ci = platform["ci"]
-        if chosen and name not in chosen:
-            continue
-        if not ci["runs"]:
-            skipped.append({"platform": name, "reason": ci["reason"]})
-            continue
-        suites = suite_names or platform["suites"]
-        has_plain = any(s != "upgrade" for s in suites)
-        has_upgrade = "upgrade" in suites
-        plain = n_channels if has_plain else 0
-        upgrade = n_upgrades if has_upgrade else 0
-        if plain + upgrade == 0:
-            skipped.append({"platform": name, "reason": "the selection has no cell on it"})
-            continue
-        timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
-        entry = {
-            "platform": name,
-            "kind": platform["kind"],
-            "cloud": ci["cloud"] or "",
-            "region": ci["region"],
-            "snaps": " ".join(ci["snaps"]),
-            "apt": " ".join(ci["apt"]),
-            "args": " ".join(args),
-            "cells": plain + upgrade,
-            **timeouts,
-        }
-        if ci["cloud"]:
-            # an assumed role must outlive the job: STS allows at most 12 h
-            entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))
-            cloud_jobs.append(entry)
-        else:
-            jobs.append(entry)
+
+def _job(platform: Mapping[str, Any], request: _Request) -> tuple[dict[str, Any] | None, str]:
+    """One platform's job, or None and why no job runs it."""
+    ci = platform["ci"]
+    if not ci["runs"]:
+        return None, ci["reason"]
+    suites = request.suites or platform["suites"]
+    plain = request.cells_per_suite[0] if any(s != "upgrade" for s in suites) else 0
+    upgrade = request.cells_per_suite[1] if "upgrade" in suites else 0
+    if plain + upgrade == 0:
+        return None, "the selection has no cell on it"
+    timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
+    entry = {"platform": platform["name"], "kind": platform["kind"], "cloud": ci["cloud"] or "",
+             "region": ci["region"], "snaps": " ".join(ci["snaps"]), "apt": " ".join(ci["apt"]),
+             "args": request.args, "cells": plain + upgrade, **timeouts}
+    if ci["cloud"]:
+        # an assumed role must outlive the job: STS allows at most 12 h
+        entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))
+    return entry, ""
+
+
+def _janitors(cloud_jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One janitor job per cloud kind, over the platforms of that kind the run used."""
     clouds: dict[str, dict[str, Any]] = {}
     for entry in cloud_jobs:
         kind = entry["kind"]
         found = clouds.setdefault(kind, {"kind": kind, "cloud": entry["cloud"],
                                          "region": entry["region"], "platforms": ""})
         found["platforms"] = " ".join([*found["platforms"].split(), entry["platform"]])
-    if chosen and not jobs and not cloud_jobs:
-        raise SelectionError("no platform of the selection can run in CI: " + "; ".join(
-            f"{s['platform']}: {s['reason']}" for s in skipped))
-    return {"jobs": jobs, "cloud_jobs": cloud_jobs, "clouds": list(clouds.values()),
-            "skipped": skipped}
+    return list(clouds.values())
 
 
 def github_output(result: Mapping[str, Any]) -> str:

@@ -31,8 +31,6 @@ from harness.config.matrix import (
 )
 from harness.system.errors import CellSkipped, ConfigError
 
-EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
-
 
 @dataclass(frozen=True)
 class Selected:
@@ -47,16 +45,12 @@ def flag(option: str) -> str:
 
 def takes_bare_versions(matrix: Matrix, platform: str) -> bool:
     """Whether `--mlflow-version V` means something on a platform (its kind declares it)."""
-    from harness.config.registry import load_provisioner_class
-
-    return load_provisioner_class(matrix.platforms[platform].kind).takes_mlflow_version
+    return matrix.platforms[platform].traits.takes_mlflow_version
 
 
 def option_applies(matrix: Matrix, option: str, platform: str) -> bool:
     """Which platforms read which command-line option: each kind declares the ones it reads."""
-    from harness.config.registry import load_provisioner_class
-
-    return option in load_provisioner_class(matrix.platforms[platform].kind).cli_options
+    return option in matrix.platforms[platform].traits.cli_options
 
 
 def unique(values: Iterable[str], option: str, notes: list[str]) -> tuple[str, ...]:
@@ -76,11 +70,12 @@ def select(args: argparse.Namespace,
     defaults = matrix.defaults
     requested = unique(args.platform, "platform", notes)
     platforms = _platforms(matrix, requested or defaults.platforms, args, notes)
-    external = tuple(n for n in platforms if matrix.platforms[n].kind == EXTERNAL_KIND)
+    # a fixed server: one cell per platform, at the version the server reports
+    external = tuple(n for n in platforms if matrix.platforms[n].traits.fixed_server)
     others = tuple(n for n in platforms if n not in external)
     if external and not others and (args.channel or args.upgrade):
-        raise ConfigError("--platform external tests the MLflow the server runs: --channel and "
-                          "--upgrade do not apply",
+        raise ConfigError(f"--platform {' '.join(external)} tests the MLflow the server runs: "
+                          "--channel and --upgrade do not apply",
                           hint="drop them, or pass --mlflow-version V to require version V")
     channel_flags = unique(args.channel, "channel", notes)
     upgrade_flags = unique(args.upgrade, "upgrade", notes)
@@ -96,8 +91,9 @@ def select(args: argparse.Namespace,
 
         versions = resolve_versions(unique(args.mlflow_version, "mlflow_version", notes))
         if external and len(versions) > 1:
-            raise ConfigError("--platform external tests the one MLflow its server runs",
-                              hint="give one --mlflow-version (or none) with --platform external")
+            raise ConfigError(f"--platform {' '.join(external)} tests the one MLflow its server "
+                              "runs",
+                              hint="give one --mlflow-version (or none) with that platform")
         for version in versions:
             channel = adhoc_channel(version)
             version_given.append(channel.mlflow_version)
@@ -147,10 +143,9 @@ def _platforms(matrix: Matrix, names: tuple[str, ...], args: argparse.Namespace,
     if "all" in names:
         chosen = []
         for name, platform in matrix.platforms.items():
-            if platform.kind == EXTERNAL_KIND and not (
-                    args.tracking_uri or getattr(platform.settings, "tracking_uri", "")):
-                notes.append(f"--platform all leaves out {name}: it needs --tracking-uri URL "
-                             "(the server to test)")
+            needs = platform.traits.needs_option
+            if needs and not getattr(args, needs, None):
+                notes.append(f"--platform all leaves out {name}: it needs {flag(needs)}")
                 continue
             chosen.append(name)
         names = tuple(dict.fromkeys([*chosen, *(n for n in names if n != "all")]))

@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         return _print_plan(matrix, cells, args, pytest_args)
     reports = check_reports_dir(args.reports_dir)
     from harness.config.registry import load_provisioner_class
-    from harness.run.run_folders import start_run
+    from harness.reporting.run_folders import start_run
     from harness.run.runner import Runner, RunOptions
     from harness.system.state import new_run_id
 
@@ -126,8 +126,8 @@ def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
         print(f"  {u.source}:{u.target}{default}")
     print("\nscenario suites:")
     for s in matrix.suites.values():
-        where = "all platforms" if s.platforms is None else ", ".join(s.platforms)
-        print(f"  {s.name:<12} {s.description} [{where}]")
+        scope = "all platforms" if s.platforms is None else ", ".join(s.platforms)
+        print(f"  {s.name:<12} {s.description} [{scope}]")
     if matrix.known_defects:
         print("\nknown defects:")
         for d in matrix.known_defects:

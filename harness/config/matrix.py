@@ -7,10 +7,9 @@ never sees a traceback for a typo.
 from __future__ import annotations
 
 import dataclasses
-import re
+import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,184 +17,57 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from harness.config.defects import Facts, KnownDefect, applies, check_entry
+from harness.config.defects import KnownDefect, check_entry
+from harness.config.model import (
+    DETECT,
+    PLATFORM_NAME,
+    SUITE_NAME,
+    UPGRADE_SCENARIO,
+    Cell,
+    Channel,
+    CiNeeds,
+    InstallPin,
+    Matrix,
+    Platform,
+    PlatformTraits,
+    Selection,
+    Suite,
+    Timeouts,
+    UpgradePath,
+    cell_facts,
+    platform_artifacts,
+    platform_database,
+)
 from harness.config.registry import load_provisioner_class
 from harness.system.errors import ConfigError, MatrixFileError
 
+__all__ = [
+    "DEFAULT_MATRIX",
+    "DETECT",
+    "PLATFORM_NAME",
+    "SUITE_NAME",
+    "UPGRADE_SCENARIO",
+    "Cell",
+    "Channel",
+    "CiNeeds",
+    "InstallPin",
+    "Matrix",
+    "Platform",
+    "PlatformTraits",
+    "Selection",
+    "Suite",
+    "Timeouts",
+    "UpgradePath",
+    "adhoc_channel",
+    "cell_facts",
+    "default_matrix_path",
+    "expand_cells",
+    "load_matrix",
+    "platform_artifacts",
+    "platform_database",
+]
+
 DEFAULT_MATRIX = Path(__file__).resolve().parents[2] / "matrix.yaml"
-SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-UPGRADE_SCENARIO = "upgrade"
-DETECT = "detect"  # an `external` cell's version: read from the server's /version
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A Charmed MLflow channel and the upstream MLflow it ships."""
-
-    name: str
-    mlflow_version: str
-    migrates_db_on_upgrade: bool = False
-    experimental: bool = False
-    bundle: str | None = None
-    constraints: tuple[str, ...] = ()
-
-    @property
-    def slug(self) -> str:
-        return self.name.replace("/", "-")
-
-
-@dataclass(frozen=True)
-class Platform:
-    name: str
-    kind: str
-    settings: Any
-    description: str = ""
-
-    @property
-    def database(self) -> str:
-        """The SQL store family when the platform's settings name one (`local`: sqlite or
-        mysql), else "": what known defects and reports key on."""
-        return str(getattr(self.settings, "database", "") or "")
-
-
-@dataclass(frozen=True)
-class UpgradePath:
-    source: str
-    target: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.source}→{self.target}"
-
-
-@dataclass(frozen=True)
-class InstallPin:
-    mlflow: str
-    requirements: tuple[str, ...]
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    platforms: tuple[str, ...] | None  # None: every platform
-    requires: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Selection:
-    platforms: tuple[str, ...]
-    channels: tuple[str, ...]
-    upgrades: tuple[str, ...] = ()
-    scenarios: tuple[str, ...] = ()
-    parallel: int = 1  # cells at once; 0: from cores and memory (harness/run/scheduling.py)
-    workers: int = 0   # pytest-xdist workers per cell; 0: from cores and parallel, 1: serial
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    env_build: int = 900
-    deploy: int = 1800
-    scenarios: int = 1800
-    teardown: int = 600
-    server_start: int = 180
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (platform, channel) pair, or one (platform, upgrade path)."""
-
-    platform: Platform
-    channel: Channel
-    scenarios: tuple[str, ...]
-    upgrade_to: Channel | None = None
-
-    @property
-    def id(self) -> str:
-        if self.upgrade_to:
-            return f"upgrade-{self.channel.slug}-to-{self.upgrade_to.slug}"
-        return self.channel.slug
-
-    @property
-    def channel_label(self) -> str:
-        if self.upgrade_to:
-            return f"{self.channel.name}→{self.upgrade_to.name}"
-        return self.channel.name
-
-    @property
-    def mlflow_label(self) -> str:
-        if self.upgrade_to:
-            return f"{self.channel.mlflow_version}→{self.upgrade_to.mlflow_version}"
-        return self.channel.mlflow_version
-
-    @property
-    def title(self) -> str:
-        return f"{self.platform.name} · {self.channel_label}"
-
-
-@dataclass(frozen=True)
-class Matrix:
-    path: Path
-    channels: Mapping[str, Channel]
-    platforms: Mapping[str, Platform]
-    suites: Mapping[str, Suite]
-    upgrades: tuple[UpgradePath, ...]
-    install_pins: tuple[InstallPin, ...]
-    known_defects: tuple[KnownDefect, ...]
-    defaults: Selection
-    timeouts: Timeouts = field(default_factory=Timeouts)
-
-    def requirements_for(self, channel: Channel) -> tuple[str, ...]:
-        """Install pins for an MLflow version: the data-driven table plus the channel's own."""
-        if channel.mlflow_version == DETECT:
-            return channel.constraints
-        version = Version(channel.mlflow_version)
-        pins = [
-            req
-            for pin in self.install_pins
-            if version in SpecifierSet(pin.mlflow)
-            for req in pin.requirements
-        ]
-        return (*pins, *channel.constraints)
-
-    def defects_for(self, cell: Cell, facts: Facts | None = None) -> list[KnownDefect]:
-        """Defects that apply to a cell: for sure with `facts` measured in the run, or that may
-        apply (unknown facts match) when only the matrix is known (list, plan)."""
-        if facts is None:
-            return [d for d in self.known_defects if applies(d, cell_facts(cell), strict=False)]
-        return [d for d in self.known_defects if applies(d, facts)]
-
-
-def platform_database(platform: Platform) -> str:
-    """The SQL store family: a local platform's own setting; a Kubernetes bundle's `mysql-k8s`
-    is MySQL; unknown ("") for a server someone else runs."""
-    if platform.database:
-        return platform.database
-    return "" if platform.kind == "external" else "mysql"
-
-
-def platform_artifacts(platform: Platform) -> str:
-    """The artifact mode a platform declares (direct | proxied), "" when it declares none."""
-    return str(getattr(platform.settings, "artifacts", "") or "")
-
-
-def cell_facts(cell: Cell, *, server_versions: tuple[str, ...] | None = None,
-               client_version: str = "", artifacts: str | None = None) -> Facts:
-    """What the matrix says of a cell, completed with what the run measured."""
-    if server_versions is None:
-        server_versions = tuple(v for v in (cell.channel.mlflow_version,
-                                            cell.upgrade_to.mlflow_version if cell.upgrade_to
-                                            else None) if v and v != DETECT)
-    channels = (cell.channel.name,) + ((cell.upgrade_to.name,) if cell.upgrade_to else ())
-    return Facts(platform=cell.platform.name, database=platform_database(cell.platform),
-                 artifacts=platform_artifacts(cell.platform) if artifacts is None else artifacts,
-                 server_versions=server_versions, client_version=client_version,
-                 channels=channels,
-                 upgrade=cell.channel_label.replace("→", ":") if cell.upgrade_to else "")
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -244,8 +116,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
-    def _path_of(self, target) -> str:  # type: ignore[no-untyped-def]
-        def walk(node, path):  # type: ignore[no-untyped-def]
+    def _path_of(self, target: yaml.Node) -> str:
+        def walk(node: yaml.Node, path: str) -> str | None:
             if node is target:
                 return path
             if isinstance(node, yaml.MappingNode):
@@ -402,7 +274,10 @@ class _Loader:
             except ConfigError as exc:
                 self.fail(f"{key}.kind", exc.message, hint=exc.hint)
             settings = self.typed(body, cls.Settings, key)
-            platforms[str(name)] = Platform(str(name), kind, settings, description)
+            traits = dataclasses.replace(cls.traits(settings),
+                                         takes_mlflow_version=cls.takes_mlflow_version,
+                                         cli_options=tuple(cls.cli_options))
+            platforms[str(name)] = Platform(str(name), kind, settings, description, traits)
         return platforms
 
     def load_upgrades(self, value: Any, channels: Mapping[str, Channel]) -> tuple[UpgradePath, ...]:
@@ -422,13 +297,13 @@ class _Loader:
         return tuple(paths)
 
     def load_pins(self, value: Any) -> tuple[InstallPin, ...]:
-        pins = self.typed(value, tuple[InstallPin, ...], "install_pins")
+        pins: tuple[InstallPin, ...] = self.typed(value, tuple[InstallPin, ...], "install_pins")
         for i, pin in enumerate(pins):
             self.specifier(pin.mlflow, f"install_pins[{i}].mlflow")
         return pins
 
     def load_defects(self, value: Any) -> tuple[KnownDefect, ...]:
-        defects = self.typed(value, tuple[KnownDefect, ...], "known_defects")
+        defects: tuple[KnownDefect, ...] = self.typed(value, tuple[KnownDefect, ...], "known_defects")
         seen = set()
         for i, defect in enumerate(defects):
             key = f"known_defects[{i}]"
@@ -446,7 +321,7 @@ class _Loader:
     def load_defaults(self, value: Any, channels: Mapping[str, Channel],
                       platforms: Mapping[str, Platform], suites: Mapping[str, Suite],
                       upgrades: tuple[UpgradePath, ...]) -> Selection:
-        selection = self.typed(value, Selection, "defaults")
+        selection: Selection = self.typed(value, Selection, "defaults")
         for key in ("parallel", "workers"):
             if getattr(selection, key) < 0:
                 self.fail(f"defaults.{key}", "must be 0 (sized to this machine) or more",
@@ -472,81 +347,102 @@ class _Loader:
 
 
 def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
+    """`value` from the YAML as the type `hint` of a settings dataclass, or a file/key/fix error."""
+    if dataclasses.is_dataclass(hint):
+        return _to_dataclass(loader, value, hint, key)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        value = loader.mapping(value, key)
-        hints = typing.get_type_hints(hint)
-        fields = {f.name: f for f in dataclasses.fields(hint)}
-        allowed = {name: (f.default is dataclasses.MISSING
-                          and f.default_factory is dataclasses.MISSING)
-                   for name, f in fields.items()}
-        display = {name: req for name, req in allowed.items() if name != "name"}
-        for name in value:
-            if name not in fields:
-                close = _closest(str(name), display)
-                loader.fail(_join(key, name), "unknown key",
-                            hint=(f"did you mean `{close}`? " if close else "")
-                            + f"allowed keys here: {', '.join(display) or '(none)'}")
-        for name, required in allowed.items():
-            if required and name not in value:
-                loader.fail(_join(key, name), "missing required key",
-                            hint=f"add `{name}:` under `{key}`")
-        kwargs = {name: _convert(loader, v, hints[name], _join(key, name))
-                  for name, v in value.items()}
-        try:
-            return hint(**kwargs)
-        except (ValueError, TypeError) as exc:
-            loader.fail(key, str(exc))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(loader, value, inner[0], key)
+        present = [a for a in args if a is not type(None)]
+        return _convert(loader, value, present[0], key)
     if origin is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            loader.fail(key, f"must be a list, got {_kind(value)}",
-                        hint="write `[a, b]` or one `- item` per line")
-        return tuple(_convert(loader, v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        return _to_tuple(loader, value, args[0], key)
     if origin in (dict, Mapping) or hint in (dict, Mapping):
         value = loader.mapping(value, key)
         inner = args[1] if args else str
         return {str(k): _convert(loader, v, inner, _join(key, k)) for k, v in value.items()}
-    if typing.get_origin(hint) is typing.Literal:
+    if origin is typing.Literal:
         if value not in args:
             loader.fail(key, f"must be one of {', '.join(map(str, args))} (got {value!r})",
                         hint=f"pick one of: {', '.join(map(str, args))}")
         return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            loader.fail(key, f"must be true or false, got {_kind(value)} {value!r}",
-                        hint="write `true` or `false` without quotes")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            loader.fail(key, f"must be a whole number, got {_kind(value)} {value!r}",
-                        hint="write a number without quotes, e.g. `600`")
-        _check_sign(loader, key, value)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            loader.fail(key, f"must be a number, got {_kind(value)} {value!r}",
-                        hint="write a number without quotes, e.g. `5`")
-        _check_sign(loader, key, value)
-        return float(value)
-    if hint is str:
-        if isinstance(value, (dict, list)) or value is None:
-            loader.fail(key, f"must be text, got {_kind(value)}",
-                        hint="write a single value; quote it if it has special characters")
-        if isinstance(value, float):
-            loader.fail(key, f"must be text, got the number {value!r}",
-                        hint=f"quote it: \"{value}\" (YAML reads 2.20 as the number 2.2)")
-        return str(value)
     if hint is Any:
         return value
+    if hint in _SCALARS:
+        return _SCALARS[hint](loader, value, key)
     raise TypeError(f"unsupported settings type {hint!r} at {key}")
+
+
+def _to_dataclass(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
+    value = loader.mapping(value, key)
+    hints = typing.get_type_hints(hint)
+    fields = {f.name: f for f in dataclasses.fields(hint)}
+    allowed = {name: (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+               for name, f in fields.items()}
+    display = {name: req for name, req in allowed.items() if name != "name"}
+    for name in value:
+        if name not in fields:
+            close = _closest(str(name), display)
+            loader.fail(_join(key, name), "unknown key",
+                        hint=(f"did you mean `{close}`? " if close else "")
+                        + f"allowed keys here: {', '.join(display) or '(none)'}")
+    for name, required in allowed.items():
+        if required and name not in value:
+            loader.fail(_join(key, name), "missing required key",
+                        hint=f"add `{name}:` under `{key}`")
+    kwargs = {name: _convert(loader, v, hints[name], _join(key, name)) for name, v in value.items()}
+    try:
+        return hint(**kwargs)
+    except (ValueError, TypeError) as exc:
+        loader.fail(key, str(exc))
+
+
+def _to_tuple(loader: _Loader, value: Any, item: Any, key: str) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        loader.fail(key, f"must be a list, got {_kind(value)}",
+                    hint="write `[a, b]` or one `- item` per line")
+    return tuple(_convert(loader, v, item, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _to_bool(loader: _Loader, value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        loader.fail(key, f"must be true or false, got {_kind(value)} {value!r}",
+                    hint="write `true` or `false` without quotes")
+    return value
+
+
+def _to_int(loader: _Loader, value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        loader.fail(key, f"must be a whole number, got {_kind(value)} {value!r}",
+                    hint="write a number without quotes, e.g. `600`")
+    _check_sign(loader, key, value)
+    return value
+
+
+def _to_float(loader: _Loader, value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        loader.fail(key, f"must be a number, got {_kind(value)} {value!r}",
+                    hint="write a number without quotes, e.g. `5`")
+    _check_sign(loader, key, value)
+    return float(value)
+
+
+def _to_str(loader: _Loader, value: Any, key: str) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        loader.fail(key, f"must be text, got {_kind(value)}",
+                    hint="write a single value; quote it if it has special characters")
+    if isinstance(value, float):
+        loader.fail(key, f"must be text, got the number {value!r}",
+                    hint=f"quote it: \"{value}\" (YAML reads 2.20 as the number 2.2)")
+    return str(value)
+
+
+_SCALARS: dict[Any, Callable[[_Loader, Any, str], Any]] = {
+    bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _check_sign(loader: _Loader, key: str, value: float) -> None:

@@ -29,9 +29,9 @@ from harness.reporting.allure_results import (
 from harness.reporting.enrich import enrich_cell
 from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
-from harness.run.envs import MlflowEnv
 from harness.run.scenario_process import defect_dict
 from harness.run.verdicts import check_server_version, judge_phase
+from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Endpoint
 from harness.system.errors import (
     EXIT_INFRASTRUCTURE,
@@ -270,8 +270,9 @@ class CellRun:
         return [d for d in self.matrix.defects_for(outcome.cell, facts) if phase in d.phases]
 
     def _environment(self, outcome: CellOutcome, channel: Channel) -> MlflowEnv:
-        return self._phase(outcome, "environment", lambda: self.env_for(channel),
-                           label=f"MLflow {channel.mlflow_version} environment")
+        env: MlflowEnv = self._phase(outcome, "environment", lambda: self.env_for(channel),
+                                     label=f"MLflow {channel.mlflow_version} environment")
+        return env
 
     def _client_env(self, outcome: CellOutcome, endpoint: Endpoint) -> MlflowEnv:
         """The client must match the server: use the version the server reports."""
@@ -389,6 +390,7 @@ class CellRun:
             "run_id": self.run_id,
             "platform": cell.platform.name,
             "platform_kind": cell.platform.kind,
+            "on_kubernetes": cell.platform.traits.on_kubernetes,
             "cell": cell.id,
             "channel": cell.channel_label,
             "upgrade": bool(cell.upgrade_to),
