@@ -1002,7 +1002,7 @@ def test_get_history_bulk_interval(mlflow_client, endpoint, unique_name, version
         mlflow_client.log_batch(run_id, metrics=[Metric("acc", offset + s, 1_000 + s, s)
                                                  for s in range(30)])
         runs[run_id] = offset
-    path = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+    path = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
 
     def fetch(**extra):
         response = rest(endpoint, "GET", path,
