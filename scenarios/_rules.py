@@ -17,6 +17,8 @@ import pytest
 from packaging.version import Version
 
 VALIDATION = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/utils/validation.py"
+PROMETHEUS_EXPORTER = ("https://github.com/mlflow/mlflow/blob/v2.15.1/mlflow/server/"
+                       "prometheus_exporter.py")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,15 @@ RULES: dict[str, tuple[Change, ...]] = {
         Change("0", False, "https://github.com/mlflow/mlflow/issues/20546"),
         Change("3.10", True, "https://github.com/mlflow/mlflow/blob/v3.10.0/mlflow/store/"
                              "tracking/sqlalchemy_store.py")),
+    # The server's Prometheus metrics (`--expose-prometheus`): prometheus_flask_exporter with
+    # defaults_prefix="mlflow" and group_by=mlflow_version (mlflow/server/prometheus_exporter.py),
+    # the names the charm's dashboard and alert rules query. Read the same in the 2.15.1, 2.22.0
+    # and 3.14.0 wheels; a release that renames one gets a row here, and the dashboard panel
+    # that still uses the old name turns red (scenarios/test_observability.py).
+    "metric_requests_total": (Change("0", "mlflow_http_request_total", PROMETHEUS_EXPORTER),),
+    "metric_request_duration": (
+        Change("0", "mlflow_http_request_duration_seconds", PROMETHEUS_EXPORTER),),
+    "metric_version_label": (Change("0", "mlflow_version", PROMETHEUS_EXPORTER),),
 }
 
 # rule -> the constant in mlflow.utils.validation that states it in the installed client

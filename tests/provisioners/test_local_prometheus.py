@@ -57,7 +57,7 @@ def test_a_target_that_is_not_the_units_own_is_refused():
 
 
 class Metrics(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = b'mlflow_http_request_total{method="GET",status="200"} 3\n'
         self.send_response(200 if self.path == "/metrics" else 404)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
