@@ -81,14 +81,15 @@ class Prometheus:
         return self._get("/api/v1/alerts")["alerts"]
 
     def wait_for_scrape(self, job: str, after: float, timeout: float) -> dict[str, Any]:
-        """The job's target once Prometheus has finished a scrape that started after `after`
-        (epoch seconds): from then on, every query sees what the server had counted by then."""
+        """The job's target once a scrape that started after `after` (epoch seconds) is stored:
+        from then on every query sees what the server had counted by then. `up` is written in
+        the same append as the scraped samples, so its timestamp says when they are in."""
         deadline = time.monotonic() + timeout
         while True:
+            stamps = [s.value for s in self.query(f'timestamp(up{{job="{job}"}})')]
             found = [t for t in self.targets() if t["labels"].get("job") == job]
-            for target in found:
-                if rfc3339(target.get("lastScrape")) > after and target.get("health") != "unknown":
-                    return target
+            if stamps and min(stamps) > after and found:
+                return found[0]
             if time.monotonic() > deadline:
                 state = ", ".join(f"{t['scrapeUrl']} last scraped {t.get('lastScrape')}: "
                                   f"{t.get('health')} {t.get('lastError') or ''}" for t in found)
