@@ -423,7 +423,8 @@ def test_unit_down_alert_pends_while_the_server_is_stopped_and_resolves(need_pro
     seen = sorted(t for ts in active.values() for t in ts)
     back = min((t for _, values in ups for t, v in values if v == 1 and t > down[-1]), default=None)
     assert back is not None, f"job {job!r} has no successful scrape after the outage"
-    figures = {"alert": alert, "states": sorted(active), "down_s": len(down),
+    figures = {"alert": alert, "states": sorted(active), "down_for_s": round(down[-1] - down[0] + 1),
+               "failed_scrapes_seen": len(down),
                "active_after_first_failed_scrape_s": round(seen[0] - down[0], 1),
                "active_for_s": round(seen[-1] - seen[0] + 1, 1),
                "resolved_after_server_back_s": round(seen[-1] + 1 - back, 1)}
