@@ -35,6 +35,7 @@ from harness.system.procs import Service, free_ports, run
 from harness.system.redact import redact, register_secret
 from harness.system.waits import NotYet, Terminal, wait_for
 from provisioners.api import DeploymentPlan, ProvisionerBase, RunContext, Substrate
+from provisioners.local_prometheus import LocalPrometheus, prometheus_binary
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
@@ -88,8 +89,11 @@ class LocalProvisioner(ProvisionerBase):
             f"per cell: {server}--expose-prometheus <dir>  (env: MLFLOW_S3_ENDPOINT_URL, "
             "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
             "per cell: wait for GET /health (deadline timeouts.server_start), read GET /version",
+            "per cell: prometheus on a free loopback port with the charm's scrape job "
+            "(observability/<channel>/) pointed at the server and its alert rules, every 1 s "
+            "(skipped with the install hint without `prometheus`)",
             "per cell: run the scenario suites with a client of the same MLflow version",
-            "per cell: copy redacted server, S3 and database logs to diagnostics/",
+            "per cell: copy redacted server, S3, database and Prometheus logs to diagnostics/",
             "per cell: stop every process group and delete the temp dir",
         ]
 
@@ -115,6 +119,10 @@ class LocalProvisioner(ProvisionerBase):
         if weed:
             versions["seaweedfs"] = run([weed, "version"], timeout=30, check=False).stdout.strip()
         mariadbd = find_sbin("mariadbd")
+        prometheus = prometheus_binary()
+        if prometheus:
+            versions["prometheus"] = run([prometheus, "--version"], timeout=30,
+                                         check=False).stdout.splitlines()[0].strip()
         if mariadbd and self.settings.database == "mysql":
             versions["mariadb"] = run([mariadbd, "--version"], timeout=30,
                                       check=False).stdout.strip()
@@ -151,6 +159,8 @@ class LocalDeployment:
         self.s3: SeaweedS3 | None = None
         self.db: SqlStore | None = None
         self.server: MlflowServer | None = None
+        self.prometheus: LocalPrometheus | None = None
+        self.channel: Channel | None = None
 
     def deploy(self, channel: Channel) -> Endpoint:
         self.work = Path(tempfile.mkdtemp(prefix=f"mlflow-matrix-{self.context.run_id}-"))
@@ -162,7 +172,16 @@ class LocalDeployment:
         env = self.context.env_for(channel)
         self.server = MlflowServer(env, self.work / "mlflow", self.context, self.settings,
                                    self.s3, self.db.uri, self.timeout)
-        return self._with_canary(self.server.start())
+        self.prometheus = LocalPrometheus(self.work / "prometheus", self.context, self.timeout)
+        self.channel = channel
+        return self._ready(self.server.start())
+
+    def _ready(self, endpoint: Endpoint) -> Endpoint:
+        """The endpoint of the server that just started, with the canary and the cell's
+        Prometheus watching it (provisioners/local_prometheus.py)."""
+        assert self.server and self.prometheus and self.channel
+        watch = self.prometheus.observe(self.channel.slug, self.server.port)
+        return replace(self._with_canary(endpoint), observability=watch)
 
     def _with_canary(self, endpoint: Endpoint) -> Endpoint:
         """A file outside the artifact root (and outside the server's cwd), for security probes."""
@@ -181,7 +200,7 @@ class LocalDeployment:
     def restart(self) -> Endpoint:
         assert self.server, "deploy() first"
         self.server.stop()
-        return self._with_canary(self.server.start())
+        return self._ready(self.server.start())
 
     def upgrade(self, channel: Channel) -> Endpoint:
         """Stop the server, migrate the DB only if the target charm does, start the new server."""
@@ -201,11 +220,12 @@ class LocalDeployment:
         self.server = MlflowServer(env, self.work / "mlflow", self.context,  # type: ignore[operator]
                                    self.settings, self.s3, self.db.uri, self.timeout,
                                    port=self.server.port)
-        return self._with_canary(self.server.start())
+        self.channel = channel
+        return self._ready(self.server.start())
 
     def collect(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        for part in (self.server, self.db, self.s3):
+        for part in (self.server, self.db, self.s3, self.prometheus):
             if part is not None:
                 for log in part.logs():
                     if log.is_file():
@@ -215,7 +235,8 @@ class LocalDeployment:
     def teardown(self) -> None:
         """Short grace, all parts at once: every store's data is deleted next."""
         _all_at_once([partial(part.stop, grace=TEARDOWN_GRACE)
-                      for part in (self.server, self.db, self.s3) if part is not None])
+                      for part in (self.server, self.db, self.s3, self.prometheus)
+                      if part is not None])
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
             if self._work_rid:

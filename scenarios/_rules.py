@@ -21,6 +21,8 @@ HANDLERS = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/server/handlers.py
 CLIENT = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/tracking/client.py"
 RELEASE = "https://github.com/mlflow/mlflow/releases/tag/v{v}"
 STORE_LIMITS = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/store/{kind}/__init__.py"
+PROMETHEUS_EXPORTER = ("https://github.com/mlflow/mlflow/blob/v2.15.1/mlflow/server/"
+                       "prometheus_exporter.py")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,15 @@ RULES: dict[str, tuple[Change, ...]] = {
                            "tracking/sqlalchemy_store.py"),),
     # metrics/get-history-bulk-interval: max_results between 1 and MAX_RESULTS_PER_RUN
     "max_results_get_history_bulk_interval": (Change("0", 2500, HANDLERS.format(v="2.15.1")),),
+    # The server's Prometheus metrics (`--expose-prometheus`): prometheus_flask_exporter with
+    # defaults_prefix="mlflow" and group_by=mlflow_version (mlflow/server/prometheus_exporter.py),
+    # the names the charm's dashboard and alert rules query. Read the same in the 2.15.1, 2.22.0
+    # and 3.14.0 wheels; a release that renames one gets a row here, and the dashboard panel
+    # that still uses the old name turns red (scenarios/test_observability.py).
+    "metric_requests_total": (Change("0", "mlflow_http_request_total", PROMETHEUS_EXPORTER),),
+    "metric_request_duration": (
+        Change("0", "mlflow_http_request_duration_seconds", PROMETHEUS_EXPORTER),),
+    "metric_version_label": (Change("0", "mlflow_version", PROMETHEUS_EXPORTER),),
 }
 
 # rule -> the constant in mlflow.utils.validation that states it in the installed client

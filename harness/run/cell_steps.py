@@ -19,6 +19,9 @@ RESTART_SUITE = "persistence"
 # Suites that measure server-wide state (request counters): they run on their own, after the
 # others, with one client process, so no other test's requests land in what they count.
 SERIAL_SUITES = ("observability",)
+# Suites with checks of what the restart did to the server (the unit-down alert): they run in
+# the after-restart phase too, when selected beside the restart suite.
+RESTART_WATCHERS = ("observability",)
 UPGRADE_MANIFEST = "upgrade-manifest.json"
 RESTART_MANIFEST = "persistence-manifest.json"
 
@@ -61,8 +64,10 @@ def cell_steps(cell: Cell, deployment: object) -> tuple[Step, ...]:
         steps.append(Step("pytest", alone, serial=True))
     if RESTART_SUITE in cell.scenarios:
         if restarts:
+            watchers = tuple(s for s in cell.scenarios if s in RESTART_WATCHERS)
             steps += [Step("restart"),
-                      Step("pytest", (RESTART_SUITE,), "after-restart", manifest=RESTART_MANIFEST)]
+                      Step("pytest", (RESTART_SUITE, *watchers), "after-restart",
+                           manifest=RESTART_MANIFEST)]
         else:
             steps.append(Step("note", phase="restart",
                               reason=f"restart SKIPPED: {cell.platform.name} cannot restart the "

@@ -27,6 +27,24 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class Observability:
+    """How the harness watches the server the way the Canonical Observability Stack would.
+
+    `prometheus_url`: a Prometheus the harness runs for the cell, scraping the server with the
+    charm's own scrape job and evaluating its alert rules; `labels`: the Juju topology labels
+    that job puts on the target (what a dashboard's variables select); `artefacts`: the folder
+    of the charm's recorded scrape job, rules and dashboards it was configured from
+    (observability/<channel>/); `unavailable`: why the platform could not run its Prometheus
+    here, with the install hint (the suite skips with it).
+    """
+
+    prometheus_url: str | None = None
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    artefacts: str | None = None
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """The only thing scenarios know of a platform. Secrets travel in the standard AWS env vars."""
 
@@ -39,6 +57,7 @@ class Endpoint:
     # read it to prove a traversal, so they never need to touch a file that matters.
     canary_path: str | None = None
     artifact_mode: str | None = None   # "direct" | "proxied" as the platform declares; None: unsaid
+    observability: Observability | None = None   # None: the platform watches nothing itself
 
     def public_json(self) -> str:
         """Serialise without credentials: this may be written next to reports."""
@@ -63,6 +82,8 @@ class Endpoint:
         data = json.loads(environ[ENDPOINT_ENV])
         key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
         creds = Credentials(key, secret) if key and secret else None
+        if data.get("observability") is not None:
+            data["observability"] = Observability(**data["observability"])
         return cls(s3_credentials=creds, **data)
 
 
