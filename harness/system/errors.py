@@ -8,6 +8,26 @@ EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
 EXIT_INTERRUPTED = 130
 
+# One screen: an error is read, not scrolled. A value a user (or an attacker) passed may be
+# 100 kB long; it is shown clipped, never echoed in full.
+SCREEN_LINES = 30
+LINE_CHARS = 300
+
+
+def clip(text: str, limit: int = LINE_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 30]}… ({len(text):,} characters)"
+
+
+def one_screen(text: str) -> str:
+    """At most SCREEN_LINES lines of at most LINE_CHARS characters each."""
+    lines = [clip(line) for line in text.splitlines()]
+    if len(lines) > SCREEN_LINES:
+        lines = lines[:SCREEN_LINES - 1] + [f"… ({len(lines) - SCREEN_LINES + 1} more lines)"]
+    return "\n".join(lines)
+
 
 class MatrixError(Exception):
     """Base for every error the harness reports to a user instead of a traceback."""
@@ -23,7 +43,7 @@ class MatrixError(Exception):
         text = f"error: {self.message}"
         if self.hint:
             text += f"\n  fix: {self.hint}"
-        return text
+        return one_screen(text)
 
 
 class ConfigError(MatrixError):
