@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -32,6 +31,7 @@ from harness.run.scheduling import EnvPrebuilder, Sizing, channels_of
 from harness.run.summary import CellLine, log_for
 from harness.run.summary import render as render_summary
 from harness.system.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted
+from harness.system.owned import make_owned_dir
 from harness.system.state import RunState, new_run_id
 from harness.system.waits import CANCEL
 from provisioners.api import RunContext
@@ -66,7 +66,7 @@ class Runner:
         self.run_id = options.run_id or new_run_id()
         self.reports = options.reports_dir
         self.state = RunState(self.reports / "state" / f"{self.run_id}.json", self.run_id)
-        self.work_dir = Path(tempfile.mkdtemp(prefix=f"mlflow-matrix-{self.run_id}-run-"))
+        self.work_dir = make_owned_dir(self.run_id, "run")
         self._work_rid = self.state.add("dir", path=str(self.work_dir))
         self.slots: dict[str, PlatformSlot] = {}
         self.outcomes: list[CellOutcome] = []
@@ -196,7 +196,7 @@ class Runner:
             if key not in self._env_cache:
                 self._env_cache[key] = ensure_env(
                     channel.mlflow_version, pins, timeout=self.matrix.timeouts.env_build,
-                    progress=self.progress)
+                    progress=self.progress, state=self.state, cancel=CANCEL)
             return self._env_cache[key]
 
 

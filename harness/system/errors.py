@@ -98,3 +98,20 @@ class Interrupted(MatrixError):
 
     def __init__(self, signal_name: str = "SIGINT") -> None:
         super().__init__(f"interrupted by {signal_name}; tore down what this run created")
+
+
+class ComponentDied(InfrastructureError):
+    """A deployed part (server, store, pod) died while scenarios ran: the cell is broken, and
+    the message names the part and ends with its last log lines."""
+
+    def __init__(self, component: str, reason: str, log_tail: str = "",
+                 seconds: float = 0.0) -> None:
+        message = f"{component} died while scenarios ran ({reason})"
+        if log_tail.strip():
+            message += "\n  its last log lines:\n    " + "\n    ".join(
+                log_tail.strip().splitlines()[-12:])
+        super().__init__(message, hint="the scenarios were stopped; the component's full log "
+                                       "is in the cell's diagnostics/")
+        self.component = component
+        self.reason = reason
+        self.seconds = seconds  # from the first failed check to the verdict
