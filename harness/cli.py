@@ -318,9 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in FULL_DISK:
             return _internal_error(exc, args)
-        return _say(f"error: cannot write {clip(str(exc.filename or ''), 120)}: "
-                    f"{exc.strerror}\n  fix: free space on that file system (or pass "
-                    "--reports-dir on another one) and run again", EXIT_INFRASTRUCTURE)
+        where = exc.filename or getattr(args, "reports_dir", None) or "the reports dir"
+        return _say(f"error: {exc.strerror} (writing {clip(str(where), 120)})\n  fix: free "
+                    "space on that file system, or pass --reports-dir on another one, and run "
+                    "again; `mlflow-matrix janitor` releases what the run recorded",
+                    EXIT_INFRASTRUCTURE)
     except ImportError as exc:
         missing = _missing_dependency(exc)
         if missing is None:

@@ -8,6 +8,7 @@ children in `harness.run.scenario_process`, progress lines in `harness.run.progr
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -67,7 +68,11 @@ class Runner:
         self.reports = options.reports_dir
         self.state = RunState(self.reports / "state" / f"{self.run_id}.json", self.run_id)
         self.work_dir = make_owned_dir(self.run_id, "run")
-        self._work_rid = self.state.add("dir", path=str(self.work_dir))
+        try:
+            self._work_rid = self.state.add("dir", path=str(self.work_dir))
+        except BaseException:  # a full disk under the reports dir: leave no temp dir behind
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            raise
         self.slots: dict[str, PlatformSlot] = {}
         self.outcomes: list[CellOutcome] = []
         self.scenarios = ScenarioProcess(matrix, options, self.progress, self.work_dir, self.state)
