@@ -11,8 +11,9 @@ red until this table says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 from packaging.version import Version
 
 VALIDATION = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/utils/validation.py"
@@ -80,3 +81,9 @@ def source(name: str, version: Version | str) -> str:
         if version >= Version(change.since):
             link = change.link
     return link
+
+
+def not_applicable(reason: str) -> NoReturn:
+    """End a test that the release under test does not have the feature for. The verdict counts
+    it as *not applicable*, its own status, never as passed (the `not applicable:` prefix)."""
+    pytest.skip(f"not applicable: {reason}")

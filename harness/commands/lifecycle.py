@@ -9,8 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.commands.options import parse_duration, provisioner_options
+from harness.commands.options import provisioner_options
 from harness.config.registry import load_provisioner_class
+from harness.system.durations import parse_duration
 from harness.system.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError, clip
 from harness.system.owned import recorded_group, remove_owned_dir
 from harness.system.procs import stop_group
