@@ -323,7 +323,8 @@ class SeaweedS3:
             # -logtostderr: glog would write its files (key ids included) into $TMPDIR, shared
             # and world-readable; its own TMPDIR keeps weed's sockets in the cell's dir too
             self.service = Service("seaweedfs", [
-                weed_binary(), "-logtostderr", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                weed_binary(), "-logtostderr", "server", f"-dir={data}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
                 f"-master.port={master}", f"-master.port.grpc={master_grpc}",
                 f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
                 "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",

@@ -21,6 +21,7 @@ from harness.config.defects import KnownDefect
 from harness.config.matrix import Cell, Matrix, cell_facts
 from harness.run.cell_steps import log_path, pytest_argv, suite_files
 from harness.run.verdicts import pytest_verdict
+from harness.run.watchdog import Watchdog
 from harness.system.cache import MlflowEnv
 from harness.system.endpoint import (
     CELL_ENV,
@@ -41,7 +42,6 @@ from harness.system.procs import stop_group
 from harness.system.redact import redact
 from harness.system.state import RunState
 from harness.system.waits import CANCEL
-from harness.run.watchdog import Watchdog
 from provisioners.api import Component, Deployment, components_of
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ def one_screen(text: str) -> str:
     """At most SCREEN_LINES lines of at most LINE_CHARS characters each."""
     lines = [clip(line) for line in text.splitlines()]
     if len(lines) > SCREEN_LINES:
-        lines = lines[:SCREEN_LINES - 1] + [f"… ({len(lines) - SCREEN_LINES + 1} more lines)"]
+        lines = [*lines[:SCREEN_LINES - 1], f"… ({len(lines) - SCREEN_LINES + 1} more lines)"]
     return "\n".join(lines)
 
 

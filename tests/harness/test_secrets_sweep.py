@@ -5,6 +5,7 @@ environment of every component it starts are searched for each of them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -89,11 +90,9 @@ def test_no_secret_reaches_reports_temp_dirs_command_lines_or_components(tmp_pat
             else None
         pgids = set()
         if state is not None:
-            try:
+            with contextlib.suppress(ValueError, KeyError):
                 pgids = {r["pgid"] for r in json.loads(state.read_text())["resources"]
                          if r.get("name") in COMPONENTS}
-            except (ValueError, KeyError):
-                pass
         text, environs = _snapshot(pgids)
         argvs.append(text)
         component_env.update(environs)
@@ -110,9 +109,10 @@ def test_no_secret_reaches_reports_temp_dirs_command_lines_or_components(tmp_pat
     for secret in secrets:
         raw = secret.encode()
         hits += [f"file {p}" for p, data in files.items() if raw in data
-                 and not p.name in ("s3-identities.json", "client.cnf")]
+                 and p.name not in ("s3-identities.json", "client.cnf")]
         hits += ["a command line" for text in argvs if secret in text][:1]
-        hits += [f"output of the run" for _ in [1] if raw in out]
+        if raw in out:
+            hits.append("output of the run")
     for pid, environ in component_env.items():
         hits += [f"environment of component pid {pid}: {s[:6]}…" for s in GIVEN.values()
                  if s.encode() in environ]

@@ -55,8 +55,6 @@ def test_a_cancelled_build_stops_uv_within_seconds_and_records_it(tmp_path, monk
     import socket
     import time
 
-    import pytest
-
     from harness.system.errors import Interrupted
     from harness.system.procs import group_alive
     from harness.system.state import RunState
