@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for case in args.case or CASES:
         with tempfile.TemporaryDirectory(prefix="dead-component-") as where:
-            death = kill_mid_scenario(case, Path(where))
+            try:
+                death = kill_mid_scenario(case, Path(where))
+            except Exception as exc:  # one case that could not run does not hide the others
+                print(f"{case:<36} could not run: {exc}", flush=True)
+                continue
         rows.append(death)
         print(f"{case:<36} exit {death.exit_code}  {death.seconds_to_verdict:5.1f}s  "
               f"{death.status}  named={death.named}  left={death.left_processes}  "

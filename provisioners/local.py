@@ -202,8 +202,9 @@ class LocalDeployment:
         if channel.migrates_db_on_upgrade:
             log = self.work / "mlflow" / "db-upgrade.log"  # type: ignore[operator]
             proc = run([env.executable("mlflow"), "db", "upgrade", self.db.uri],
-                       timeout=self.timeout, check=False,
-                       env={"PATH": f"{env.bin_dir}:{_path()}"})
+                       timeout=self.timeout, check=False, clean_env=True,
+                       env={"PATH": f"{env.bin_dir}:{_path()}",
+                            "TMPDIR": str(private_tmp(self.work))})
             log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
             if proc.returncode != 0:
                 raise InfrastructureError(

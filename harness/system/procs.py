@@ -34,7 +34,7 @@ STOP_AFTER_CANCEL = 3.0  # seconds a short command gets once the run is cancelle
 def run(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
         cwd: Path | None = None, check: bool = True, input: str | None = None,
         state: RunState | None = None, cancel: threading.Event | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+        clean_env: bool = False) -> subprocess.CompletedProcess[str]:
     """Run a short command to completion; raise `CommandError` on failure or timeout.
 
     With `state`, the process is recorded while it runs (a SIGKILLed harness leaves it to the
@@ -42,12 +42,14 @@ def run(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = 
     STOP_AFTER_CANCEL seconds and raises `Interrupted` (Ctrl-C during a long `uv pip install`).
     """
     argv = [str(a) for a in argv]
+    # a component's helper (`mlflow db upgrade`) gets the allow-listed env, as a Service does
+    full_env = service_env(env) if clean_env else _env(env)
     if state is not None or cancel is not None:
-        return _run_watched(argv, timeout=timeout, env=env, cwd=cwd, check=check, input=input,
-                            state=state, cancel=cancel)
+        return _run_watched(argv, timeout=timeout, env=full_env, cwd=cwd, check=check,
+                            input=input, state=state, cancel=cancel)
     try:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=_env(env), cwd=cwd,
+            argv, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
             input=input, start_new_session=True,
         )
     except FileNotFoundError:
@@ -61,13 +63,13 @@ def run(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = 
     return proc
 
 
-def _run_watched(argv: list[str], *, timeout: float, env: Mapping[str, str] | None,
+def _run_watched(argv: list[str], *, timeout: float, env: dict[str, str] | None,
                  cwd: Path | None, check: bool, input: str | None, state: RunState | None,
                  cancel: threading.Event | None) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.PIPE if input is not None else
-                                subprocess.DEVNULL, env=_env(env), cwd=cwd,
+                                subprocess.DEVNULL, env=env, cwd=cwd,
                                 start_new_session=True)
     except FileNotFoundError:
         raise InfrastructureError(f"command not found: {argv[0]}",
