@@ -332,7 +332,7 @@ class SeaweedS3:
                 "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
                 "-master.volumeSizeLimitMB=256", "-volume.max=0",
-            ], log_path=self.root / "weed.log", state=self.context.state,
+            ], log_path=self.root / "weed.log", state=self.context.state, isolated=True,
                 env={"TMPDIR": str(private_tmp(self.root))}).start()
             try:
                 wait_for(self._probe, what="the SeaweedFS S3 gateway", timeout=self.timeout)
@@ -477,7 +477,8 @@ class MariaDbStore:
                 f"--pid-file={self.root / 'mysqld.pid'}", "--skip-log-bin",
                 "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
                 "--innodb-buffer-pool-size=64M", "--max-connections=200", *NO_FSYNC,
-            ], log_path=self.root / "mariadb.log", state=self.context.state).start()
+            ], log_path=self.root / "mariadb.log", state=self.context.state,
+                isolated=True).start()
             try:
                 wait_for(self._probe, what="MariaDB", timeout=self.timeout)
                 break
@@ -560,7 +561,7 @@ class MlflowServer:
             self.starts += 1
             log = self.root / f"mlflow-server-{self.env.mlflow_version}-{self.starts}.log"
             self.service = Service("mlflow-server", self.argv(), log_path=log, cwd=self.root,
-                                   state=self.context.state, env={
+                                   state=self.context.state, isolated=True, env={
                                        "PATH": f"{self.env.bin_dir}:{_path()}",
                                        "MLFLOW_S3_ENDPOINT_URL": self.s3.url,
                                        "AWS_ACCESS_KEY_ID": self.s3.access_key,

@@ -155,13 +155,18 @@ class Service:
     """A long-running process owned by one run, logged to a file, recorded in the run state."""
 
     def __init__(self, name: str, argv: Sequence[str], *, log_path: Path, state: RunState,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                 isolated: bool = False) -> None:
+        """`isolated`: a component the harness deploys (a server, a store) starts with the
+        allow-listed environment plus `env`; a tool run on the user's behalf (`juju
+        bootstrap`) inherits the user's environment, which is how it finds its credentials."""
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
         self.state = state
         self.env = env
         self.cwd = cwd
+        self.isolated = isolated
         self.proc: subprocess.Popen[bytes] | None = None
         self._rid: str | None = None
 
@@ -171,7 +176,8 @@ class Service:
             try:
                 self.proc = subprocess.Popen(
                     self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=service_env(self.env), cwd=self.cwd, start_new_session=True,
+                    env=service_env(self.env) if self.isolated else _env(self.env),
+                    cwd=self.cwd, start_new_session=True,
                 )
             except FileNotFoundError:
                 raise InfrastructureError(f"{self.name}: command not found: {self.argv[0]}") \
