@@ -63,6 +63,7 @@ def _matrix_cases() -> list[Case]:
         "laughs-9": laughs(9),
         "laughs-9-duplicate": laughs(9, duplicate=True),
         "laughs-30": laughs(30),
+        "laughs-then-nested-duplicate": laughs(7) + "zz: {a: 1, a: 2}\n",
         "non-utf8": MATRIX.encode() + b"\n# caf\xe9 \xff\xfe\n",
         "latin1-only": "channels: {caf\xe9: {mlflow: 2.22.0}}\n".encode("latin-1"),
         "binary": bytes(range(256)) * 64,
