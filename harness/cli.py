@@ -11,6 +11,7 @@ dependency is reported as such instead of as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -18,9 +19,22 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import __version__
-from harness.system.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, MatrixError
+from harness.system.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INFRASTRUCTURE,
+    EXIT_INTERRUPTED,
+    MatrixError,
+    clip,
+    one_screen,
+)
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+MAX_ARG_CHARS = 4096     # PATH_MAX; no flag value, path or pytest argument needs more
+NAME_MAX = 255           # bytes of one path component (Linux, macOS)
+MAX_COUNT = 256          # --parallel, --workers: more is a typo, not a machine
+# commands that only read (print a plan, list the matrix): a harness bug there writes nothing
+READ_ONLY = ("plan", "list")
 OWN_PACKAGES = ("harness", "provisioners", "scenarios", "deployments")
 # import name → the distribution that provides it, where the two differ
 DISTRIBUTIONS = {"yaml": "pyyaml", "jinja2": "jinja2", "google": "google-cloud-container",
@@ -53,6 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
+        message = clip(message)
         hint = ""
         if "unrecognized arguments" in message and self.prog.split()[-1] in ("run", "plan"):
             hint = ("\n  pytest options go after `--`, e.g. "
@@ -71,12 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def matrix_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--matrix", type=Path, metavar="PATH",
+        p.add_argument("--matrix", type=_path, metavar="PATH",
                        help="matrix file (default: ./matrix.yaml when the current directory has "
                             "one, else the project's matrix.yaml)")
 
     def reports_flag(p: argparse.ArgumentParser, what: str) -> None:
-        p.add_argument("--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
+        p.add_argument("--reports-dir", type=_path, default=Path("reports"), metavar="DIR",
                        help=f"{what} (default: ./reports)")
 
     def selection(p: argparse.ArgumentParser) -> None:
@@ -110,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="how the server stores artifacts (direct s3:// or proxied "
                               "mlflow-artifacts:); asserted by the artifacts suite")
         cluster = p.add_argument_group("Kubernetes platforms (Juju)")
-        cluster.add_argument("--kubeconfig", type=Path, metavar="PATH",
+        cluster.add_argument("--kubeconfig", type=_path, metavar="PATH",
                              help="kind existing: kubeconfig of the cluster (default: $KUBECONFIG "
                                   "or ~/.kube/config)")
         cluster.add_argument("--controller", metavar="NAME",
@@ -151,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--platform", action="append", default=[], metavar="NAME", required=True,
                     help="the platform to bring up (exactly one)")
     reports_flag(up, "where the run state goes (DIR/state/)")
-    up.add_argument("--kubeconfig", type=Path, metavar="PATH",
+    up.add_argument("--kubeconfig", type=_path, metavar="PATH",
                     help="kind existing: kubeconfig of the cluster")
     up.add_argument("--controller", metavar="NAME",
                     help="reuse this Juju controller instead of bootstrapping one")
@@ -165,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--run-id", metavar="ID",
                       help="release what this run recorded in DIR/state/<ID>.json")
     reports_flag(down, "where run state files are (DIR/state/)")
-    down.add_argument("--kubeconfig", type=Path, metavar="PATH",
+    down.add_argument("--kubeconfig", type=_path, metavar="PATH",
                       help="kind existing: kubeconfig of the cluster")
     down.add_argument("--controller", metavar="NAME",
                       help="the Juju controller the platform was registered with")
@@ -194,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "mlflow-matrix-run that are expired")
     janitor.add_argument("--older-than", metavar="AGE",
                          help="with --cloud: also resources created longer ago (90m, 6h, 2d)")
-    janitor.add_argument("--matrix", type=Path, metavar="PATH",
+    janitor.add_argument("--matrix", type=_path, metavar="PATH",
                          help="with --cloud: region/project settings come from its platforms")
     janitor.add_argument("--platform", action="append", default=[], metavar="NAME",
                          help="with --cloud: only these platforms' settings")
@@ -205,10 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(DIR/allure-report/) and the matrix page (DIR/matrix.html|md|json).")
     reports_flag(report, "the reports of a run")
     matrix_flag(report)
-    report.add_argument("--merge", nargs="+", type=Path, default=[], metavar="DIR",
+    report.add_argument("--merge", nargs="+", type=_path, default=[], metavar="DIR",
                         help="merge these reports directories (one per job/machine) into "
                              "--reports-dir, then build one report over all of them")
-    report.add_argument("--previous", type=Path, metavar="DIR",
+    report.add_argument("--previous", type=_path, metavar="DIR",
                         help="the previous published report (its matrix.json and "
                              "allure-history.jsonl): keeps Allure's history and trends, and "
                              "calls out regressions at the top of the matrix page")
@@ -217,12 +232,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _positive(text: str) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 10 else MAX_COUNT + 1
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{clip(text, 40)} is more than {MAX_COUNT}; "
+                                         "write a count this machine can run")
     return value
+
+
+def _path(text: str) -> Path:
+    """A path the kernel accepts: a name over NAME_MAX bytes fails every call later, with a
+    traceback from wherever it is first used."""
+    encoded = os.fsencode(text)
+    if len(encoded) > MAX_ARG_CHARS:
+        raise argparse.ArgumentTypeError(f"path is {len(encoded):,} bytes long (at most "
+                                         f"{MAX_ARG_CHARS})")
+    longest = max(encoded.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{clip(text, 60)!r}: a path component is {len(longest)} bytes long (at most "
+            f"{NAME_MAX}); use a shorter name")
+    return Path(text)
 
 
 def split_pytest_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -249,6 +282,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.exit(EXIT_BAD_INPUT, "\nmlflow-matrix: error: a command is required "
                                     "(try `mlflow-matrix run --help`)\n")
     own, pytest_args = split_pytest_args(argv)
+    for i, value in enumerate(argv, 1):
+        if len(value) > MAX_ARG_CHARS:
+            parser.error(f"argument {i} is {len(value):,} characters long (at most "
+                         f"{MAX_ARG_CHARS}): {clip(value, 40)!r}")
     if own and own[0].startswith("-") and own[0] not in ("-h", "--help", "--version"):
         parser.error(f"a command comes first; did you mean `mlflow-matrix run {' '.join(argv)}`?")
     args, unknown = parser.parse_known_args(own)
@@ -277,6 +314,16 @@ def main(argv: list[str] | None = None) -> int:
         return _say("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         return _closed_pipe()
+    except RecursionError:
+        return _say("error: the input is nested too deeply to read", EXIT_BAD_INPUT)
+    except OSError as exc:
+        if exc.errno not in FULL_DISK:
+            return _internal_error(exc, args)
+        where = exc.filename or getattr(args, "reports_dir", None) or "the reports dir"
+        return _say(f"error: {exc.strerror} (writing {clip(str(where), 120)})\n  fix: free "
+                    "space on that file system, or pass --reports-dir on another one, and run "
+                    "again; `mlflow-matrix janitor` releases what the run recorded",
+                    EXIT_INFRASTRUCTURE)
     except ImportError as exc:
         missing = _missing_dependency(exc)
         if missing is None:
@@ -289,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 def _say(text: str, code: int) -> int:
     """The last words on stderr; a reader that went away (`2>&1 | head -1`) changes no exit code."""
     try:
+        text = one_screen(text).encode("utf-8", "backslashreplace").decode("utf-8")
         print(text, file=sys.stderr)
     except BrokenPipeError:
         _closed_pipe()
@@ -319,18 +367,28 @@ def _missing_dependency(exc: ImportError) -> str | None:
 
 
 def _internal_error(exc: BaseException, args: argparse.Namespace) -> int:
-    """A harness bug: one line on screen, the traceback in a file."""
-    log = Path(getattr(args, "reports_dir", None) or "reports") / "harness-error.log"
+    """A harness bug: one line on screen, the traceback in a file: the reports dir of a command
+    that writes one, else a private temp file (`plan` and `list` write nothing where they run)."""
     try:
-        log.parent.mkdir(parents=True, exist_ok=True)
         from harness.system.redact import redact
 
-        log.write_text(redact(traceback.format_exc()), encoding="utf-8")
+        text = redact(traceback.format_exc())
+        reports = getattr(args, "reports_dir", None)
+        if reports is None or args.command in READ_ONLY or getattr(args, "dry_run", False):
+            import tempfile
+
+            fd, name = tempfile.mkstemp(prefix="mlflow-matrix-error-", suffix=".log")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            log = Path(name)
+        else:
+            log = Path(reports) / "harness-error.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(text, encoding="utf-8")
         where = f"; traceback in {log}"
     except (OSError, ImportError):
         where = ""
-        traceback.print_exc()
-    return _say(f"internal error: {type(exc).__name__}: {exc}{where}\n"
+    return _say(f"internal error: {type(exc).__name__}: {clip(str(exc))}{where}\n"
                 "  this is a bug in mlflow-matrix; please report it with that file", 3)
 
 

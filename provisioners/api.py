@@ -140,6 +140,36 @@ class Provisioner(Protocol):
         """The deployment of one cell on `substrate` (not deployed yet)."""
 
 
+@dataclass(frozen=True)
+class Component:
+    """One deployed part (MLflow server, S3 store, SQL store, a pod) the runner's watchdog polls
+    while scenarios run, so a dead part stops the cell in seconds, named, instead of every
+    test timing out against it."""
+
+    name: str
+    """How a reviewer knows it: "MLflow server", "S3 (SeaweedFS)", "SQL store (MariaDB)"."""
+    check: Callable[[], str | None]
+    """None while the part is alive; else one line saying why it is dead. Fast (≤ 2 s)."""
+    log_tail: Callable[[], str] = lambda: ""
+    """The part's last log lines (redacted), shown with the verdict."""
+    grace: float = 0.0
+    """Seconds a failing check may last before the part counts as dead (0: at once, for a
+    process that exited; more for "not answering", which a restart also shows)."""
+
+
+@runtime_checkable
+class Watched(Protocol):
+    """Capability of a deployment: the parts it runs, for the watchdog. A deployment without
+    it is not watched (its scenarios still end at the cell's deadline)."""
+
+    def components(self) -> tuple[Component, ...]: ...
+
+
+def components_of(deployment: object) -> tuple[Component, ...]:
+    """What the watchdog polls for `deployment`: its components, or none (the default)."""
+    return tuple(deployment.components()) if isinstance(deployment, Watched) else ()
+
+
 class ProvisionerBase:
     """Defaults for the members of `Provisioner` that most kinds do not need, so a kind writes
     only what it does. Subclass it, or implement the protocol in full."""

@@ -28,13 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 from packaging.version import InvalidVersion, Version
 
 from harness.config.model import DETECT, Cell, Channel, CiNeeds, PlatformTraits
 from harness.system.endpoint import Credentials, Endpoint
-from harness.system.errors import ConfigError, InfrastructureError
+from harness.system.errors import ConfigError, InfrastructureError, clip
 from harness.system.redact import redact, register_secret
 from provisioners.api import DeploymentPlan, ProvisionerBase, RunContext, Substrate
 
@@ -87,9 +87,10 @@ def resolve_target(settings: ExternalSettings, options: Mapping[str, Any],
         raise ConfigError("--platform external needs --tracking-uri",
                           hint="pass the URL of the MLflow server to test, e.g. "
                                "--tracking-uri http://mlflow.example.com:5000")
+    uri, userinfo = _split_userinfo(uri)
     parsed = urlparse(uri)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(f"--tracking-uri {redact(uri)!r} is not an http(s) URL",
+        raise ConfigError(f"--tracking-uri {clip(redact(uri), 120)!r} is not an http(s) URL",
                           hint="write the server's URL, e.g. http://mlflow.example.com:5000")
     s3_url = str(options.get("s3_endpoint_url") or settings.s3_endpoint_url or "").strip() or None
     bucket = str(options.get("artifact_bucket") or settings.artifact_bucket or "").strip() or None
@@ -109,6 +110,8 @@ def resolve_target(settings: ExternalSettings, options: Mapping[str, Any],
         register_secret(secret)
         credentials = Credentials(key, secret)
     username, password, token = (environ.get(name) or None for name in AUTH_ENV)
+    if userinfo and not (username or token):
+        username, password = userinfo
     for secret in (password, token):
         register_secret(secret)
     insecure = environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("true", "1")
@@ -120,6 +123,22 @@ def resolve_target(settings: ExternalSettings, options: Mapping[str, Any],
                           insecure_tls=insecure,
                           ca_bundle=environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None,
                           artifact_mode=mode)
+
+
+def _split_userinfo(uri: str) -> tuple[str, tuple[str, str | None] | None]:
+    """`http://user:PASS@host:port/…` → (`http://host:port/…`, (user, PASS)).
+
+    Userinfo never stays in the URL: urllib would hand `user:PASS@host` to the resolver as a
+    host name (the password leaves the machine in a DNS query), and a URL is printed in plans,
+    logs and reports. It becomes basic auth, as the MLflow client would send it."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    password = unquote(password) if password else None
+    register_secret(password)
+    return urlunsplit(parts._replace(netloc=hostport)), (unquote(user), password)
 
 
 class ExternalProvisioner(ProvisionerBase):
@@ -204,8 +223,17 @@ class ExternalDeployment:
             s3_endpoint_url=self.target.s3_endpoint_url,
             artifact_bucket=self.target.artifact_bucket,
             s3_credentials=self.target.s3_credentials,
-            artifact_mode=self.target.artifact_mode)
+            artifact_mode=self.target.artifact_mode,
+            tracking_credentials=self._url_credentials())
         return self.endpoint
+
+    def _url_credentials(self) -> Credentials | None:
+        """Basic auth that came from the URL's userinfo (environment variables pass through
+        to the scenario client by themselves)."""
+        t = self.target
+        if t.username and t.password and not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+            return Credentials(t.username, t.password)
+        return None
 
     def collect(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 import secrets
 import shutil
 import sys
-import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -31,16 +32,18 @@ from harness.config.model import Cell, Channel, CiNeeds, PlatformTraits
 from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Credentials, Endpoint
 from harness.system.errors import CellSkipped, InfrastructureError
-from harness.system.procs import Service, free_ports, run
+from harness.system.owned import make_owned_dir
+from harness.system.procs import Service, free_ports, port_open, run
 from harness.system.redact import redact, register_secret
 from harness.system.waits import NotYet, Terminal, wait_for
-from provisioners.api import DeploymentPlan, ProvisionerBase, RunContext, Substrate
+from provisioners.api import Component, DeploymentPlan, ProvisionerBase, RunContext, Substrate
 from provisioners.local_prometheus import LocalPrometheus, prometheus_binary
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
 CANARY_NAME = "mlflow-matrix-canary.txt"
+PORT_GRACE = 10.0  # seconds a running part may refuse connections before it counts as dead
 TEARDOWN_GRACE = 3.0  # seconds a process gets at teardown: its data is deleted right after
 # MLflow 3 serves with uvicorn, whose supervisor SIGKILLs a worker that misses a 5 s health ping.
 # On a loaded shared machine healthy workers miss it (measured: ~16 kills per 3.14 cell at load
@@ -163,7 +166,7 @@ class LocalDeployment:
         self.channel: Channel | None = None
 
     def deploy(self, channel: Channel) -> Endpoint:
-        self.work = Path(tempfile.mkdtemp(prefix=f"mlflow-matrix-{self.context.run_id}-"))
+        self.work = make_owned_dir(self.context.run_id)
         self._work_rid = self.context.state.add("dir", path=str(self.work))
         self.s3 = s3 = SeaweedS3(self.work / "s3", self.context, self.timeout)
         self.db = db = (SqliteStore(self.work / "db") if self.settings.database == "sqlite"
@@ -197,6 +200,14 @@ class LocalDeployment:
         """The running server's log, attached to failing scenario results."""
         return self.server.service.log_path if self.server and self.server.service else None
 
+    def components(self) -> tuple[Component, ...]:
+        """The watchdog's view: each part's process, and the port it serves on."""
+        parts = [("MLflow server", lambda: self.server), ("S3 (SeaweedFS)", lambda: self.s3)]
+        if isinstance(self.db, MariaDbStore):  # SQLite is a file: nothing runs, nothing dies
+            parts.append(("SQL store (MariaDB)", lambda: self.db))
+        return tuple(Component(name, _ProcessCheck(name, part), partial(_log_tail, part))
+                     for name, part in parts)
+
     def restart(self) -> Endpoint:
         assert self.server, "deploy() first"
         self.server.stop()
@@ -210,8 +221,9 @@ class LocalDeployment:
         if channel.migrates_db_on_upgrade:
             log = self.work / "mlflow" / "db-upgrade.log"  # type: ignore[operator]
             proc = run([env.executable("mlflow"), "db", "upgrade", self.db.uri],
-                       timeout=self.timeout, check=False,
-                       env={"PATH": f"{env.bin_dir}:{_path()}"})
+                       timeout=self.timeout, check=False, clean_env=True,
+                       env={"PATH": f"{env.bin_dir}:{_path()}",
+                            "TMPDIR": str(private_tmp(self.work))})
             log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
             if proc.returncode != 0:
                 raise InfrastructureError(
@@ -242,6 +254,38 @@ class LocalDeployment:
             if self._work_rid:
                 self.context.state.release(self._work_rid)
             self.work = None
+
+
+class _ProcessCheck:
+    """Dead: the process exited (at once), or its port refused connections for PORT_GRACE
+    seconds while the process stayed (a hung or half-killed server)."""
+
+    def __init__(self, name: str, part: Callable[[], Any]) -> None:
+        self.name = name
+        self.part = part
+        self._refused_since: float | None = None
+
+    def __call__(self) -> str | None:
+        part = self.part()
+        service = getattr(part, "service", None)
+        if service is None:
+            return None
+        code = service.exited()
+        if code is not None:
+            return (f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        if not part.port or port_open(part.port):
+            self._refused_since = None
+            return None
+        now = time.monotonic()
+        self._refused_since = self._refused_since or now
+        if now - self._refused_since < PORT_GRACE:
+            return None
+        return f"its process runs but nothing answers on 127.0.0.1:{part.port}"
+
+
+def _log_tail(part: Callable[[], Any]) -> str:
+    service = getattr(part(), "service", None)
+    return service.log_tail(12) if service is not None else ""
 
 
 def _all_at_once(actions: list[Callable[[], object]]) -> None:
@@ -298,15 +342,19 @@ class SeaweedS3:
             master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = \
                 free_ports(8)
             self.port = s3
+            # -logtostderr: glog would write its files (key ids included) into $TMPDIR, shared
+            # and world-readable; its own TMPDIR keeps weed's sockets in the cell's dir too
             self.service = Service("seaweedfs", [
-                weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                weed_binary(), "-logtostderr", "server", f"-dir={data}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
                 f"-master.port={master}", f"-master.port.grpc={master_grpc}",
                 f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
                 "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
                 "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
                 "-master.volumeSizeLimitMB=256", "-volume.max=0",
-            ], log_path=self.root / "weed.log", state=self.context.state).start()
+            ], log_path=self.root / "weed.log", state=self.context.state, isolated=True,
+                env={"TMPDIR": str(private_tmp(self.root))}).start()
             try:
                 wait_for(self._probe, what="the SeaweedFS S3 gateway", timeout=self.timeout)
                 return
@@ -407,7 +455,19 @@ class MariaDbStore:
 
     @property
     def uri(self) -> str:
-        return f"mysql+pymysql://mlflow:{self.password}@127.0.0.1:{self.port}/mlflow"
+        """No password in it: the URI is on the server's command line (`ps` shows it to every
+        user); pymysql reads the password from the 0600 defaults file."""
+        return (f"mysql+pymysql://mlflow@127.0.0.1:{self.port}/mlflow"
+                f"?read_default_file={self.defaults_file}")
+
+    @property
+    def defaults_file(self) -> Path:
+        return self.root / "client.cnf"
+
+    def _write_defaults_file(self) -> None:
+        fd = os.open(self.defaults_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(f"[client]\nuser=mlflow\npassword={self.password}\n")
 
     @property
     def socket(self) -> Path:
@@ -438,7 +498,8 @@ class MariaDbStore:
                 f"--pid-file={self.root / 'mysqld.pid'}", "--skip-log-bin",
                 "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
                 "--innodb-buffer-pool-size=64M", "--max-connections=200", *NO_FSYNC,
-            ], log_path=self.root / "mariadb.log", state=self.context.state).start()
+            ], log_path=self.root / "mariadb.log", state=self.context.state,
+                isolated=True).start()
             try:
                 wait_for(self._probe, what="MariaDB", timeout=self.timeout)
                 break
@@ -446,6 +507,7 @@ class MariaDbStore:
                 self.service.stop()
                 if attempt == START_ATTEMPTS or "in use" not in self.service.log_tail(40):
                     raise
+        self._write_defaults_file()
         self._sql("CREATE DATABASE mlflow CHARACTER SET utf8mb4; "
                   f"CREATE USER 'mlflow'@'127.0.0.1' IDENTIFIED BY '{self.password}'; "
                   "GRANT ALL PRIVILEGES ON mlflow.* TO 'mlflow'@'127.0.0.1';")
@@ -457,8 +519,9 @@ class MariaDbStore:
         return client
 
     def _sql(self, statements: str) -> str:
+        """Statements on stdin, never in argv (the password is in them)."""
         return run([self._client(), "--no-defaults", f"--socket={self.socket}", "-uroot",
-                    "--batch", "-e", statements], timeout=60).stdout
+                    "--batch"], timeout=60, input=statements).stdout
 
     def _probe(self) -> None:
         assert self.service
@@ -519,12 +582,13 @@ class MlflowServer:
             self.starts += 1
             log = self.root / f"mlflow-server-{self.env.mlflow_version}-{self.starts}.log"
             self.service = Service("mlflow-server", self.argv(), log_path=log, cwd=self.root,
-                                   state=self.context.state, env={
+                                   state=self.context.state, isolated=True, env={
                                        "PATH": f"{self.env.bin_dir}:{_path()}",
                                        "MLFLOW_S3_ENDPOINT_URL": self.s3.url,
                                        "AWS_ACCESS_KEY_ID": self.s3.access_key,
                                        "AWS_SECRET_ACCESS_KEY": self.s3.secret_key,
                                        "AWS_DEFAULT_REGION": "us-east-1",
+                                       "TMPDIR": str(private_tmp(self.root)),
                                        **WORKER_TOLERANCE,
                                    }).start()
             try:
@@ -593,9 +657,14 @@ def _read_version(url: str) -> str:
 
 
 def _path() -> str:
-    import os
-
     return os.environ.get("PATH", "/usr/bin:/bin")
+
+
+def private_tmp(root: Path) -> Path:
+    """A component's own TMPDIR inside the cell's temp dir (0700, removed with it)."""
+    tmp = root / "tmp"
+    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return tmp
 
 
 def weed_binary() -> str | None:

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from deployments.juju.controller import JujuController
     from harness.config.model import Cell, Channel
     from harness.system.kube import Kube
-    from provisioners.api import RunContext, Substrate
+    from provisioners.api import Component, RunContext, Substrate
 
 
 class JujuDeployment:
@@ -325,6 +325,12 @@ class JujuDeployment:
         except (jubilant.CLIError, CommandError, InfrastructureError):
             return []
         return sorted(name for app in status.apps.values() for name in app.units)
+
+    def components(self) -> tuple[Component, ...]:
+        """The bundle's pods, for the watchdog while scenarios run (through the Kubernetes API)."""
+        from deployments.juju.health import pod_components
+
+        return pod_components(self.kube, BUNDLE_APPS)
 
     def kube(self) -> Kube:
         if self._kube is None:

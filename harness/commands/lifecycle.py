@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,9 @@ from harness.config.model import Matrix, Platform
 from harness.config.registry import load_provisioner_class
 from harness.run.cell_steps import context_options
 from harness.system.durations import parse_duration
-from harness.system.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError
-from harness.system.procs import same_process, stop_group
+from harness.system.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError, clip
+from harness.system.owned import recorded_group, remove_owned_dir
+from harness.system.procs import stop_group
 from harness.system.state import RunState, new_run_id, read_state
 from provisioners.api import Provisioner, RunContext, Sweepable
 
@@ -89,60 +90,84 @@ def platform_down(args: argparse.Namespace) -> int:
 
 
 def janitor(reports: Path, *, dry_run: bool = False) -> int:
-    """Release resources recorded by runs whose harness process is gone."""
+    """Release resources recorded by runs whose harness process is gone. A state file that
+    cannot be read is skipped with a warning; the others are still swept."""
     state_dir = reports / "state"
     paths = sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []
     code = EXIT_OK
     found = False
     for path in paths:
-        body = read_state(path)
-        if not body["resources"]:
+        body = _read_state(path)
+        if body is None or not body["resources"]:
             continue
         if body["status"] == "running" and _alive(body["pid"]):
             print(f"{body['run_id']}: still running (pid {body['pid']}); left alone")
             continue
         found = True
-        code = max(code, release_state(path, force=False, dry_run=dry_run))
+        code = max(code, release_state(path, force=False, dry_run=dry_run, body=body))
     if not found:
         print("janitor: nothing to release")
     return code
 
 
-def release_state(path: Path, *, force: bool, dry_run: bool = False) -> int:
-    body = read_state(path)
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """A state file's body if it has the shape the harness writes, else None and a warning."""
+    try:
+        body = read_state(path)
+        if not (isinstance(body, dict) and isinstance(body.get("run_id"), str)
+                and isinstance(body.get("resources"), list)
+                and all(isinstance(r, dict) and isinstance(r.get("type"), str)
+                        for r in body["resources"])):
+            raise ValueError("not a state file of this harness")
+        body.setdefault("status", "")
+        if not isinstance(body.get("pid"), int):
+            body["pid"] = 0
+        return body
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        print(f"warning: skipping {path}: {clip(str(exc), 120)}; look at it by hand",
+              file=sys.stderr)
+        return None
+
+
+def release_state(path: Path, *, force: bool, dry_run: bool = False,
+                  body: dict[str, Any] | None = None) -> int:
+    body = body if body is not None else _read_state(path)
+    if body is None:
+        return EXIT_INFRASTRUCTURE
+    run_id = body["run_id"]
     code = EXIT_OK
+    kept = []
     for resource in reversed(body["resources"]):  # newest first: model before controller
-        what = f"{resource['type']} {resource.get('name') or resource.get('path') or ''}".strip()
+        what = clip(f"{resource['type']} {resource.get('name') or resource.get('path') or ''}"
+                    .strip(), 160)
         if dry_run:
-            print(f"{body['run_id']}: would release {what}")
+            print(f"{run_id}: would release {what}")
             continue
         try:
-            _release(resource)
-            print(f"{body['run_id']}: released {what}")
+            _release(resource, run_id)
+            print(f"{run_id}: released {what}")
         except Exception as exc:
-            print(f"{body['run_id']}: could not release {what}: {exc}")
+            print(f"{run_id}: could not release {what}: {clip(str(exc))}")
+            kept.append(resource)
             code = EXIT_INFRASTRUCTURE
-    if not dry_run and code == EXIT_OK:
-        data = read_state(path)
-        data["resources"] = []
-        data["status"] = "released"
+    if not dry_run:
+        data = dict(body)
+        data["resources"] = list(reversed(kept))
+        data["status"] = "released" if not kept else data.get("status") or "failed"
         import json
 
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return code
 
 
-def _release(resource: dict[str, Any]) -> None:
+def _release(resource: dict[str, Any], run_id: str) -> None:
     kind = resource["type"]
     if kind == "process":
-        if same_process(resource["pid"], resource.get("started")) or (resource.get("started") \
-                is None and _alive(resource["pid"])):
-            stop_group(resource["pgid"], timeout=15)
+        pgid = recorded_group(resource)
+        if pgid is not None:
+            stop_group(pgid, timeout=15)
     elif kind == "dir":
-        target = Path(resource["path"])
-        if not target.name.startswith("mlflow-matrix-"):
-            raise ConfigError(f"refusing to delete {target}: not an mlflow-matrix temp dir")
-        shutil.rmtree(target, ignore_errors=True)
+        remove_owned_dir(str(resource.get("path", "")), run_id)
     elif "kind" in resource:  # recorded by a provisioner (or its deployment): its kind releases it
         load_provisioner_class(resource["kind"]).release_recorded(resource)
     else:

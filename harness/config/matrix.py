@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -39,7 +40,7 @@ from harness.config.model import (
     platform_database,
 )
 from harness.config.registry import load_provisioner_class
-from harness.system.errors import ConfigError, MatrixFileError
+from harness.system.errors import ConfigError, MatrixFileError, clip
 
 __all__ = [
     "DEFAULT_MATRIX",
@@ -68,6 +69,13 @@ __all__ = [
 ]
 
 DEFAULT_MATRIX = Path(__file__).resolve().parents[2] / "matrix.yaml"
+# Bounds on what a matrix file may ask of the loader: the project's own file is ~30 kB, 8 levels
+# deep, with a handful of aliases. Far past them is a mistake or an attack (billion laughs).
+MAX_MATRIX_BYTES = 1_000_000
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 100_000   # nodes once every alias is expanded
+MAX_NUMBER = 10_000_000        # seconds, counts: ~115 days is past every deadline
+MAX_CELLS_AT_ONCE = 256        # defaults.parallel / defaults.workers
 # ---------------------------------------------------------------- loading
 
 
@@ -85,7 +93,14 @@ def load_matrix(path: Path | str | None = None) -> Matrix:
             hint="pass --matrix PATH to a matrix.yaml, or run from the project checkout",
         )
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        raw = yaml.load(_read_text(path), Loader=_UniqueKeyLoader)
+    except _TooBig as exc:
+        raise MatrixFileError(path, exc.where, exc.problem,
+                              hint="write the matrix without deep nesting or aliases of aliases"
+                              ) from None
+    except RecursionError:
+        raise MatrixFileError(path, "document", "nested too deeply to read",
+                              hint=f"keep nesting under {MAX_DEPTH} levels") from None
     except _DuplicateKey as exc:
         raise MatrixFileError(path, exc.key, f"declared twice (line {exc.line})",
                               hint="each name may appear once; remove or rename one") from None
@@ -96,6 +111,56 @@ def load_matrix(path: Path | str | None = None) -> Matrix:
         raise MatrixFileError(path, where, f"not valid YAML: {problem}",
                               hint="check indentation and quoting near that line") from None
     return _Loader(path).load(raw)
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, within MAX_MATRIX_BYTES; anything else is bad input."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_MATRIX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the matrix file {clip(str(path), 120)}: {exc.strerror}",
+                          hint="pass --matrix PATH to a readable matrix.yaml") from None
+    if len(data) > MAX_MATRIX_BYTES:
+        raise MatrixFileError(path, "document", f"larger than {MAX_MATRIX_BYTES:,} bytes",
+                              hint="a matrix file is a few kB; check --matrix points at one")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise MatrixFileError(path, f"line {line}", f"not UTF-8 text (byte {exc.start})",
+                              hint="save the file as UTF-8") from None
+
+
+class _TooBig(Exception):
+    def __init__(self, where: str, problem: str) -> None:
+        self.where, self.problem = where, problem
+
+
+def _expanded_size(root: Any) -> int:
+    """Nodes of the document with every alias expanded, counted without expanding them (each
+    distinct node once, memoised): the billion-laughs bound, before anything is constructed."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            if known < 0:
+                raise _TooBig(f"line {node.start_mark.line + 1}", "an alias refers to itself")
+            return known
+        sizes[id(node)] = -1
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        if total > MAX_EXPANDED_NODES:
+            raise _TooBig(f"line {node.start_mark.line + 1}",
+                          f"expands to over {MAX_EXPANDED_NODES:,} values (aliases of aliases)")
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
 
 
 class _DuplicateKey(Exception):
@@ -134,7 +199,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
         return walk(self._root, "") or ""
 
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        depth = getattr(self, "_depth", 0) + 1
+        if depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise _TooBig(f"line {mark.line + 1}", f"nested deeper than {MAX_DEPTH} levels")
+        self._depth = depth
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth - 1
+
     def construct_document(self, node):  # type: ignore[no-untyped-def]
+        _expanded_size(node)
         self._root = node
         return super().construct_document(node)
 
@@ -218,6 +295,8 @@ class _Loader:
                 self.fail(f"{key}.mlflow_version", "unknown key", hint="write `mlflow:`")
             channel = self.typed({"name": str(name), "mlflow_version": version, **body},
                                  Channel, key)
+            for j, text in enumerate(channel.constraints):
+                self.requirement(text, f"{key}.constraints[{j}]")
             channels[str(name)] = channel
         return channels
 
@@ -300,7 +379,19 @@ class _Loader:
         pins: tuple[InstallPin, ...] = self.typed(value, tuple[InstallPin, ...], "install_pins")
         for i, pin in enumerate(pins):
             self.specifier(pin.mlflow, f"install_pins[{i}].mlflow")
+            for j, text in enumerate(pin.requirements):
+                self.requirement(text, f"install_pins[{i}].requirements[{j}]")
         return pins
+
+    def requirement(self, text: str, key: str) -> None:
+        """A PEP 508 requirement, nothing else: the text goes to `uv pip install` as an argument,
+        where `--index-url=…` or `-e .` would be an option, not a package."""
+        try:
+            Requirement(text)
+        except InvalidRequirement:
+            self.fail(key, f"{clip(text, 80)!r} is not a PEP 508 requirement",
+                      hint="write a package and a version range, e.g. `sqlalchemy<2.1`; "
+                           "installer options (--index-url, -e) are not accepted")
 
     def load_defects(self, value: Any) -> tuple[KnownDefect, ...]:
         defects: tuple[KnownDefect, ...] = self.typed(value, tuple[KnownDefect, ...], "known_defects")
@@ -323,9 +414,9 @@ class _Loader:
                       upgrades: tuple[UpgradePath, ...]) -> Selection:
         selection: Selection = self.typed(value, Selection, "defaults")
         for key in ("parallel", "workers"):
-            if getattr(selection, key) < 0:
-                self.fail(f"defaults.{key}", "must be 0 (sized to this machine) or more",
-                          hint=f"write `{key}: 0` for the automatic default")
+            if not 0 <= getattr(selection, key) <= MAX_CELLS_AT_ONCE:
+                self.fail(f"defaults.{key}", "must be 0 (sized to this machine) to "
+                          f"{MAX_CELLS_AT_ONCE}", hint=f"write `{key}: 0` for the automatic default")
         for name in selection.platforms:
             if name not in platforms:
                 self.fail("defaults.platforms", f"unknown platform {name!r}",
@@ -446,8 +537,12 @@ _SCALARS: dict[Any, Callable[[_Loader, Any, str], Any]] = {
 
 
 def _check_sign(loader: _Loader, key: str, value: float) -> None:
-    """Seconds, counts and intervals: never negative; deadlines and intervals above zero."""
+    """Seconds, counts and intervals: never negative; deadlines and intervals above zero;
+    finite and at most MAX_NUMBER (a deadline of 10^40 s overflows the timers that keep it)."""
     name = key.rsplit(".", 1)[-1]
+    if not (-MAX_NUMBER <= value <= MAX_NUMBER):  # also NaN
+        loader.fail(key, f"{clip(str(value), 40)} is out of range (at most {MAX_NUMBER:,})",
+                    hint=f"write a number such as `{name}: {_example_number(key)}`")
     positive = key.startswith("timeouts.") or any(
         word in name for word in ("timeout", "interval", "successes"))
     if value < 0 or (positive and value == 0):
@@ -467,7 +562,8 @@ def _example_number(key: str) -> str:
 
 
 def _join(prefix: str, name: object) -> str:
-    return f"{prefix}.{name}" if prefix else str(name)
+    name = clip(str(name), 80)  # a key is named in messages, never echoed whole
+    return f"{prefix}.{name}" if prefix else name
 
 
 def _kind(value: Any) -> str:

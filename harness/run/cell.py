@@ -39,6 +39,7 @@ from harness.system.errors import (
     EXIT_OK,
     EXIT_SCENARIO_FAILED,
     CellSkipped,
+    ComponentDied,
     Interrupted,
     MatrixError,
 )
@@ -161,6 +162,11 @@ class CellRun:
                           + (f" ({exc.hint})" if exc.hint else ""))
         except Interrupted:
             outcome.worsen("interrupted", "interrupted")
+        except ComponentDied as exc:  # the watchdog stopped the scenarios: broken, named
+            outcome.phases.append(PhaseResult("watchdog", "broken", now_ms(), now_ms(),
+                                              exc.render()))
+            outcome.worsen("broken", exc.message.splitlines()[0])
+            self.progress(f"{cell.title}  {exc.message}")
         except _PhaseFailed:
             pass
         except Exception as exc:  # a harness bug: report it as broken, keep other cells going

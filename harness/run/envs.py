@@ -11,14 +11,16 @@ import hashlib
 import json
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from harness.system.cache import MlflowEnv, cache_root
-from harness.system.errors import CommandError, InfrastructureError
+from harness.system.errors import CommandError, InfrastructureError, Interrupted
 from harness.system.procs import run
+from harness.system.state import RunState
 
 # What every cell env needs besides MLflow: the scenario runner and its xdist workers, Allure,
 # S3 and MySQL clients, the Prometheus exporter the charm's `--expose-prometheus` loads, and a
@@ -67,8 +69,13 @@ def uv_binary() -> str:
 
 
 def ensure_env(mlflow_version: str, pins: Sequence[str], *, timeout: float,
-               progress: Callable[[str], None] = lambda _: None) -> MlflowEnv:
-    """Return the env for this MLflow version and pins, building it on first use."""
+               progress: Callable[[str], None] = lambda _: None,
+               state: RunState | None = None, cancel: threading.Event | None = None,
+               ) -> MlflowEnv:
+    """Return the env for this MLflow version and pins, building it on first use.
+
+    Every uv process is recorded in `state` while it runs; setting `cancel` (Ctrl-C, SIGTERM)
+    stops it within seconds and leaves no half-built env behind."""
     path = env_path(mlflow_version, pins)
     env = MlflowEnv(path, mlflow_version)
     marker = path / ".mlflow-matrix-ready"
@@ -81,7 +88,7 @@ def ensure_env(mlflow_version: str, pins: Sequence[str], *, timeout: float,
             if _ready(marker, spec):
                 return env
             progress(f"building the MLflow {mlflow_version} environment (cached after this run)")
-            _build(env, pins, timeout=timeout)
+            _build(env, pins, timeout=timeout, state=state, cancel=cancel)
             marker.write_text(spec, encoding="utf-8")
     except Timeout:
         raise InfrastructureError(
@@ -98,15 +105,22 @@ def _ready(marker: Path, spec: str) -> bool:
         return False
 
 
-def _build(env: MlflowEnv, pins: Sequence[str], *, timeout: float) -> None:
+def _build(env: MlflowEnv, pins: Sequence[str], *, timeout: float,
+           state: RunState | None = None, cancel: threading.Event | None = None) -> None:
     shutil.rmtree(env.path, ignore_errors=True)
     uv = uv_binary()
     requirements = [f"mlflow=={env.mlflow_version}", *pins, *CLIENT_REQUIREMENTS]
+    watch = {"state": state, "cancel": cancel}
     try:
-        run([uv, "venv", "--quiet", "--python", sys.executable, str(env.path)], timeout=120)
+        run([uv, "venv", "--quiet", "--python", sys.executable, str(env.path)], timeout=120,
+            **watch)
+        # `--` ends uv's options: a requirement can never be read as one (matrix.yaml checks
+        # PEP 508 too)
         run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(env.python),
-             *requirements],
-            timeout=timeout)
+             "--", *requirements], timeout=timeout, **watch)
+    except Interrupted:
+        shutil.rmtree(env.path, ignore_errors=True)
+        raise
     except CommandError as exc:
         shutil.rmtree(env.path, ignore_errors=True)
         raise InfrastructureError(

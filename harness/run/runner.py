@@ -8,9 +8,9 @@ children in `harness.run.scenario_process`, progress lines in `harness.run.progr
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -33,6 +33,7 @@ from harness.run.summary import CellLine, log_for
 from harness.run.summary import render as render_summary
 from harness.system.cache import MlflowEnv
 from harness.system.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted
+from harness.system.owned import make_owned_dir
 from harness.system.state import RunState, new_run_id
 from harness.system.waits import CANCEL
 from provisioners.api import RunContext
@@ -67,8 +68,12 @@ class Runner:
         self.run_id = options.run_id or new_run_id()
         self.reports = options.reports_dir
         self.state = RunState(self.reports / "state" / f"{self.run_id}.json", self.run_id)
-        self.work_dir = Path(tempfile.mkdtemp(prefix=f"mlflow-matrix-{self.run_id}-run-"))
-        self._work_rid = self.state.add("dir", path=str(self.work_dir))
+        self.work_dir = make_owned_dir(self.run_id, "run")
+        try:
+            self._work_rid = self.state.add("dir", path=str(self.work_dir))
+        except BaseException:  # a full disk under the reports dir: leave no temp dir behind
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            raise
         self.slots: dict[str, PlatformSlot] = {}
         self.outcomes: list[CellOutcome] = []
         self.scenarios = ScenarioProcess(matrix, options, self.progress, self.work_dir, self.state)
@@ -197,7 +202,7 @@ class Runner:
             if key not in self._env_cache:
                 self._env_cache[key] = ensure_env(
                     channel.mlflow_version, pins, timeout=self.matrix.timeouts.env_build,
-                    progress=self.progress)
+                    progress=self.progress, state=self.state, cancel=CANCEL)
             return self._env_cache[key]
 
 

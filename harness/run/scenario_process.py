@@ -21,6 +21,7 @@ from harness.config.defects import KnownDefect
 from harness.config.matrix import Cell, Matrix, cell_facts
 from harness.run.cell_steps import log_path, pytest_argv, suite_files
 from harness.run.verdicts import pytest_verdict
+from harness.run.watchdog import Watchdog
 from harness.system.cache import MlflowEnv
 from harness.system.endpoint import (
     CELL_ENV,
@@ -36,13 +37,12 @@ from harness.system.errors import (
     Interrupted,
     MatrixError,
 )
+from harness.system.owned import describe, identity
 from harness.system.procs import stop_group
 from harness.system.redact import redact
 from harness.system.state import RunState
 from harness.system.waits import CANCEL
-from provisioners.api import (
-    Deployment,
-)
+from provisioners.api import Component, Deployment, components_of
 
 if TYPE_CHECKING:
     from harness.run.cell import CellOutcome
@@ -50,6 +50,13 @@ if TYPE_CHECKING:
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 SCENARIOS_DIR_ENV = "MLFLOW_MATRIX_SCENARIOS_DIR"
+# The MLflow client retries a failed request 7 times with backoff factor 2 and waits 120 s for
+# an answer (2.15 through 3.x honour these four variables): ~62 s per call against a dead
+# server. Capped, a dead call costs ~7 s, and the watchdog ends the cell before the next.
+CLIENT_RETRY_CAPS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 # never handed to a cell: the harness's own credentials (cloud, S3) and tool state
 CHILD_ENV_DROP_PREFIXES = ("TOX_", "MLFLOW_MATRIX_", "PYTEST_", "AWS_", "AZURE_", "ARM_",
                            "GOOGLE_", "CLOUDSDK_", "GCE_", "GCLOUD_")
@@ -99,7 +106,7 @@ class ScenarioProcess:
         self.progress(f"{cell.title}  {what} with MLflow {env.mlflow_version} client… "
                       f"(log: {log})")
         t0 = time.monotonic()
-        code = self._run_child(argv, child_env, log)
+        code = self._run_child(argv, child_env, log, components_of(deployment))
         summary = _pytest_summary(log)
         self.progress(f"{cell.title}  {what}: {summary} ({time.monotonic() - t0:.0f}s)")
         if CANCEL.is_set():
@@ -131,6 +138,7 @@ class ScenarioProcess:
         child = {**base, **endpoint.child_env(), CELL_ENV: info.to_json(),
                  DEFECTS_ENV: json.dumps(defects), "PYTHONPATH": str(shim),
                  "PATH": f"{env.bin_dir}:{base.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
+                 **CLIENT_RETRY_CAPS,
                  "MLFLOW_MATRIX_CLIENT_VERSION": env.mlflow_version,
                  "MLFLOW_MATRIX_INFORMATIONAL": "1" if informational else ""}
         if deployment.server_log is not None:
@@ -150,26 +158,31 @@ class ScenarioProcess:
                 (shim / "harness").symlink_to(Path(harness.__file__).resolve().parent)
         return shim
 
-    def _run_child(self, argv: list[str], env: dict[str, str], log: Path) -> int:
+    def _run_child(self, argv: list[str], env: dict[str, str], log: Path,
+                   components: tuple[Component, ...] = ()) -> int:
+        """Run pytest to its end, its deadline, or the death of a component it talks to (then
+        `ComponentDied` is raised once the child is stopped)."""
         log.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.matrix.timeouts.scenarios
         with open(log, "w", encoding="utf-8") as out:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, text=True,
                                     errors="replace", start_new_session=True)
-            rid = self.state.add("process", name="pytest", pid=proc.pid, pgid=proc.pid,
-                                 argv=argv[:3])
+            rid = self.state.add("process", name="pytest", argv=describe(argv),
+                                 **identity(proc.pid))
             with self._children_lock:
                 self._children.add(proc.pid)
             timer = threading.Timer(max(1.0, deadline - time.monotonic()),
                                     lambda: stop_group(proc.pid, timeout=10))
             timer.start()
+            watchdog = Watchdog(components, on_dead=lambda: stop_group(proc.pid, timeout=5))
             try:
                 assert proc.stdout
-                for line in proc.stdout:
-                    out.write(redact(line))
-                    out.flush()
-                code = proc.wait()
+                with watchdog:
+                    for line in proc.stdout:
+                        out.write(redact(line))
+                        out.flush()
+                    code = proc.wait()
             finally:
                 timer.cancel()
                 with self._children_lock:
@@ -177,6 +190,10 @@ class ScenarioProcess:
                 if proc.poll() is None:
                     stop_group(proc.pid, timeout=10)
                 self.state.release(rid)
+        if watchdog.died is not None:
+            with open(log, "a", encoding="utf-8") as out:
+                out.write(f"\nmlflow-matrix: scenarios stopped: {watchdog.died.message}\n")
+            raise watchdog.died
         if time.monotonic() > deadline:
             with open(log, "a", encoding="utf-8") as out:
                 out.write(f"\nmlflow-matrix: scenarios stopped after the "

@@ -58,11 +58,15 @@ class Endpoint:
     canary_path: str | None = None
     artifact_mode: str | None = None   # "direct" | "proxied" as the platform declares; None: unsaid
     observability: Observability | None = None   # None: the platform watches nothing itself
+    # basic auth for the tracking server when it came from somewhere else than the environment
+    # (an `external` URL's userinfo); never serialised, handed to the client as MLflow's env vars
+    tracking_credentials: Credentials | None = None
 
     def public_json(self) -> str:
         """Serialise without credentials: this may be written next to reports."""
         data = asdict(self)
         data.pop("s3_credentials")
+        data.pop("tracking_credentials")
         return json.dumps(data)
 
     def child_env(self) -> dict[str, str]:
@@ -71,6 +75,9 @@ class Endpoint:
         if self.s3_endpoint_url:
             env["MLFLOW_S3_ENDPOINT_URL"] = self.s3_endpoint_url
             env["AWS_DEFAULT_REGION"] = "us-east-1"
+        if self.tracking_credentials:
+            env["MLFLOW_TRACKING_USERNAME"] = self.tracking_credentials.access_key
+            env["MLFLOW_TRACKING_PASSWORD"] = self.tracking_credentials.secret_key
         if self.s3_credentials:
             env["AWS_ACCESS_KEY_ID"] = self.s3_credentials.access_key
             env["AWS_SECRET_ACCESS_KEY"] = self.s3_credentials.secret_key

@@ -8,6 +8,26 @@ EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
 EXIT_INTERRUPTED = 130
 
+# One screen: an error is read, not scrolled. A value a user (or an attacker) passed may be
+# 100 kB long; it is shown clipped, never echoed in full.
+SCREEN_LINES = 30
+LINE_CHARS = 300
+
+
+def clip(text: str, limit: int = LINE_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 30]}… ({len(text):,} characters)"
+
+
+def one_screen(text: str) -> str:
+    """At most SCREEN_LINES lines of at most LINE_CHARS characters each."""
+    lines = [clip(line) for line in text.splitlines()]
+    if len(lines) > SCREEN_LINES:
+        lines = [*lines[:SCREEN_LINES - 1], f"… ({len(lines) - SCREEN_LINES + 1} more lines)"]
+    return "\n".join(lines)
+
 
 class MatrixError(Exception):
     """Base for every error the harness reports to a user instead of a traceback."""
@@ -23,7 +43,7 @@ class MatrixError(Exception):
         text = f"error: {self.message}"
         if self.hint:
             text += f"\n  fix: {self.hint}"
-        return text
+        return one_screen(text)
 
 
 class ConfigError(MatrixError):
@@ -78,3 +98,20 @@ class Interrupted(MatrixError):
 
     def __init__(self, signal_name: str = "SIGINT") -> None:
         super().__init__(f"interrupted by {signal_name}; tore down what this run created")
+
+
+class ComponentDied(InfrastructureError):
+    """A deployed part (server, store, pod) died while scenarios ran: the cell is broken, and
+    the message names the part and ends with its last log lines."""
+
+    def __init__(self, component: str, reason: str, log_tail: str = "",
+                 seconds: float = 0.0) -> None:
+        message = f"{component} died while scenarios ran ({reason})"
+        if log_tail.strip():
+            message += "\n  its last log lines:\n    " + "\n    ".join(
+                log_tail.strip().splitlines()[-12:])
+        super().__init__(message, hint="the scenarios were stopped; the component's full log "
+                                       "is in the cell's diagnostics/")
+        self.component = component
+        self.reason = reason
+        self.seconds = seconds  # from the first failed check to the verdict

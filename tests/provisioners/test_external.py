@@ -449,3 +449,28 @@ def test_cli_run_against_a_real_server_checks_the_bucket(mlflow_server, s3, tmp_
     assert summary["versions"]["mlflow_server"] == MLFLOW_VERSION
     assert s3.secret_key not in "".join(p.read_text(errors="replace")
                                         for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_url_userinfo_never_reaches_the_resolver_or_a_message(monkeypatch):
+    """`--tracking-uri http://user:PASS@127.0.0.1:1`: urllib would resolve `user:PASS@127.0.0.1`
+    as a host name. The stub stands where the system resolver is and records every lookup."""
+    looked_up: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolver(host, *args, **kwargs):
+        looked_up.append(str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    (port,) = free_ports(1)  # nothing listens there: the pre-flight fails, after one lookup
+    secret = "Pa55-userinfo-" + os.urandom(4).hex()
+    target = resolve_target(ExternalSettings(), {"tracking_uri": f"http://al:{secret}@127.0.0.1:{port}"})
+    assert target.tracking_uri == f"http://127.0.0.1:{port}"
+    assert (target.username, target.password) == ("al", secret)
+    with pytest.raises(InfrastructureError) as failure:
+        ExternalDeployment(target).deploy(adhoc_channel(DETECT))
+    assert looked_up and set(looked_up) == {"127.0.0.1"}
+    assert secret not in failure.value.render() and secret not in redact(f"x {secret} y")
+    assert "Basic" in target.auth_header()["Authorization"]
