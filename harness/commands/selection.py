@@ -94,7 +94,8 @@ def select(args: argparse.Namespace,
                               hint="use one: a channel from the matrix file, or an MLflow version")
         from harness.config.releases import resolve_versions
 
-        versions = resolve_versions(unique(args.mlflow_version, "mlflow_version", notes))
+        versions = resolve_versions(unique(args.mlflow_version, "mlflow_version", notes),
+                                    notes=notes)
         if external and len(versions) > 1:
             raise ConfigError("--platform external tests the one MLflow its server runs",
                               hint="give one --mlflow-version (or none) with --platform external")
@@ -104,7 +105,7 @@ def select(args: argparse.Namespace,
             matrix = _with_channel(matrix, channel)
         channels = tuple(adhoc_channel(v).name for v in versions)
         upgrades = upgrades if upgrade_flags else ()
-    matrix, upgrades, adhoc = _adhoc_upgrades(matrix, upgrades)
+    matrix, upgrades, adhoc = _adhoc_upgrades(matrix, upgrades, notes)
     version_given += adhoc
     _check_upgrade_directions(matrix, upgrades)
     if version_given:
@@ -251,7 +252,7 @@ def _with_channel(matrix: Matrix, channel: Channel) -> Matrix:
     return dataclasses.replace(matrix, channels={**matrix.channels, channel.name: channel})
 
 
-def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...]
+def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...], notes: list[str]
                     ) -> tuple[Matrix, tuple[str, ...], list[str]]:
     """`--upgrade 2.20.0:3.1.0`: a side that is a version, not a channel, becomes a channel."""
     resolved, versions = [], []
@@ -262,6 +263,9 @@ def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...]
         sides = []
         for side in label.split(":", 1):
             if side not in matrix.channels and side and side[0].isdigit() and "/" not in side:
+                from harness.config.releases import resolve_versions
+
+                (side,) = resolve_versions([side], notes=notes, flag="--upgrade")
                 channel = adhoc_channel(side)
                 matrix = _with_channel(matrix, channel)
                 versions.append(channel.mlflow_version)
