@@ -25,6 +25,7 @@ from deployments.juju.settings import (
     JujuSettings,
     bootstrap_config,
 )
+from harness.system import hints
 from harness.system.errors import CommandError, InfrastructureError, Interrupted
 from harness.system.waits import CANCEL, NotYet, wait_for
 
@@ -186,8 +187,9 @@ def release_platform(context: RunContext, *, timeout: float = DEFAULT_TEARDOWN_T
             problems.append(exc.message)
     if problems:
         raise InfrastructureError("; ".join(problems),
-                                  hint=f"release leftovers with `mlflow-matrix down --run-id "
-                                       f"{context.run_id}`")
+                                  hint="release leftovers with `" + hints.command(
+                                      "down", "--run-id", context.run_id,
+                                      reports_dir=context.state.path.parent.parent) + "`")
 
 
 def destroy_controller(name: str, *, timeout: float, forget_if_unreachable: bool = False) -> None:

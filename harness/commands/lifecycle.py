@@ -10,6 +10,8 @@ from pathlib import Path
 
 from harness.commands.options import parse_duration, provisioner_options
 from harness.config.registry import load_provisioner_class
+from harness.run.kept import SECRET_FILE, release_secret_file
+from harness.system import hints
 from harness.system.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError
 from harness.system.procs import same_process, stop_group
 from harness.system.state import RunState, new_run_id, read_state
@@ -58,7 +60,9 @@ def platform_up(args: argparse.Namespace) -> int:
     print(f"{substrate.name} is up (run id {run_id})")
     if substrate.kubeconfig:
         print(f"kubeconfig: {substrate.kubeconfig}")
-    print(f"release it with: mlflow-matrix down --platform {args.platform[0]}")
+    extra = ("--matrix", str(args.matrix)) if args.matrix else ()
+    print("release it with: "
+          + hints.command("down", "--platform", args.platform[0], *extra))
     return EXIT_OK
 
 
@@ -72,7 +76,8 @@ def platform_down(args: argparse.Namespace) -> int:
         path = reports / "state" / f"{args.run_id}.json"
         if not path.is_file():
             raise ConfigError(f"no state file for run {args.run_id} in {path.parent}",
-                              hint="list the run ids with `ls reports/state`")
+                              hint=f"list the run ids with `ls {hints.shown(path.parent)}`, or "
+                                   "pass the --reports-dir that run used")
         code = max(code, release_state(path, force=True))
     for name in args.platform:
         _platform(args, name)
@@ -133,6 +138,8 @@ def _release(resource: dict) -> None:
         if same_process(resource["pid"], resource.get("started")) or (resource.get("started") \
                 is None and _alive(resource["pid"])):
             stop_group(resource["pgid"], timeout=15)
+    elif kind == SECRET_FILE:  # a kept cell's endpoint files (harness.run.kept)
+        release_secret_file(Path(resource["path"]))
     elif kind == "dir":
         target = Path(resource["path"])
         if not target.name.startswith("mlflow-matrix-"):

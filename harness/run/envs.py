@@ -19,8 +19,9 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from platformdirs import user_cache_dir
 
-from harness.system.errors import CommandError, InfrastructureError
+from harness.system.errors import CommandError, InfrastructureError, Interrupted
 from harness.system.procs import run
+from harness.system.waits import CANCEL
 
 # What every cell env needs besides MLflow: the scenario runner and its xdist workers, Allure,
 # S3 and MySQL clients, the Prometheus exporter the charm's `--expose-prometheus` loads, and a
@@ -125,11 +126,15 @@ def _build(env: MlflowEnv, pins: Sequence[str], *, timeout: float) -> None:
     shutil.rmtree(env.path, ignore_errors=True)
     uv = uv_binary()
     requirements = [f"mlflow=={env.mlflow_version}", *pins, *CLIENT_REQUIREMENTS]
-    try:
-        run([uv, "venv", "--quiet", "--python", sys.executable, str(env.path)], timeout=120)
+    try:  # a Ctrl-C stops the install at once (the half-built env is removed, rebuilt next time)
+        run([uv, "venv", "--quiet", "--python", sys.executable, str(env.path)], timeout=120,
+            cancel=CANCEL)
         run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(env.python),
              *requirements],
-            timeout=timeout)
+            timeout=timeout, cancel=CANCEL)
+    except Interrupted:
+        shutil.rmtree(env.path, ignore_errors=True)
+        raise
     except CommandError as exc:
         shutil.rmtree(env.path, ignore_errors=True)
         raise InfrastructureError(

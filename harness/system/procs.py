@@ -13,25 +13,33 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from harness.system.errors import CommandError, InfrastructureError
+from harness.system.errors import CommandError, InfrastructureError, Interrupted
 from harness.system.redact import redact
 from harness.system.state import RunState
 
 
 def run(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
         cwd: Path | None = None, check: bool = True, input: str | None = None,
-        ) -> subprocess.CompletedProcess[str]:
-    """Run a short command to completion; raise `CommandError` on failure or timeout."""
+        cancel: threading.Event | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion; raise `CommandError` on failure or timeout.
+
+    With `cancel`, the command's process group is stopped as soon as the event is set (Ctrl-C
+    during a long install) and `Interrupted` is raised; never pass it for teardown commands."""
     argv = [str(a) for a in argv]
     try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=_env(env), cwd=cwd,
-            input=input, start_new_session=True,
-        )
+        if cancel is not None:
+            proc = _run_cancellable(argv, timeout=timeout, env=_env(env), cwd=cwd,
+                                    input=input, cancel=cancel)
+        else:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, env=_env(env), cwd=cwd,
+                input=input, start_new_session=True,
+            )
     except FileNotFoundError:
         raise InfrastructureError(f"command not found: {argv[0]}",
                                   hint=f"install {argv[0]} or put it on PATH") from None
@@ -41,6 +49,30 @@ def run(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = 
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr)
     return proc
+
+
+def _run_cancellable(argv: list[str], *, timeout: float, env: dict[str, str] | None,
+                     cwd: Path | None, input: str | None, cancel: threading.Event,
+                     ) -> subprocess.CompletedProcess[str]:
+    if cancel.is_set():
+        raise Interrupted(f"`{argv[0]}` not started (interrupted)")
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=cwd, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    pending_input = input
+    while True:
+        try:
+            out, err = proc.communicate(pending_input, timeout=0.5)
+            return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            pending_input = None  # communicate() keeps what it has not written yet
+        if cancel.is_set() or time.monotonic() > deadline:
+            stop_group(proc.pid, timeout=5, proc=proc)  # type: ignore[arg-type]
+            out, err = proc.communicate()
+            if cancel.is_set():
+                raise Interrupted(f"stopped `{argv[0]}` (interrupted)")
+            raise subprocess.TimeoutExpired(argv, timeout, out, err)
 
 
 def _text(data: bytes | str | None) -> str:

@@ -172,3 +172,65 @@ def test_tox_venv_marker_is_ignored_by_git(tmp_path):
     result = subprocess.run(["git", "check-ignore", "--no-index", "-q", ".venv"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, "`.venv` (file) is not ignored"
+
+
+def _readme_table(readme: str, header: str) -> list[str]:
+    table = readme[readme.index(header):]
+    return table[:table.index("\n\n")].splitlines()[2:]
+
+
+def test_help_and_readme_have_one_source_the_flags_and_the_suites():
+    """Every command's --help renders; the README's flag table is `run --help`, both ways, and
+    its suite table is the suites --help lists, which are matrix.yaml's and scenarios/'s."""
+    import re
+
+    from harness.cli import suites
+    from harness.config.matrix import load_matrix
+
+    parser = build_parser()
+    commands = next(a for a in parser._subparsers._group_actions).choices
+    for command in commands.values():
+        assert command.format_help()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    documented = {flag for row in _readme_table(readme, "| flag | applies to | meaning |")
+                  for flag in re.findall(r"`(--[a-z][a-z0-9-]*)", row.split("|")[1])}
+    run_flags = {o for o in _options("run") if o.startswith("--") and o != "--help"}
+    assert documented == run_flags
+    listed = {row.split("|")[1].strip().strip("`")
+              for row in _readme_table(readme, "| suite | what it proves |")}
+    assert listed == set(suites()) == set(load_matrix(None).suites)
+    scenario_help = " ".join(_options("run")["--scenario"].split())
+    assert all(suite in scenario_help for suite in suites())
+    assert "How long it takes" in commands["run"].format_help()  # times live in the README only
+
+
+def test_plan_takes_every_option_run_takes():
+    assert set(_options("run")) - set(_options("plan")) == {"--dry-run"}
+    result = cli("plan", "--platform", "local", "--channel", "2.22/stable", "--parallel", "2",
+                 "--workers", "1", "--keep", "--keep-on-failure", "--run-id", "x1")
+    assert result.returncode == 0, result.stderr
+    assert "2 at once" in result.stdout or "1 cell(s)" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "suggestion"), [
+    (["run", "--chanel", "2.22/stable"], "did you mean `--channel` (not `--chanel`)?"),
+    (["plan", "--platfrom", "local"], "did you mean `--platform` (not `--platfrom`)?"),
+    (["rnu"], "did you mean `run` (not `rnu`)?"),
+    (["plan", "--platform", "local", "--channel", "2.22"], "did you mean `2.22/stable`?"),
+    (["plan", "--platform", "local", "--channel", "latest"], "did you mean `latest/edge`?"),
+])
+def test_a_mistyped_flag_command_or_channel_gets_a_suggestion(args, suggestion):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert suggestion in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--lf", "--last-failed", "--ff", "--sw"])
+def test_pytest_cache_flags_are_refused_before_anything_starts(tmp_path, flag):
+    result = cli("run", "--platform", "local", "--channel", "2.22/stable", "--reports-dir",
+                 str(tmp_path / "r"), "--", flag)
+    assert result.returncode == 2, result.stderr
+    assert f"pytest's {flag} needs its cache" in result.stderr
+    assert not (tmp_path / "r").exists()
+    if flag in ("--lf", "--last-failed", "--ff"):
+        assert "run --last-failed" in result.stderr

@@ -42,5 +42,5 @@ def test_a_minor_is_its_newest_patch_and_the_run_says_which():
         "2.16.0", "2.16.2", "3.1.4"]
     assert notes == ["--mlflow-version 3.1: MLflow 3.1.4, the newest patch of 3.1 on PyPI",
                      "--mlflow-version 2.16: MLflow 2.16.2, the newest patch of 2.16 on PyPI"]
-    with pytest.raises(ConfigError, match="PyPI lists no final MLflow 3.2.x release"):
+    with pytest.raises(ConfigError, match=r"PyPI lists no final MLflow 3\.2\.x release"):
         resolve_versions(["3.2"], lambda: LISTED)
