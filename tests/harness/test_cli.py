@@ -234,3 +234,33 @@ def test_pytest_cache_flags_are_refused_before_anything_starts(tmp_path, flag):
     assert not (tmp_path / "r").exists()
     if flag in ("--lf", "--last-failed", "--ff"):
         assert "run --last-failed" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "missing"), [
+    (["--platform", "microk8s-1.32"], ["the `juju` command is missing", "the `snap` command"]),
+    (["--platform", "existing", "--kubeconfig", "/nonexistent/kubeconfig"],
+     ["the `juju` command is missing", "the cluster's kubeconfig (/nonexistent/kubeconfig)"]),
+])
+def test_a_platform_this_machine_cannot_start_is_bad_input_before_anything(tmp_path, args,
+                                                                           missing):
+    """PATH without juju or snap (the machine as a new user has it): exit 2, nothing created."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("sudo",):
+        (bare / tool).symlink_to("/bin/true")
+    result = cli("run", *args, "--channel", "2.22/stable", "--reports-dir", str(tmp_path / "r"),
+                 env={"PATH": f"{bare}:{Path(sys.executable).parent}"})
+    assert result.returncode == 2, result.stderr
+    for text in missing:
+        assert text in result.stderr
+    assert "fix:" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "r").rglob("*.json"))
+
+
+def test_up_on_a_platform_without_one_says_why_and_creates_nothing(tmp_path):
+    result = cli("up", "--platform", "local", "--reports-dir", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("local: nothing to bring up: local platforms have no "
+                                    "platform of their own")
+    assert "run --platform local" in result.stdout
+    assert not (tmp_path / "r" / "state").exists()
