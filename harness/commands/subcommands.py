@@ -27,7 +27,7 @@ def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
     again = None
     if getattr(args, "last_failed", False):
         from harness.commands.rerun import last_failed
-        from harness.run.run_folders import read_run
+        from harness.reporting.run_folders import read_run
 
         again = last_failed(args, read_run)
     selected = select(args)
@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     if args.dry_run:
         return _print_plan(matrix, cells, args, pytest_args)
     reports = check_reports_dir(args.reports_dir)
-    from harness.run.run_folders import start_run
+    from harness.reporting.run_folders import start_run
     from harness.run.runner import Runner, RunOptions
     from harness.system.state import new_run_id
 

@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from harness.system.cache import cache_root
+
 DURATIONS_FILE = "durations.json"
 Key = tuple[str, str]  # (platform, cell id)
 
 
 def durations_file() -> Path:
-    from harness.run.envs import cache_root
-
     return cache_root() / DURATIONS_FILE
 
 
