@@ -395,13 +395,15 @@ class CellRun:
         cell = outcome.cell
         tests = [r for r in read_statuses(cell_dir / "allure-results")]
         counts: dict[str, int] = defaultdict(int)
+        defects: dict[str, int] = defaultdict(int)
         for result in tests:
             status = result["status"]
             if result["known"] and status == "skipped":
                 status = KNOWN_DEFECT
+                defects[result.get("defect") or "unnamed"] += 1
             counts[f"informational-{status}" if result["informational"] else status] += 1
         if counts.get(KNOWN_DEFECT):
-            outcome.worsen(KNOWN_DEFECT, outcome.message or "known defects reproduced")
+            outcome.worsen(KNOWN_DEFECT, outcome.message or _defects_line(defects))
         body = {
             "run_id": self.run_id,
             "platform": cell.platform.name,
@@ -426,6 +428,12 @@ class CellRun:
             "tests": tests,
         }
         (cell_dir / "cell.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
+
+
+def _defects_line(defects: dict[str, int]) -> str:
+    """`known defects reproduced: ID (3 tests), ID (1 test)`: the summary names them."""
+    return "known defects reproduced: " + ", ".join(
+        f"{name} ({n} test{'s' if n != 1 else ''})" for name, n in sorted(defects.items()))
 
 
 class _PhaseFailed(Exception):
