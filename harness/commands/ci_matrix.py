@@ -229,13 +229,7 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
         n_channels, n_upgrades = len(channel_names), len(upgrade_names)
     else:
         n_channels, n_upgrades = len(data["defaults"]["channels"]), len(data["defaults"]["upgrades"])
-    args: list[str] = []
-    for name in channel_names:
-        args += ["--channel", name]
-    for name in upgrade_names:
-        args += ["--upgrade", name]
-    for name in suite_names:
-        args += ["--scenario", name]
+    args = _run_args(channel_names, upgrade_names, suite_names)
     if explicit and not channel_names and not upgrade_names:
         raise SelectionError("`upgrades: none` with no channel selects no cell; name a channel")
 
@@ -257,35 +251,55 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
         if plain + upgrade == 0:
             skipped.append({"platform": name, "reason": "the selection has no cell on it"})
             continue
-        timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
-        entry = {
-            "platform": name,
-            "kind": platform["kind"],
-            "cloud": ci["cloud"] or "",
-            "region": ci["region"],
-            "snaps": " ".join(ci["snaps"]),
-            "apt": " ".join(ci["apt"]),
-            "args": " ".join(args),
-            "cells": plain + upgrade,
-            **timeouts,
-        }
-        if ci["cloud"]:
-            # an assumed role must outlive the job: STS allows at most 12 h
-            entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))
-            cloud_jobs.append(entry)
-        else:
-            jobs.append(entry)
+        entry = _job(name, platform, args, plain, upgrade)
+        (cloud_jobs if ci["cloud"] else jobs).append(entry)
+    if chosen and not jobs and not cloud_jobs:
+        raise SelectionError("no platform of the selection can run in CI: " + "; ".join(
+            f"{s['platform']}: {s['reason']}" for s in skipped))
+    return {"jobs": jobs, "cloud_jobs": cloud_jobs, "clouds": _clouds(cloud_jobs),
+            "skipped": skipped}
+
+
+def _job(name: str, platform: Mapping[str, Any], args: list[str], plain: int,
+         upgrade: int) -> dict[str, Any]:
+    """One platform's job: what its runner installs, the run's flags, its deadlines."""
+    ci = platform["ci"]
+    timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
+    entry = {
+        "platform": name,
+        "kind": platform["kind"],
+        "cloud": ci["cloud"] or "",
+        "region": ci["region"],
+        "snaps": " ".join(ci["snaps"]),
+        "apt": " ".join(ci["apt"]),
+        "args": " ".join(args),
+        "cells": plain + upgrade,
+        **timeouts,
+    }
+    if ci["cloud"]:
+        # an assumed role must outlive the job: STS allows at most 12 h
+        entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))
+    return entry
+
+
+def _run_args(channels: list[str], upgrades: list[str], suites: list[str]) -> list[str]:
+    """The `mlflow-matrix run` flags of every job of the selection."""
+    args: list[str] = []
+    for flag, names in (("--channel", channels), ("--upgrade", upgrades), ("--scenario", suites)):
+        for name in names:
+            args += [flag, name]
+    return args
+
+
+def _clouds(cloud_jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One janitor job per cloud kind, with every platform of that kind."""
     clouds: dict[str, dict[str, Any]] = {}
     for entry in cloud_jobs:
         kind = entry["kind"]
         found = clouds.setdefault(kind, {"kind": kind, "cloud": entry["cloud"],
                                          "region": entry["region"], "platforms": ""})
         found["platforms"] = " ".join([*found["platforms"].split(), entry["platform"]])
-    if chosen and not jobs and not cloud_jobs:
-        raise SelectionError("no platform of the selection can run in CI: " + "; ".join(
-            f"{s['platform']}: {s['reason']}" for s in skipped))
-    return {"jobs": jobs, "cloud_jobs": cloud_jobs, "clouds": list(clouds.values()),
-            "skipped": skipped}
+    return list(clouds.values())
 
 
 def github_output(result: Mapping[str, Any]) -> str:

@@ -347,29 +347,7 @@ def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        value = loader.mapping(value, key)
-        hints = typing.get_type_hints(hint)
-        fields = {f.name: f for f in dataclasses.fields(hint)}
-        allowed = {name: (f.default is dataclasses.MISSING
-                          and f.default_factory is dataclasses.MISSING)
-                   for name, f in fields.items()}
-        display = {name: req for name, req in allowed.items() if name != "name"}
-        for name in value:
-            if name not in fields:
-                close = _closest(str(name), display)
-                loader.fail(_join(key, name), "unknown key",
-                            hint=(f"did you mean `{close}`? " if close else "")
-                            + f"allowed keys here: {', '.join(display) or '(none)'}")
-        for name, required in allowed.items():
-            if required and name not in value:
-                loader.fail(_join(key, name), "missing required key",
-                            hint=f"add `{name}:` under `{key}`")
-        kwargs = {name: _convert(loader, v, hints[name], _join(key, name))
-                  for name, v in value.items()}
-        try:
-            return hint(**kwargs)
-        except (ValueError, TypeError) as exc:
-            loader.fail(key, str(exc))
+        return _convert_dataclass(loader, value, hint, key)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
             return None
@@ -391,6 +369,38 @@ def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
             loader.fail(key, f"must be one of {', '.join(map(str, args))} (got {value!r})",
                         hint=f"pick one of: {', '.join(map(str, args))}")
         return value
+    return _convert_scalar(loader, value, hint, key)
+
+
+def _convert_dataclass(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
+    """A mapping into a frozen dataclass: unknown keys (with the closest known one) and
+    missing required keys are named, each field converted by its type."""
+    value = loader.mapping(value, key)
+    hints = typing.get_type_hints(hint)
+    fields = {f.name: f for f in dataclasses.fields(hint)}
+    allowed = {name: (f.default is dataclasses.MISSING
+                      and f.default_factory is dataclasses.MISSING)
+               for name, f in fields.items()}
+    display = {name: req for name, req in allowed.items() if name != "name"}
+    for name in value:
+        if name not in fields:
+            close = _closest(str(name), display)
+            loader.fail(_join(key, name), "unknown key",
+                        hint=(f"did you mean `{close}`? " if close else "")
+                        + f"allowed keys here: {', '.join(display) or '(none)'}")
+    for name, required in allowed.items():
+        if required and name not in value:
+            loader.fail(_join(key, name), "missing required key",
+                        hint=f"add `{name}:` under `{key}`")
+    kwargs = {name: _convert(loader, v, hints[name], _join(key, name))
+              for name, v in value.items()}
+    try:
+        return hint(**kwargs)
+    except (ValueError, TypeError) as exc:
+        loader.fail(key, str(exc))
+
+
+def _convert_scalar(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
     if hint is bool:
         if not isinstance(value, bool):
             loader.fail(key, f"must be true or false, got {_kind(value)} {value!r}",

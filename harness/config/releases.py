@@ -47,9 +47,8 @@ def resolve_versions(values: Sequence[str],
             if len(version.release) > 2 or version.pre or version.dev:
                 chosen.setdefault(version, text)
                 continue
-            text = f"=={text}.*"
-            listing = listing if listing is not None else (available or pypi_versions)()
-            newest = _newest_patch(listing, text, flag)
+            newest = _newest_patch(available() if available else index_versions(),
+                                   f"=={text}.*", flag)
             if notes is not None:
                 notes.append(f"{flag} {version}: MLflow {newest}, the newest patch of "
                              f"{version} on PyPI")
@@ -91,6 +90,25 @@ def latest_patches(versions: object) -> list[Version]:
         if key not in best or version > best[key]:
             best[key] = version
     return [best[k] for k in sorted(best)]
+
+
+def index_versions(package: str = "mlflow") -> list[Version]:
+    """Releases the package index lists (harness.config.pypi: the index `--mlflow-version`
+    is checked against, cached for a day), oldest first."""
+    from harness.config.pypi import listed_releases
+
+    found, url = listed_releases(package)
+    if not found:
+        raise InfrastructureError(f"could not list {package} releases from {url}",
+                                  hint="check network access to the package index, or give "
+                                       "the full version (3.14.1)")
+    versions = []
+    for text in found:
+        try:
+            versions.append(Version(text))
+        except InvalidVersion:
+            continue
+    return sorted(versions)
 
 
 def pypi_versions(package: str = "mlflow") -> list[Version]:
