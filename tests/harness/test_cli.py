@@ -264,3 +264,32 @@ def test_up_on_a_platform_without_one_says_why_and_creates_nothing(tmp_path):
                                     "platform of their own")
     assert "run --platform local" in result.stdout
     assert not (tmp_path / "r" / "state").exists()
+
+
+def test_readme_in_30_seconds_shows_what_the_commands_print(tmp_path):
+    """The plan lines are the real output (paths as on a user's machine); the run's first line
+    has the shape a real run prints (a run of no cells prints it too)."""
+    import io
+    import re
+
+    from harness.config.matrix import load_matrix
+    from harness.run.runner import Progress, Runner, RunOptions
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("### In 30 seconds"):]
+    block = block[block.index("```\n") + 4:]
+    block = block[:block.index("\n```")].splitlines()
+    plan = cli("plan", "--platform", "local", "--channel", "2.22/stable", "--scenario",
+               "tracking").stdout.splitlines()[:3]
+    assert plan == [line.replace("/home/me/charmed-mlflow-matrix", str(ROOT))
+                    for line in block[2:5]]
+    shape = re.compile(r"^\[\d\d:\d\d\] run [\w-]+: \d+ cell\(s\), \d+ at once, \d+ pytest-xdist "
+                       r"worker\(s\) per cell; reports in \S+; expected to take about \d+m \d\ds "
+                       r"\((\d+ of \d+ cell\(s\) measured by earlier runs|no earlier run "
+                       r"measured these cells: a guess)\)$")
+    (documented,) = [line for line in block if line.startswith("[00:00] run ")]
+    assert shape.match(documented), documented
+    out = io.StringIO()
+    Runner(load_matrix(None), [], RunOptions(reports_dir=tmp_path / "r"),
+           progress=Progress(out)).run()
+    assert shape.match(out.getvalue().splitlines()[0]), out.getvalue()
