@@ -293,3 +293,36 @@ def test_readme_in_30_seconds_shows_what_the_commands_print(tmp_path):
     Runner(load_matrix(None), [], RunOptions(reports_dir=tmp_path / "r"),
            progress=Progress(out)).run()
     assert shape.match(out.getvalue().splitlines()[0]), out.getvalue()
+
+
+def _previous_run(reports: Path, statuses: dict[str, str]) -> None:
+    import json
+
+    reports.mkdir(parents=True)
+    (reports / "run.json").write_text(json.dumps({
+        "run_id": "20261208-010000-abcdef", "status": "finished", "pid": 1,
+        "selection": {"platform": ["local"], "channel": ["2.15/stable", "2.22/stable"],
+                      "scenario": ["tracking"]},
+        "cells": [{"platform": "local", "cell": cell, "status": status}
+                  for cell, status in statuses.items()]}))
+
+
+def test_last_failed_runs_only_what_the_previous_run_did_not_pass(tmp_path):
+    reports = tmp_path / "reports"
+    _previous_run(reports, {"2.15-stable": "broken", "2.22-stable": "passed"})
+    plan = cli("plan", "--last-failed", "--reports-dir", str(reports))
+    assert plan.returncode == 0, plan.stderr
+    assert "--last-failed: 1 of 2 cell(s) of run 20261208-010000-abcdef did not pass" in plan.stderr
+    assert "1 cell(s)" in plan.stdout and "cell 2.15-stable: MLflow 2.15.1" in plan.stdout
+    assert "cell 2.22-stable" not in plan.stdout
+
+
+def test_last_failed_after_a_green_run_or_without_one(tmp_path):
+    green = tmp_path / "green"
+    _previous_run(green, {"2.15-stable": "passed", "2.22-stable": "known-defect"})
+    done = cli("run", "--last-failed", "--reports-dir", str(green))
+    assert done.returncode == 0, done.stderr
+    assert "nothing to re-run" in done.stderr
+    none = cli("run", "--last-failed", "--reports-dir", str(tmp_path / "empty"))
+    assert none.returncode == 2
+    assert "holds no earlier run" in none.stderr
