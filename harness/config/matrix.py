@@ -162,13 +162,17 @@ class _Loader:
                       hint=f"write `{key.rsplit('.', 1)[-1]}:` followed by indented `name: value` lines")
         return value
 
-    def keys(self, value: dict[str, Any], key: str, allowed: Mapping[str, bool]) -> None:
+    def keys(self, value: dict[str, Any], key: str, allowed: Mapping[str, bool],
+             shown: Mapping[str, bool] | None = None) -> None:
+        """Unknown keys (with the closest of `shown`, default `allowed`) and missing required
+        ones are errors naming the key."""
+        shown = allowed if shown is None else shown
         for name in value:
             if name not in allowed:
-                close = _closest(str(name), allowed)
+                close = _closest(str(name), shown)
                 self.fail(_join(key, name), "unknown key",
                           hint=(f"did you mean `{close}`? " if close else "")
-                          + f"allowed keys here: {', '.join(allowed)}")
+                          + f"allowed keys here: {', '.join(shown) or '(none)'}")
         for name, required in allowed.items():
             if required and name not in value:
                 self.fail(_join(key, name), "missing required key",
@@ -381,17 +385,8 @@ def _convert_dataclass(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
     allowed = {name: (f.default is dataclasses.MISSING
                       and f.default_factory is dataclasses.MISSING)
                for name, f in fields.items()}
-    display = {name: req for name, req in allowed.items() if name != "name"}
-    for name in value:
-        if name not in fields:
-            close = _closest(str(name), display)
-            loader.fail(_join(key, name), "unknown key",
-                        hint=(f"did you mean `{close}`? " if close else "")
-                        + f"allowed keys here: {', '.join(display) or '(none)'}")
-    for name, required in allowed.items():
-        if required and name not in value:
-            loader.fail(_join(key, name), "missing required key",
-                        hint=f"add `{name}:` under `{key}`")
+    loader.keys(value, key, allowed,
+                shown={name: req for name, req in allowed.items() if name != "name"})
     kwargs = {name: _convert(loader, v, hints[name], _join(key, name))
               for name, v in value.items()}
     try:
