@@ -29,6 +29,7 @@ from harness.config.matrix import (
     expand_cells,
     load_matrix,
 )
+from harness.system import hints
 from harness.system.errors import CellSkipped, ConfigError
 
 
@@ -157,7 +158,8 @@ def _check_bare_versions(matrix: Matrix, others: tuple[str, ...], versions: list
 def _check_cells(cells: list[Cell]) -> None:
     if not cells:
         raise ConfigError("the selection has no cells",
-                          hint="check --platform/--channel/--scenario against `mlflow-matrix list`")
+                          hint="check --platform/--channel/--scenario against "
+                               f"`{hints.command('list')}`")
     folders = [(c.platform.name, c.id) for c in cells]
     if len(set(folders)) != len(folders):  # two cells, one report folder: never
         raise ConfigError("two cells of this selection would share a report folder",

@@ -192,7 +192,8 @@ def cmd_janitor(args: argparse.Namespace, pytest_args: list[str]) -> int:
                              matrix_path=args.matrix, platforms=args.platform)
     if args.older_than or args.platform:
         raise ConfigError("--older-than and --platform go with --cloud KIND",
-                          hint="`mlflow-matrix janitor --cloud eks --older-than 6h`")
+                          hint="`" + hints.command("janitor", "--cloud", "eks",
+                                                   "--older-than", "6h") + "`")
     return janitor(args.reports_dir.resolve(), dry_run=args.dry_run)
 
 
