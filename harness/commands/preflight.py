@@ -17,11 +17,19 @@ from harness.system.errors import ConfigError
 
 
 def preflight(platform: Platform, options: Mapping[str, Any]) -> None:
+    """Every problem at once: a missing CLI and missing credentials are one screen, not two
+    attempts."""
     cls = load_provisioner_class(platform.kind)
     missing = [p for p in cls.prerequisites(platform.settings, options) if not p.here]
-    if missing:
-        raise ConfigError(
-            f"platform {platform.name} cannot start on this machine: "
-            + "; ".join(f"{p.what} is missing" for p in missing),
-            hint="\n  ".join(p.hint for p in missing))
-    cls.preflight(platform.settings, options)
+    problems = [f"{p.what} is missing" for p in missing]
+    hints = [p.hint for p in missing]
+    try:
+        cls.preflight(platform.settings, options)
+    except ConfigError as exc:
+        if not missing:
+            raise
+        problems.append(exc.message)
+        hints.append(exc.hint or "")
+    if problems:
+        raise ConfigError(f"platform {platform.name} cannot start on this machine: "
+                          + "; ".join(problems), hint="\n  ".join(h for h in hints if h))

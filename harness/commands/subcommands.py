@@ -192,7 +192,7 @@ def cmd_janitor(args: argparse.Namespace, pytest_args: list[str]) -> int:
                              matrix_path=args.matrix, platforms=args.platform)
     if args.older_than or args.platform:
         raise ConfigError("--older-than and --platform go with --cloud KIND",
-                          hint="`" + hints.command("janitor", "--cloud", "eks",
+                          hint="`" + hints.command("janitor", "--cloud", "KIND",
                                                    "--older-than", "6h") + "`")
     return janitor(args.reports_dir.resolve(), dry_run=args.dry_run)
 
