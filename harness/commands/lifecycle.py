@@ -7,10 +7,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from harness.commands.options import provisioner_options
 from harness.commands.preflight import preflight as check_platform
+from harness.config.model import Matrix, Platform
 from harness.config.registry import load_provisioner_class
+from harness.run.cell_steps import context_options
 from harness.run.kept import SECRET_FILE, release_secret_file
 from harness.system import hints
 from harness.system.durations import parse_duration
@@ -22,18 +25,19 @@ from provisioners.api import Provisioner, RunContext, Sweepable
 
 def _provisioner(args: argparse.Namespace, name: str, state: RunState, *,
                  preflight: bool = False) -> Provisioner:
-    platform = _platform(args, name)
+    matrix, platform = _platform(args, name)
+    # the run's deadlines too: `down` gives teardown the matrix's timeouts.teardown, as a run does
     context = RunContext(run_id=state.run_id, platform=platform,
                          work_dir=Path(tempfile.gettempdir()), state=state,
                          env_for=lambda c: None,  # type: ignore[arg-type,return-value]
-                         options=provisioner_options(args))
+                         options=context_options(matrix, provisioner_options(args)))
     cls = load_provisioner_class(platform.kind)
     if preflight:
         check_platform(platform, context.options)
-    return cls(context)  # type: ignore[call-arg]
+    return cls(context)
 
 
-def _platform(args: argparse.Namespace, name: str):  # type: ignore[no-untyped-def]
+def _platform(args: argparse.Namespace, name: str) -> tuple[Matrix, Platform]:
     """The platform named on the command line; an unknown one is bad input before any state."""
     from harness.config.kinds import unknown_platform_error
     from harness.config.matrix import load_matrix
@@ -41,14 +45,14 @@ def _platform(args: argparse.Namespace, name: str):  # type: ignore[no-untyped-d
     matrix = load_matrix(args.matrix)
     if name not in matrix.platforms:
         raise unknown_platform_error(name, matrix.platforms, matrix.path)
-    return matrix.platforms[name]
+    return matrix, matrix.platforms[name]
 
 
 def platform_up(args: argparse.Namespace) -> int:
     if len(args.platform) != 1:
         raise ConfigError("`up` takes exactly one --platform",
                           hint="bring platforms up one at a time")
-    platform = _platform(args, args.platform[0])  # checked before a state file exists
+    _, platform = _platform(args, args.platform[0])  # checked before a state file exists
     if not load_provisioner_class(platform.kind).brings_up:
         print(f"{platform.name}: nothing to bring up: {platform.kind} platforms have no platform "
               "of their own (each cell of a run starts, or uses, its own MLflow); run cells on "
@@ -139,7 +143,7 @@ def release_state(path: Path, *, force: bool, dry_run: bool = False) -> int:
     return code
 
 
-def _release(resource: dict) -> None:
+def _release(resource: dict[str, Any]) -> None:
     kind = resource["type"]
     if kind == "process":
         if same_process(resource["pid"], resource.get("started")) or (resource.get("started") \
