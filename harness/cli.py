@@ -42,102 +42,144 @@ DISTRIBUTIONS = {"yaml": "pyyaml", "jinja2": "jinja2", "google": "google-cloud-c
 
 EPILOG = """\
 examples:
-  mlflow-matrix run --platform local --channel 2.22/stable --scenario tracking   (~1 min warm)
-  mlflow-matrix run                                  default selection (local platforms, ~10 min)
+  mlflow-matrix run --platform local --channel 2.22/stable --scenario tracking   one cell, one suite
+  mlflow-matrix run                                  default selection (local platforms)
   mlflow-matrix run --upgrade 2.15/stable:2.22/stable --platform local-mysql
-  mlflow-matrix run --platform local --mlflow-version 3.1.0      qualify an upstream release
+  mlflow-matrix run --platform local --mlflow-version 3.14       qualify an upstream release
+                                                     (a minor: its newest patch on PyPI)
   mlflow-matrix run --platform local --mlflow-version '>=2.15,<3.18' --parallel 2
                                                      release sweep: latest patch of each minor
   mlflow-matrix run --platform external --tracking-uri http://mlflow:5000 \\
       --s3-endpoint-url http://minio:9000 --artifact-bucket mlflow
   mlflow-matrix run --scenario tracking -- -k search -x   (after `--`: extra pytest args)
+  mlflow-matrix run --last-failed                    only the cells the last run did not pass
   mlflow-matrix plan --platform microk8s-1.32        print every step, touch nothing
 
+how long a run takes: README.md, "How long it takes"; a run prints its estimate as it goes.
 exit codes: 0 all green · 1 a scenario failed · 2 bad input or usage · 3 infrastructure
             failure (provision/deploy/teardown) · 130 interrupted · 141 output pipe closed
 """
 
 RUN_USAGE = ("mlflow-matrix %(cmd)s [--platform NAME …] [--channel CH …] [--upgrade FROM:TO …] "
              "[--scenario SUITE …] [options] [-- PYTEST_ARGS]")
+FMT = argparse.RawDescriptionHelpFormatter
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with the conventions of tox and kubectl: a usage error names the subcommand's
-    usage, says how to get help, and exits 2."""
+    usage, suggests the flag or command meant, says how to get help, and exits 2."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
+        hint = _did_you_mean(self, message)
         message = clip(message)
-        hint = ""
         if "unrecognized arguments" in message and self.prog.split()[-1] in ("run", "plan"):
-            hint = ("\n  pytest options go after `--`, e.g. "
-                    f"`{self.prog} --scenario tracking -- -k search -x`")
+            hint += ("\n  pytest options go after `--`, e.g. "
+                     f"`{self.prog} --scenario tracking -- -k search -x`")
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}{hint}\n"
                                   f"  see `{self.prog} --help`\n")
 
 
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """`--chanel` → `--channel`, `rnu` → `run`: the closest this parser knows, if any."""
+    import difflib
+    import re
+
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    words = []
+    if "unrecognized arguments:" in message:
+        words = [w.split("=", 1)[0] for w in message.split(":", 1)[1].split()
+                 if w.startswith("--")]
+    elif (choice := re.search(r"invalid choice: '([^']*)'", message)) and parser._subparsers:
+        known = [c for a in parser._subparsers._group_actions
+                 for c in getattr(a, "choices", None) or ()]
+        words = [choice.group(1)]
+    hints = []
+    for word in words:
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"\n  did you mean `{close[0]}` (not `{word}`)?")
+    return "".join(hints)
+
+
+def suites() -> list[str]:
+    """The scenario suites this checkout has (scenarios/test_<suite>.py): one source for --help,
+    the README's suite table and matrix.yaml (tests/harness/test_cli.py checks all three)."""
+    return sorted(p.stem.removeprefix("test_") for p in SCENARIOS.glob("test_*.py"))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
         prog="mlflow-matrix",
         description="Prove Charmed MLflow behaves the same on every platform it supports.",
-        epilog=EPILOG, formatter_class=fmt)
+        epilog=EPILOG, formatter_class=FMT)
     parser.add_argument("--version", action="version", version=f"mlflow-matrix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_run, _add_plan, _add_up, _add_down, _add_list, _add_janitor, _add_report):
+        add(sub)
+    return parser
 
-    def matrix_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--matrix", type=_path, metavar="PATH",
-                       help="matrix file (default: ./matrix.yaml when the current directory has "
-                            "one, else the project's matrix.yaml)")
 
-    def reports_flag(p: argparse.ArgumentParser, what: str) -> None:
-        p.add_argument("--reports-dir", type=_path, default=Path("reports"), metavar="DIR",
-                       help=f"{what} (default: ./reports)")
+def _matrix_flag(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--matrix", type=_path, metavar="PATH",
+                   help=what or "matrix file (default: ./matrix.yaml when the current directory "
+                                "has one, else the project's matrix.yaml)")
 
-    def selection(p: argparse.ArgumentParser) -> None:
-        matrix_flag(p)
-        p.add_argument("--platform", action="append", default=[], metavar="NAME",
-                       help="platform from the matrix file; repeatable; `all` for every platform "
-                            "(external only with --tracking-uri). Default: defaults.platforms")
-        p.add_argument("--channel", action="append", default=[], metavar="CHANNEL",
-                       help="Charmed MLflow channel, e.g. 2.22/stable; repeatable")
-        p.add_argument("--upgrade", action="append", default=[], metavar="FROM:TO",
-                       help="upgrade path, e.g. 2.15/stable:2.22/stable; repeatable; bare "
-                            "versions (2.22.0:3.1.0) on local platforms only")
-        p.add_argument("--scenario", action="append", default=[], metavar="SUITE",
-                       help="scenario suite from the matrix file's `scenarios:` (tracking, "
-                            "traces, logged_models …; `list` shows all); repeatable; default: all")
-        p.add_argument("--mlflow-version", action="append", default=[], metavar="V",
-                       help="test upstream MLflow V (a release on PyPI) instead of a channel; "
-                            "local platforms, or external to require the server runs V; "
-                            "repeatable, one cell per release; a range such as '>=2.15,<3.18' "
-                            "is every minor release in it at its latest patch (release sweep)")
-        reports_flag(p, "where this run's reports and run state go; earlier runs move to "
-                        "DIR/runs/<run-id>/")
-        ext = p.add_argument_group("external platform (kind external)")
-        ext.add_argument("--tracking-uri", metavar="URL", help="URL of the MLflow server to test")
-        ext.add_argument("--s3-endpoint-url", metavar="URL",
-                         help="S3 endpoint of its artifact store (keys from AWS_ACCESS_KEY_ID/"
-                              "AWS_SECRET_ACCESS_KEY)")
-        ext.add_argument("--artifact-bucket", metavar="NAME",
-                         help="bucket of its artifact store")
-        ext.add_argument("--artifact-mode", choices=("direct", "proxied"),
-                         help="how the server stores artifacts (direct s3:// or proxied "
-                              "mlflow-artifacts:); asserted by the artifacts suite")
-        cluster = p.add_argument_group("Kubernetes platforms (Juju)")
-        cluster.add_argument("--kubeconfig", type=_path, metavar="PATH",
-                             help="kind existing: kubeconfig of the cluster (default: $KUBECONFIG "
-                                  "or ~/.kube/config)")
-        cluster.add_argument("--controller", metavar="NAME",
-                             help="reuse this Juju controller instead of bootstrapping one")
 
-    run = sub.add_parser("run", help="run the matrix: provision, deploy, test, tear down",
-                         usage=RUN_USAGE % {"cmd": "run"}, epilog=EPILOG, formatter_class=fmt,
-                         description="Run every selected cell (platform × channel or upgrade "
-                                     "path) and write the reports. Arguments after `--` go to "
-                                     "pytest in every cell.")
-    selection(run)
-    opts = run.add_argument_group("run options")
+def _reports_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--reports-dir", type=_path, default=Path("reports"), metavar="DIR",
+                   help=f"{what} (default: ./reports)")
+
+
+def _cluster_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                   controller: str = "reuse this Juju controller instead of bootstrapping one",
+                   ) -> None:
+    p.add_argument("--kubeconfig", type=_path, metavar="PATH",
+                   help="kind existing: kubeconfig of the cluster (default: $KUBECONFIG or "
+                        "~/.kube/config)")
+    p.add_argument("--controller", metavar="NAME", help=controller)
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    _matrix_flag(p)
+    p.add_argument("--platform", action="append", default=[], metavar="NAME",
+                   help="platform from the matrix file; repeatable; `all` for every platform "
+                        "(external only with --tracking-uri). Default: defaults.platforms")
+    p.add_argument("--channel", action="append", default=[], metavar="CHANNEL",
+                   help="Charmed MLflow channel, e.g. 2.22/stable; repeatable")
+    p.add_argument("--upgrade", action="append", default=[], metavar="FROM:TO",
+                   help="upgrade path, e.g. 2.15/stable:2.22/stable; repeatable; bare "
+                        "versions (2.22.0:3.1.0) on local platforms only")
+    p.add_argument("--scenario", action="append", default=[], metavar="SUITE",
+                   help=f"scenario suite ({', '.join(suites())}); repeatable; default: all")
+    p.add_argument("--mlflow-version", action="append", default=[], metavar="V",
+                   help="test upstream MLflow V (a release on PyPI; a minor such as 3.14 is "
+                        "its newest patch) instead of a channel; local platforms, or external "
+                        "to require the server runs V; repeatable, one cell per release; a "
+                        "range such as '>=2.15,<3.18' is every minor release in it at its "
+                        "latest patch (release sweep)")
+    p.add_argument("--last-failed", action="store_true",
+                   help="only the cells the previous run in --reports-dir did not pass "
+                        "(failed, broken, interrupted), with that run's selection unless "
+                        "flags are given")
+    _reports_flag(p, "where this run's reports and run state go; earlier runs move to "
+                     "DIR/runs/<run-id>/")
+    ext = p.add_argument_group("external platform (kind external)")
+    ext.add_argument("--tracking-uri", metavar="URL", help="URL of the MLflow server to test")
+    ext.add_argument("--s3-endpoint-url", metavar="URL",
+                     help="S3 endpoint of its artifact store (keys from AWS_ACCESS_KEY_ID/"
+                          "AWS_SECRET_ACCESS_KEY)")
+    ext.add_argument("--artifact-bucket", metavar="NAME", help="bucket of its artifact store")
+    ext.add_argument("--artifact-mode", choices=("direct", "proxied"),
+                     help="how the server stores artifacts (direct s3:// or proxied "
+                          "mlflow-artifacts:); asserted by the artifacts suite")
+    _cluster_flags(p.add_argument_group("Kubernetes platforms (Juju)"))
+
+
+def _run_options(p: argparse.ArgumentParser, *, dry_run: bool) -> None:
+    """`run`'s own options; `plan` takes them too (it shows what `run` would do with them)."""
+    opts = p.add_argument_group("run options")
     opts.add_argument("--keep", action="store_true", help="leave every deployment running")
     opts.add_argument("--keep-on-failure", action="store_true",
                       help="leave failed or broken deployments running for inspection")
@@ -147,51 +189,69 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--workers", type=_positive, default=None, metavar="N",
                       help="pytest-xdist workers per cell, 1 = serial (default: defaults.workers "
                            "in the matrix file; 0 there: from cores and --parallel)")
-    opts.add_argument("--dry-run", action="store_true",
-                      help="print the plan (as `mlflow-matrix plan`) and exit")
+    if dry_run:
+        opts.add_argument("--dry-run", action="store_true",
+                          help="print the plan (as `mlflow-matrix plan`) and exit")
     opts.add_argument("--run-id", metavar="ID",
                       help="name this run (default: a new id); CI sets it up front so an "
                            "always-run teardown can call `down --run-id ID`")
 
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run the matrix: provision, deploy, test, tear down",
+                         usage=RUN_USAGE % {"cmd": "run"}, epilog=EPILOG, formatter_class=FMT,
+                         description="Run every selected cell (platform × channel or upgrade "
+                                     "path) and write the reports. Arguments after `--` go to "
+                                     "pytest in every cell.")
+    _selection(run)
+    _run_options(run, dry_run=True)
+
+
+def _add_plan(sub: argparse._SubParsersAction) -> None:
     plan = sub.add_parser("plan", help="print every step a run would take; touch nothing",
-                          usage=RUN_USAGE % {"cmd": "plan"}, formatter_class=fmt,
+                          usage=RUN_USAGE % {"cmd": "plan"}, formatter_class=FMT,
                           description="Print exactly what `run` with the same arguments would "
                                       "do, cell by cell. Nothing is created or written.")
-    selection(plan)
+    _selection(plan)
+    _run_options(plan, dry_run=False)
 
+
+def _add_up(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="provision one platform and leave it up",
                         description="Bring one platform up (cluster, Juju cloud) outside a run; "
-                                    "`down` releases it.")
-    matrix_flag(up)
+                                    "`down` releases it. Platforms whose cells start their own "
+                                    "servers (local, external) have nothing to bring up: `up` "
+                                    "says so.")
+    _matrix_flag(up)
     up.add_argument("--platform", action="append", default=[], metavar="NAME", required=True,
                     help="the platform to bring up (exactly one)")
-    reports_flag(up, "where the run state goes (DIR/state/)")
-    up.add_argument("--kubeconfig", type=_path, metavar="PATH",
-                    help="kind existing: kubeconfig of the cluster")
-    up.add_argument("--controller", metavar="NAME",
-                    help="reuse this Juju controller instead of bootstrapping one")
+    _reports_flag(up, "where the run state goes (DIR/state/)")
+    _cluster_flags(up)
 
+
+def _add_down(sub: argparse._SubParsersAction) -> None:
     down = sub.add_parser("down", help="release a platform or what a run left behind",
                           description="Release a platform (--platform) and/or everything a run "
                                       "recorded in its state file (--run-id). Idempotent.")
-    matrix_flag(down)
+    _matrix_flag(down)
     down.add_argument("--platform", action="append", default=[], metavar="NAME",
                       help="platform to bring down; repeatable")
     down.add_argument("--run-id", metavar="ID",
                       help="release what this run recorded in DIR/state/<ID>.json")
-    reports_flag(down, "where run state files are (DIR/state/)")
-    down.add_argument("--kubeconfig", type=_path, metavar="PATH",
-                      help="kind existing: kubeconfig of the cluster")
-    down.add_argument("--controller", metavar="NAME",
-                      help="the Juju controller the platform was registered with")
+    _reports_flag(down, "where run state files are (DIR/state/)")
+    _cluster_flags(down, "the Juju controller the platform was registered with")
 
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
     lst = sub.add_parser("list", help="list platforms, channels, upgrade paths and suites",
                          description="Validate the matrix file and list what it declares.")
-    matrix_flag(lst)
+    _matrix_flag(lst)
     lst.add_argument("--json", action="store_true",
                      help="machine-readable, with what a CI job per platform needs "
                           "(cloud, snaps, timeouts)")
 
+
+def _add_janitor(sub: argparse._SubParsersAction) -> None:
     janitor = sub.add_parser(
         "janitor", help="release leftovers of crashed or killed runs (state files, or cloud "
                         "resources by tag with --cloud)",
@@ -200,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "With --cloud KIND: delete that cloud's run-tagged resources that are due.",
         epilog="examples:\n  mlflow-matrix janitor                       what state files recorded"
                "\n  mlflow-matrix janitor --cloud eks --older-than 6h --dry-run",
-        formatter_class=fmt)
-    reports_flag(janitor, "whose state/ folder to sweep")
+        formatter_class=FMT)
+    _reports_flag(janitor, "whose state/ folder to sweep")
     janitor.add_argument("--dry-run", action="store_true",
                          help="only print what would be released")
     janitor.add_argument("--cloud", metavar="KIND",
@@ -209,17 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
                               "mlflow-matrix-run that are expired")
     janitor.add_argument("--older-than", metavar="AGE",
                          help="with --cloud: also resources created longer ago (90m, 6h, 2d)")
-    janitor.add_argument("--matrix", type=_path, metavar="PATH",
-                         help="with --cloud: region/project settings come from its platforms")
+    _matrix_flag(janitor, "with --cloud: region/project settings come from its platforms")
     janitor.add_argument("--platform", action="append", default=[], metavar="NAME",
                          help="with --cloud: only these platforms' settings")
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser(
         "report", help="build the matrix page and the Allure report",
         description="Enrich the latest run's Allure results, build the Allure 3 report "
                     "(DIR/allure-report/) and the matrix page (DIR/matrix.html|md|json).")
-    reports_flag(report, "the reports of a run")
-    matrix_flag(report)
+    _reports_flag(report, "the reports of a run")
+    _matrix_flag(report)
     report.add_argument("--merge", nargs="+", type=_path, default=[], metavar="DIR",
                         help="merge these reports directories (one per job/machine) into "
                              "--reports-dir, then build one report over all of them")
@@ -227,7 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the previous published report (its matrix.json and "
                              "allure-history.jsonl): keeps Allure's history and trends, and "
                              "calls out regressions at the top of the matrix page")
-    return parser
 
 
 def _positive(text: str) -> int:

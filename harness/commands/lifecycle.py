@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands.options import provisioner_options
+from harness.commands.preflight import preflight as check_platform
 from harness.config.model import Matrix, Platform
 from harness.config.registry import load_provisioner_class
 from harness.run.cell_steps import context_options
+from harness.run.kept import SECRET_FILE, release_secret_file
+from harness.system import hints
 from harness.system.durations import parse_duration
 from harness.system.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError, clip
 from harness.system.owned import recorded_group, remove_owned_dir
@@ -31,7 +34,7 @@ def _provisioner(args: argparse.Namespace, name: str, state: RunState, *,
                          options=context_options(matrix, provisioner_options(args)))
     cls = load_provisioner_class(platform.kind)
     if preflight:
-        cls.preflight(platform.settings, context.options)
+        check_platform(platform, context.options)
     return cls(context)
 
 
@@ -51,7 +54,12 @@ def platform_up(args: argparse.Namespace) -> int:
         raise ConfigError("`up` takes exactly one --platform",
                           hint="bring platforms up one at a time")
     _, platform = _platform(args, args.platform[0])  # checked before a state file exists
-    load_provisioner_class(platform.kind).preflight(platform.settings, provisioner_options(args))
+    if not load_provisioner_class(platform.kind).brings_up:
+        print(f"{platform.name}: nothing to bring up: {platform.kind} platforms have no platform "
+              "of their own (each cell of a run starts, or uses, its own MLflow); run cells on "
+              f"it with `{hints.command('run', '--platform', platform.name)}`")
+        return EXIT_OK
+    check_platform(platform, provisioner_options(args))
     run_id = new_run_id()
     state = RunState(args.reports_dir.resolve() / "state" / f"{run_id}.json", run_id)
     try:
@@ -64,7 +72,9 @@ def platform_up(args: argparse.Namespace) -> int:
     print(f"{substrate.name} is up (run id {run_id})")
     if substrate.kubeconfig:
         print(f"kubeconfig: {substrate.kubeconfig}")
-    print(f"release it with: mlflow-matrix down --platform {args.platform[0]}")
+    extra = ("--matrix", str(args.matrix)) if args.matrix else ()
+    print("release it with: "
+          + hints.command("down", "--platform", args.platform[0], *extra))
     return EXIT_OK
 
 
@@ -78,7 +88,8 @@ def platform_down(args: argparse.Namespace) -> int:
         path = reports / "state" / f"{args.run_id}.json"
         if not path.is_file():
             raise ConfigError(f"no state file for run {args.run_id} in {path.parent}",
-                              hint="list the run ids with `ls reports/state`")
+                              hint=f"list the run ids with `ls {hints.shown(path.parent)}`, or "
+                                   "pass the --reports-dir that run used")
         code = max(code, release_state(path, force=True))
     for name in args.platform:
         _platform(args, name)
@@ -166,6 +177,8 @@ def _release(resource: dict[str, Any], run_id: str) -> None:
         pgid = recorded_group(resource)
         if pgid is not None:
             stop_group(pgid, timeout=15)
+    elif kind == SECRET_FILE:  # a kept cell's endpoint files (harness.run.kept)
+        release_secret_file(Path(resource["path"]))
     elif kind == "dir":
         remove_owned_dir(str(resource.get("path", "")), run_id)
     elif "kind" in resource:  # recorded by a provisioner (or its deployment): its kind releases it

@@ -29,6 +29,7 @@ from harness.config.matrix import (
     expand_cells,
     load_matrix,
 )
+from harness.system import hints
 from harness.system.errors import CellSkipped, ConfigError
 
 
@@ -84,38 +85,14 @@ def select(args: argparse.Namespace,
     upgrades = upgrade_flags if explicit else defaults.upgrades
     version_given: list[str] = []
     if args.mlflow_version:
-        if channel_flags:
-            raise ConfigError("--mlflow-version and --channel are alternatives",
-                              hint="use one: a channel from the matrix file, or an MLflow version")
-        from harness.config.releases import resolve_versions
-
-        versions = resolve_versions(unique(args.mlflow_version, "mlflow_version", notes))
-        if external and len(versions) > 1:
-            raise ConfigError(f"--platform {' '.join(external)} tests the one MLflow its server "
-                              "runs",
-                              hint="give one --mlflow-version (or none) with that platform")
-        for version in versions:
-            channel = adhoc_channel(version)
-            version_given.append(channel.mlflow_version)
-            matrix = _with_channel(matrix, channel)
-        channels = tuple(adhoc_channel(v).name for v in versions)
+        matrix, channels, version_given = _mlflow_versions(args, matrix, external,
+                                                           bool(channel_flags), notes)
         upgrades = upgrades if upgrade_flags else ()
-    matrix, upgrades, adhoc = _adhoc_upgrades(matrix, upgrades)
+    matrix, upgrades, adhoc = _adhoc_upgrades(matrix, upgrades, notes)
     version_given += adhoc
     _check_upgrade_directions(matrix, upgrades)
     if version_given:
-        juju = [n for n in others if not takes_bare_versions(matrix, n)]
-        if juju:
-            what = (f"--mlflow-version {' '.join(args.mlflow_version)}" if args.mlflow_version
-                    else "--upgrade with a bare version")
-            raise ConfigError(
-                f"{what}: {', '.join(juju)} {'deploys' if len(juju) == 1 else 'deploy'} "
-                "Charmed MLflow channels, where a bare MLflow version names no charm",
-                hint=f"use --channel / --upgrade with channels from the matrix file "
-                     f"({', '.join(n for n in matrix.channels if not n.startswith('mlflow-'))}),"
-                     " or a local platform for an upstream release")
-        for version in dict.fromkeys(version_given):
-            _check_release(version, release_exists, notes)
+        _check_bare_versions(matrix, others, version_given, args, release_exists, notes)
     scenarios = unique(args.scenario, "scenario", notes) or defaults.scenarios
     selection = Selection(platforms=others, channels=channels, upgrades=upgrades,
                           scenarios=scenarios)
@@ -128,14 +105,61 @@ def select(args: argparse.Namespace,
     _check_option_scope(matrix, platforms, args)
     _check_platform_options(matrix, {cell.platform.name for cell in cells}, args,
                             explicit=set(requested), notes=notes)
+    _check_cells(cells)
+    return Selected(matrix, cells, tuple(notes))
+
+
+def _mlflow_versions(args: argparse.Namespace, matrix: Matrix, external: tuple[str, ...],
+                     channel_given: bool, notes: list[str]
+                     ) -> tuple[Matrix, tuple[str, ...], list[str]]:
+    """`--mlflow-version`: one ad-hoc channel per release (ranges and minors resolved)."""
+    if channel_given:
+        raise ConfigError("--mlflow-version and --channel are alternatives",
+                          hint="use one: a channel from the matrix file, or an MLflow version")
+    from harness.config.releases import resolve_versions
+
+    versions = resolve_versions(unique(args.mlflow_version, "mlflow_version", notes),
+                                notes=notes)
+    if external and len(versions) > 1:
+        raise ConfigError(f"--platform {' '.join(external)} tests the one MLflow its server "
+                          "runs",
+                          hint="give one --mlflow-version (or none) with that platform")
+    given = []
+    for version in versions:
+        channel = adhoc_channel(version)
+        given.append(channel.mlflow_version)
+        matrix = _with_channel(matrix, channel)
+    return matrix, tuple(adhoc_channel(v).name for v in versions), given
+
+
+def _check_bare_versions(matrix: Matrix, others: tuple[str, ...], versions: list[str],
+                         args: argparse.Namespace,
+                         release_exists: Callable[[str], tuple[bool | None, str]] | None,
+                         notes: list[str]) -> None:
+    """A bare MLflow version only where a kind runs releases, and only one PyPI has."""
+    juju = [n for n in others if not takes_bare_versions(matrix, n)]
+    if juju:
+        what = (f"--mlflow-version {' '.join(args.mlflow_version)}" if args.mlflow_version
+                else "--upgrade with a bare version")
+        raise ConfigError(
+            f"{what}: {', '.join(juju)} {'deploys' if len(juju) == 1 else 'deploy'} "
+            "Charmed MLflow channels, where a bare MLflow version names no charm",
+            hint=f"use --channel / --upgrade with channels from the matrix file "
+                 f"({', '.join(n for n in matrix.channels if not n.startswith('mlflow-'))}),"
+                 " or a local platform for an upstream release")
+    for version in dict.fromkeys(versions):
+        _check_release(version, release_exists, notes)
+
+
+def _check_cells(cells: list[Cell]) -> None:
     if not cells:
         raise ConfigError("the selection has no cells",
-                          hint="check --platform/--channel/--scenario against `mlflow-matrix list`")
+                          hint="check --platform/--channel/--scenario against "
+                               f"`{hints.command('list')}`")
     folders = [(c.platform.name, c.id) for c in cells]
     if len(set(folders)) != len(folders):  # two cells, one report folder: never
         raise ConfigError("two cells of this selection would share a report folder",
                           hint="remove the repeated --channel/--upgrade/--mlflow-version")
-    return Selected(matrix, cells, tuple(notes))
 
 
 def _platforms(matrix: Matrix, names: tuple[str, ...], args: argparse.Namespace,
@@ -246,7 +270,7 @@ def _with_channel(matrix: Matrix, channel: Channel) -> Matrix:
     return dataclasses.replace(matrix, channels={**matrix.channels, channel.name: channel})
 
 
-def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...]
+def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...], notes: list[str]
                     ) -> tuple[Matrix, tuple[str, ...], list[str]]:
     """`--upgrade 2.20.0:3.1.0`: a side that is a version, not a channel, becomes a channel."""
     resolved, versions = [], []
@@ -257,6 +281,9 @@ def _adhoc_upgrades(matrix: Matrix, upgrades: tuple[str, ...]
         sides = []
         for side in label.split(":", 1):
             if side not in matrix.channels and side and side[0].isdigit() and "/" not in side:
+                from harness.config.releases import resolve_versions
+
+                (side,) = resolve_versions([side], notes=notes, flag="--upgrade")
                 channel = adhoc_channel(side)
                 matrix = _with_channel(matrix, channel)
                 versions.append(channel.mlflow_version)

@@ -9,8 +9,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness.commands.options import provisioner_options
+from harness.commands.preflight import preflight
+from harness.commands.pytest_args import check_pytest_args
 from harness.commands.selection import check_reports_dir, print_notes, select
 from harness.config.matrix import Cell, Matrix, load_matrix
+from harness.system import hints
 from harness.system.errors import EXIT_OK, ConfigError
 
 if TYPE_CHECKING:
@@ -21,9 +24,20 @@ RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")  # it names models and cloud r
 
 def selected_cells(args: argparse.Namespace) -> tuple[Matrix, list[Cell]]:
     """The cells `run` and `plan` act on; notes (a flag given twice …) go to stderr."""
+    again = None
+    if getattr(args, "last_failed", False):
+        from harness.commands.rerun import last_failed
+        from harness.reporting.run_folders import read_run
+
+        again = last_failed(args, read_run)
     selected = select(args)
     print_notes(selected.notes)
-    return selected.matrix, selected.cells
+    if again is None:
+        return selected.matrix, selected.cells
+    cells = again.keep(selected.cells)
+    print_notes([f"--last-failed: {len(cells)} of {len(selected.cells)} cell(s) of run "
+                 f"{again.run_id} did not pass; running those"])
+    return selected.matrix, cells
 
 
 def _provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -31,11 +45,14 @@ def _provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    check_pytest_args(pytest_args)
     matrix, cells = selected_cells(args)
+    if not cells:  # --last-failed after a green run
+        print("nothing to re-run: every cell of the previous run passed", file=sys.stderr)
+        return EXIT_OK
     if args.dry_run:
         return _print_plan(matrix, cells, args, pytest_args)
     reports = check_reports_dir(args.reports_dir)
-    from harness.config.registry import load_provisioner_class
     from harness.reporting.run_folders import start_run
     from harness.run.runner import Runner, RunOptions
     from harness.system.state import new_run_id
@@ -43,18 +60,24 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     run_id = _new_run_id(args) or new_run_id()
     for name in sorted({cell.platform.name for cell in cells}):  # before anything is created
         platform = matrix.platforms[name]
-        load_provisioner_class(platform.kind).preflight(platform.settings,
-                                                        _provisioner_options(args))
+        preflight(platform, _provisioner_options(args))
     from harness.run.scheduling import longest_first, previous_durations
 
     sizing = _sizing(args, matrix, cells)
-    cells = longest_first(cells, previous_durations(reports))  # before the last run is archived
-    start_run(reports, run_id, progress=lambda text: print(text, file=sys.stderr))
+    from harness.run.eta import durations_file
+
+    history = previous_durations(reports, durations_file())  # before the last run is archived
+    cells = longest_first(cells, history)
+    from harness.commands.rerun import selection_record
+
+    start_run(reports, run_id, progress=lambda text: print(text, file=sys.stderr),
+              selection=selection_record(args))
     options = RunOptions(reports_dir=reports, parallel=sizing.parallel, workers=sizing.workers,
                          late_workers=sizing.late_workers,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args),
-                         provisioner_options=_provisioner_options(args), run_id=run_id)
+                         provisioner_options=_provisioner_options(args), run_id=run_id,
+                         history=history)
     return Runner(matrix, cells, options).run()
 
 
@@ -70,8 +93,9 @@ def _new_run_id(args: argparse.Namespace) -> str:
     state = args.reports_dir.resolve() / "state" / f"{run_id}.json"
     if state.exists():
         raise ConfigError(f"run id {run_id} was used before ({state})",
-                          hint=f"pick a new id; `mlflow-matrix down --run-id {run_id}` releases "
-                               "what that run left")
+                          hint="pick a new id; `" + hints.command(
+                              "down", "--run-id", run_id, reports_dir=args.reports_dir)
+                          + "` releases what that run left")
     return run_id
 
 
@@ -86,7 +110,11 @@ def _sizing(args: argparse.Namespace, matrix: Matrix, cells: list[Cell]) -> Sizi
 
 
 def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    check_pytest_args(pytest_args, command="plan")
     matrix, cells = selected_cells(args)
+    if not cells:
+        print("nothing to re-run: every cell of the previous run passed", file=sys.stderr)
+        return EXIT_OK
     return _print_plan(matrix, cells, args, pytest_args)
 
 
@@ -164,7 +192,8 @@ def cmd_janitor(args: argparse.Namespace, pytest_args: list[str]) -> int:
                              matrix_path=args.matrix, platforms=args.platform)
     if args.older_than or args.platform:
         raise ConfigError("--older-than and --platform go with --cloud KIND",
-                          hint="`mlflow-matrix janitor --cloud eks --older-than 6h`")
+                          hint="`" + hints.command("janitor", "--cloud", "KIND",
+                                                   "--older-than", "6h") + "`")
     return janitor(args.reports_dir.resolve(), dry_run=args.dry_run)
 
 

@@ -571,6 +571,17 @@ def _kind(value: Any) -> str:
             float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
 
 
+def closest_channel(name: str, channels: typing.Mapping[str, Channel]) -> str | None:
+    """`2.22` → `2.22/stable` (a track, or the MLflow version a channel ships), else the
+    spelling closest to a channel name."""
+    for candidate, channel in channels.items():
+        track = candidate.split("/", 1)[0]
+        if name in (track, channel.mlflow_version) or channel.mlflow_version.startswith(
+                f"{name}."):
+            return candidate
+    return _closest(name, channels)
+
+
 def _closest(name: str, options: typing.Iterable[str]) -> str | None:
     import difflib
 
@@ -590,8 +601,10 @@ def expand_cells(matrix: Matrix, selection: Selection) -> list[Cell]:
             raise unknown_platform_error(name, matrix.platforms, matrix.path)
     for name in selection.channels:
         if name not in matrix.channels:
+            close = closest_channel(name, matrix.channels)
             raise ConfigError(f"unknown channel {name!r}",
-                              hint=f"use one of: {', '.join(matrix.channels)}")
+                              hint=(f"did you mean `{close}`? " if close else "")
+                              + f"use one of: {', '.join(matrix.channels)}")
     for name in selection.scenarios:
         if name not in matrix.suites:
             raise ConfigError(f"unknown scenario suite {name!r}",

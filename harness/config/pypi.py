@@ -109,6 +109,39 @@ def release_exists(project: str, version: str, *, timeout: float = TIMEOUT_S) ->
     key = f"{index}|{canonicalize_name(project)}"
     if any(_same(version, v) for v in _cached(key)):
         return Lookup(True, url, "cached")
+    versions, reason = _fetch(project, url, key, timeout)
+    if versions is None:
+        return Lookup(False if reason.startswith("the index has no project") else None, url,
+                      reason)
+    if any(_same(version, v) for v in versions):
+        return Lookup(True, url)
+    return Lookup(False, url, f"{len(versions)} releases listed, {version} not among them")
+
+
+def listed_releases(project: str, *, fresh_for: float = 86400.0,
+                    timeout: float = TIMEOUT_S) -> tuple[set[str], str]:
+    """Every release the index lists (from the cache when fetched within `fresh_for` seconds),
+    and the index URL; an empty set when the index cannot be read (the reason in the URL's
+    place is not needed: callers say "no release")."""
+    index = index_url()
+    url = f"{index}/{canonicalize_name(project)}/"
+    key = f"{index}|{canonicalize_name(project)}"
+    if time.time() - _fetched(key) < fresh_for and _cached(key):
+        return _cached(key), url
+    versions, _ = _fetch(project, url, key, timeout)
+    return (versions if versions is not None else _cached(key)), url
+
+
+def _fetched(key: str) -> float:
+    try:
+        data = json.loads(_cache_file().read_text(encoding="utf-8"))
+        return float(data[key]["fetched"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _fetch(project: str, url: str, key: str, timeout: float) -> tuple[set[str] | None, str]:
+    """The index page's releases (remembered in the cache), or None and why not."""
     request = urllib.request.Request(url, headers={
         "Accept": f"{SIMPLE_JSON}, text/html;q=0.1", "User-Agent": "mlflow-matrix"})
     try:
@@ -117,17 +150,15 @@ def release_exists(project: str, version: str, *, timeout: float = TIMEOUT_S) ->
             content_type = response.headers.get("Content-Type", "")
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
-            return Lookup(False, url, f"the index has no project {project!r}")
-        return Lookup(None, url, f"HTTP {exc.code}")
+            return None, f"the index has no project {project!r}"
+        return None, f"HTTP {exc.code}"
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        return Lookup(None, url, str(getattr(exc, "reason", None) or exc))
+        return None, str(getattr(exc, "reason", None) or exc)
     try:
         versions = _versions(project, body, content_type)
     except ValueError as exc:
-        return Lookup(None, url, f"unreadable index page: {exc}")
+        return None, f"unreadable index page: {exc}"
     if not versions:
-        return Lookup(None, url, "the index page lists no releases")
+        return None, "the index page lists no releases"
     _remember(key, versions)
-    if any(_same(version, v) for v in versions):
-        return Lookup(True, url)
-    return Lookup(False, url, f"{len(versions)} releases listed, {version} not among them")
+    return versions, ""

@@ -128,6 +128,10 @@ def read_statuses(results_dir: Path) -> list[dict[str, Any]]:
                 if tag.get("name") == "tag"),
             "duration_ms": max(0, (body.get("stop") or 0) - (body.get("start") or 0)),
             "informational": labels.get("informational") == "true",
+            # the plugin links a reproduced known defect as "known defect <id>"
+            "defect": next((link.get("name", "").removeprefix("known defect ")
+                            for link in body.get("links", []) or []
+                            if str(link.get("name", "")).startswith("known defect ")), ""),
         })
     return results
 

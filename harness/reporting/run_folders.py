@@ -76,8 +76,10 @@ def _previous_id(reports: Path, platform_dirs: Iterable[Path]) -> str:
 
 
 def start_run(reports: Path, run_id: str,
-              progress: Callable[[str], None] | None = None) -> Path | None:
-    """Archive the previous run, then mark reports/ as this run's. Returns the archive folder."""
+              progress: Callable[[str], None] | None = None,
+              selection: Mapping[str, Any] | None = None) -> Path | None:
+    """Archive the previous run, then mark reports/ as this run's. Returns the archive folder.
+    `selection` (the run's selection flags) is kept for `run --last-failed`."""
     say = progress or (lambda text: None)
     previous = read_run(reports)
     if previous and previous.get("status") == "running" and previous.get("pid") \
@@ -99,7 +101,8 @@ def start_run(reports: Path, run_id: str,
             shutil.move(str(path), str(archive / path.name))
         say(f"previous run moved to {archive}")
     _write_run(reports, {"run_id": run_id, "status": "running", "pid": os.getpid(),
-                         "started": time.time(), "cells": []})
+                         "started": time.time(), "cells": [],
+                         "selection": dict(selection or {})})
     write_index(reports)
     return archive
 

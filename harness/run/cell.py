@@ -29,8 +29,10 @@ from harness.reporting.allure_results import (
 from harness.reporting.enrich import enrich_cell
 from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
+from harness.run.kept import keep_endpoint
 from harness.run.scenario_process import defect_dict
 from harness.run.verdicts import check_server_version, judge_phase
+from harness.system import hints
 from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Endpoint
 from harness.system.errors import (
@@ -73,6 +75,7 @@ class CellOutcome:
     finished: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
     kept: bool = False
+    endpoint: Endpoint | None = None  # the latest the cell reached (after restarts, upgrades)
     log: Path | None = None  # the file to open first when the cell is not green
 
     def worsen(self, status: str, message: str = "", log: Path | None = None) -> None:
@@ -125,6 +128,7 @@ class CellRun:
         self.progress = runner.progress
         self.run_id = runner.run_id
         self.reports = runner.reports
+        self.state = runner.state
         self.env_for = runner.env_for
         self.scenarios = runner.scenarios
         self.outcomes = runner.outcomes
@@ -155,6 +159,7 @@ class CellRun:
             endpoint = self._phase(outcome, "deploy", lambda: check_server_version(
                 deployment.deploy(cell.channel), cell.channel, "deploy"))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
+            outcome.endpoint = endpoint
             self._after_deploy(outcome, deployment, endpoint, cell_dir)
         except CellSkipped as exc:
             outcome.worsen("skipped", exc.render().replace("error: ", "", 1))
@@ -193,6 +198,7 @@ class CellRun:
             for phase in outcome.phases:
                 write_phase_result(results, cell, phase)
             redact_tree(cell_dir)
+            self._tell_kept(outcome, cell_dir)  # after redaction: the files hold the keys
         except Exception as exc:
             outcome.worsen("broken", f"harness error while writing results: {exc}")
             self.progress(f"{cell.title}  harness error while writing results: {exc}\n"
@@ -211,6 +217,17 @@ class CellRun:
                       f" ({outcome.finished - outcome.started:.0f}s)"
                       + (f": {outcome.message}" if outcome.status not in ("passed",)
                          and outcome.message else ""))
+
+    def _tell_kept(self, outcome: CellOutcome, cell_dir: Path) -> None:
+        if not outcome.kept:
+            return
+        if outcome.endpoint is None:
+            release = hints.command("down", "--run-id", self.run_id, reports_dir=self.reports)
+            self.progress(f"{outcome.cell.title}  kept running (--keep); release it: {release}")
+            return
+        for line in keep_endpoint(outcome.endpoint, cell_dir, self.state,
+                                  reports_dir=self.reports):
+            self.progress(f"{outcome.cell.title}  {line}")
 
     def _phase(self, outcome: CellOutcome, name: str, action: Callable[[], Any], *,
                label: str | None = None, attach: Callable[[], list[Path]] | None = None) -> Any:
@@ -303,8 +320,9 @@ class CellRun:
                 self.progress(f"{cell.title}  {step.reason}")
             elif step.action == "restart":
                 assert isinstance(deployment, Restartable)
-                endpoint = self._phase(outcome, "restart", deployment.restart,
-                                       attach=lambda: _collect_to(deployment, cell_dir))
+                endpoint = outcome.endpoint = self._phase(
+                    outcome, "restart", deployment.restart,
+                    attach=lambda: _collect_to(deployment, cell_dir))
             elif step.action == "upgrade":
                 assert isinstance(deployment, Upgradable) and cell.upgrade_to
                 if step.only_if_passed and outcome.status != "passed":
@@ -316,6 +334,7 @@ class CellRun:
                                        label=f"upgrade to {target.name}",
                                        attach=lambda: _collect_to(deployment, cell_dir))
                 outcome.versions["mlflow_server"] = endpoint.mlflow_version
+                outcome.endpoint = endpoint
             else:
                 if step.client == "server":
                     server_env = server_env or self._client_env(outcome, endpoint)
@@ -358,9 +377,7 @@ class CellRun:
                                      and outcome.status in ("failed", "broken"))
         if deployment is not None:
             if keep:
-                outcome.kept = True
-                self.progress(f"{outcome.cell.title}  kept running (--keep); release with "
-                              f"`mlflow-matrix down --run-id {self.run_id}`")
+                outcome.kept = True  # _close_cell says how to use and release it
             else:
                 start = now_ms()
                 try:
@@ -385,13 +402,15 @@ class CellRun:
         cell = outcome.cell
         tests = [r for r in read_statuses(cell_dir / "allure-results")]
         counts: dict[str, int] = defaultdict(int)
+        defects: dict[str, int] = defaultdict(int)
         for result in tests:
             status = result["status"]
             if result["known"] and status == "skipped":
                 status = KNOWN_DEFECT
+                defects[result.get("defect") or "unnamed"] += 1
             counts[f"informational-{status}" if result["informational"] else status] += 1
         if counts.get(KNOWN_DEFECT):
-            outcome.worsen(KNOWN_DEFECT, outcome.message or "known defects reproduced")
+            outcome.worsen(KNOWN_DEFECT, outcome.message or _defects_line(defects))
         body = {
             "run_id": self.run_id,
             "platform": cell.platform.name,
@@ -416,6 +435,12 @@ class CellRun:
             "tests": tests,
         }
         (cell_dir / "cell.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
+
+
+def _defects_line(defects: dict[str, int]) -> str:
+    """`known defects reproduced: ID (3 tests), ID (1 test)`: the summary names them."""
+    return "known defects reproduced: " + ", ".join(
+        f"{name} ({n} test{'s' if n != 1 else ''})" for name, n in sorted(defects.items()))
 
 
 class _PhaseFailed(Exception):

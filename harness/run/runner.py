@@ -7,10 +7,7 @@ children in `harness.run.scenario_process`, progress lines in `harness.run.progr
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -26,11 +23,14 @@ from harness.reporting.run_folders import finish_run
 from harness.run.cell import KNOWN_DEFECT, RESTART_SUITE, STATUS_EXIT, CellOutcome, CellRun, PlatformSlot
 from harness.run.cell_steps import context_options
 from harness.run.envs import ensure_env
+from harness.run.eta import Eta, durations_file, record_durations
+from harness.run.interrupts import Interrupts
 from harness.run.progress import Progress
 from harness.run.scenario_process import SCENARIOS_DIR, SCENARIOS_DIR_ENV, ScenarioProcess, scenarios_root
-from harness.run.scheduling import EnvPrebuilder, Sizing, channels_of
+from harness.run.scheduling import EnvPrebuilder, Sizing, channels_of, duration_key, expected_durations
 from harness.run.summary import CellLine, log_for
 from harness.run.summary import render as render_summary
+from harness.system import hints
 from harness.system.cache import MlflowEnv
 from harness.system.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted
 from harness.system.owned import make_owned_dir
@@ -53,6 +53,7 @@ class RunOptions:
     pytest_args: tuple[str, ...] = ()
     provisioner_options: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    history: Mapping[tuple[str, str], float] = field(default_factory=dict)  # cell → seconds
 
 
 class Runner:
@@ -75,6 +76,7 @@ class Runner:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             raise
         self.slots: dict[str, PlatformSlot] = {}
+        self.eta = Eta({}, 1)  # run() replaces it with the run's estimate
         self.outcomes: list[CellOutcome] = []
         self.scenarios = ScenarioProcess(matrix, options, self.progress, self.work_dir, self.state)
         self._env_cache: dict[tuple[str, tuple[str, ...]], MlflowEnv] = {}
@@ -85,8 +87,13 @@ class Runner:
 
     def run(self) -> int:
         CANCEL.clear()
+        expected, measured = expected_durations(self.cells, self.options.history)
+        self.eta = Eta(expected, self.options.parallel, measured=measured)
         self.progress(f"run {self.run_id}: {len(self.cells)} cell(s), {self.options.parallel} at "
-                      f"once, {self.sizing.describe()}; reports in {self.reports}")
+                      f"once, {self.sizing.describe()}; reports in {self.reports}; "
+                      f"{self.eta.describe()}")
+        if isinstance(self.progress, Progress):
+            self.progress.left = self.eta.left
         counts: dict[str, int] = defaultdict(int)
         for cell in self.cells:
             counts[cell.platform.name] += 1
@@ -94,8 +101,7 @@ class Runner:
             platform = self.matrix.platforms[name]
             cls = load_provisioner_class(platform.kind)
             self.slots[name] = PlatformSlot(cls(self._context(platform)), count)
-        previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
-        interrupted = False
+        interrupts = Interrupts(self._abandon).install()
         envs = channels_of(self.cells)
         prebuild = EnvPrebuilder(self.env_for, envs, concurrency=len(envs)).start()
         pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallel),
@@ -107,20 +113,20 @@ class Runner:
             while pending:
                 _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             self._collect_crashes(futures)
-        except (KeyboardInterrupt, Interrupted) as exc:
-            interrupted = True
-            name = "SIGTERM" if isinstance(exc, Interrupted) else "SIGINT"
-            self.progress(f"{name} received: stopping scenarios and tearing down what this run "
-                          "created (Ctrl-C twice more to abandon)")
+        except (KeyboardInterrupt, Interrupted):
+            interrupts.first = interrupts.first or time.monotonic()  # a Ctrl-C before install
+            self.progress(f"{interrupts.name or 'SIGINT'} received: stopping scenarios and tearing "
+                          "down what this run created… (Ctrl-C again to abandon)")
             self._cancel(futures)
         finally:
+            interrupts.armed = False
             pool.shutdown(wait=True)
             prebuild.shutdown()
-            signal.signal(signal.SIGTERM, previous_term)
-            if interrupted:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-        self._finish_run(interrupted)
-        if interrupted:
+        try:
+            self._finish_run(interrupts.interrupted)
+        finally:
+            interrupts.restore()
+        if interrupts.interrupted:
             return EXIT_INTERRUPTED
         return max((STATUS_EXIT[o.status] for o in self.outcomes), default=EXIT_OK)
 
@@ -145,25 +151,21 @@ class Runner:
 
     def _cancel(self, futures: Mapping[Future[CellOutcome], Cell]) -> None:
         CANCEL.set()
-        presses = {"n": 0}
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            presses["n"] += 1
-            if presses["n"] >= 2:
-                print(f"\nabandoning teardown; leftovers are recorded in {self.state.path}; "
-                      "run `mlflow-matrix janitor` to release them", file=sys.stderr)
-                os._exit(EXIT_INTERRUPTED)
-            print("\nstill tearing down; Ctrl-C once more to abandon", file=sys.stderr)
-
-        signal.signal(signal.SIGINT, on_sigint)
-        signal.signal(signal.SIGTERM, on_sigint)
         for future in futures:
             future.cancel()
         self.scenarios.stop_all()
 
+    def _abandon(self, signal_name: str) -> str:
+        """The last words when the user interrupts the teardown itself."""
+        return (f"abandoning the teardown; what is left is recorded in {self.state.path}; "
+                f"release it with `{hints.command('janitor', reports_dir=self.reports)}`")
+
     def _finish_run(self, interrupted: bool) -> None:
         import shutil
 
+        if isinstance(self.progress, Progress):
+            self.progress.left = None
+        self._record_durations()
         shutil.rmtree(self.work_dir, ignore_errors=True)
         self.state.release(self._work_rid)
         leftover = self.state.resources()
@@ -186,8 +188,9 @@ class Runner:
                                    duration_s=time.time() - self.started, matrix_page=page):
             self.progress(line)
         if leftover:
+            release = hints.command("down", "--run-id", self.run_id, reports_dir=self.reports)
             self.progress(f"{len(leftover)} resource(s) kept (--keep or failed teardown): "
-                          f"`mlflow-matrix down --run-id {self.run_id}` releases them")
+                          f"`{release}` releases them")
 
     def _context(self, platform: Any) -> RunContext:
         options = context_options(self.matrix, self.options.provisioner_options)
@@ -207,9 +210,23 @@ class Runner:
 
 
     def _run_cell(self, cell: Cell) -> CellOutcome:
-        return CellRun(self, cell, self.slots[cell.platform.name]).run()
+        key = duration_key(cell)
+        self.eta.started(key)
+        try:
+            return CellRun(self, cell, self.slots[cell.platform.name]).run()
+        finally:
+            self.eta.finished(key)
+
+    def _record_durations(self) -> None:
+        """What each cell took, for the next run's estimate and order (harness.run.eta)."""
+        if self.options.pytest_args:  # `-- -k x` runs part of a cell: not its duration
+            return
+        measured = {duration_key(o.cell): o.finished - o.started for o in self.outcomes
+                    if o.finished and o.status not in ("skipped", "interrupted")}
+        try:
+            record_durations(durations_file(), measured)
+        except OSError as exc:  # an estimate is a convenience, never a reason to fail a run
+            self.progress(f"could not record cell durations: {exc}")
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted("SIGTERM")
 

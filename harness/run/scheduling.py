@@ -135,9 +135,23 @@ class Sizing:
 # ---------------------------------------------------------------- longest first
 
 
-def previous_durations(reports_dir: Path) -> dict[tuple[str, str], float]:
-    """(platform, cell id) → seconds, from the cell.json files an earlier run left behind."""
-    found: dict[tuple[str, str], float] = {}
+def duration_key(cell: Cell) -> tuple[str, str]:
+    """A cell's duration is known per platform, cell and suite selection (a one-suite run of a
+    cell says nothing about the full cell)."""
+    return _key(cell.platform.name, cell.id, cell.scenarios)
+
+
+def _key(platform: str, cell: str, suites: Iterable[str]) -> tuple[str, str]:
+    return platform, f"{cell}:{'+'.join(suites)}"
+
+
+def previous_durations(reports_dir: Path, cache_file: Path | None = None
+                       ) -> dict[tuple[str, str], float]:
+    """duration_key → seconds: what earlier runs recorded in the cache (harness.run.eta,
+    it outlives reports/), updated by the cell.json files the last run left in `reports_dir`."""
+    from harness.run.eta import load_durations
+
+    found: dict[tuple[str, str], float] = load_durations(cache_file) if cache_file else {}
     if not reports_dir.is_dir():
         return found
     for path in reports_dir.glob("*/*/cell.json"):
@@ -145,7 +159,7 @@ def previous_durations(reports_dir: Path) -> dict[tuple[str, str], float]:
             body = json.loads(path.read_text(encoding="utf-8"))
             seconds = float(body.get("duration_s") or 0)
             if seconds > 0 and body.get("status") not in ("skipped", "interrupted"):
-                found[(str(body["platform"]), str(body["cell"]))] = seconds
+                found[_key(str(body["platform"]), str(body["cell"]), body["scenarios"])] = seconds
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found
@@ -164,23 +178,31 @@ def estimate(cell: Cell) -> float:
     return seconds
 
 
-def longest_first(cells: Iterable[Cell],
-                  history: Mapping[tuple[str, str], float] | None = None) -> list[Cell]:
-    """Cells ordered by expected duration, longest first; measured durations win over guesses.
+def expected_durations(cells: Iterable[Cell], history: Mapping[tuple[str, str], float] | None
+                       = None) -> tuple[dict[tuple[str, str], float], int]:
+    """duration_key → expected seconds, and how many of them were measured.
 
-    Guesses are scaled to the measured cells so one run's figures and the formula mix sensibly.
-    """
+    Measured durations win over guesses; guesses are scaled to the measured cells so one run's
+    figures and the formula mix sensibly."""
     cells = list(cells)
     history = history or {}
-    measured = {id(c): history[(c.platform.name, c.id)] for c in cells
-                if (c.platform.name, c.id) in history}
+    keys = {id(c): duration_key(c) for c in cells}
+    measured = {id(c): history[keys[id(c)]] for c in cells if keys[id(c)] in history}
     guessed = {id(c): estimate(c) for c in cells}
     scale = 1.0
     if measured:
         scale = (sum(measured.values())
                  / sum(guessed[k] for k in measured)) if any(guessed[k] for k in measured) else 1
-    expected = {id(c): measured.get(id(c), guessed[id(c)] * scale) for c in cells}
-    return sorted(cells, key=lambda c: -expected[id(c)])
+    return ({keys[id(c)]: measured.get(id(c), guessed[id(c)] * scale) for c in cells},
+            len(measured))
+
+
+def longest_first(cells: Iterable[Cell],
+                  history: Mapping[tuple[str, str], float] | None = None) -> list[Cell]:
+    """Cells ordered by expected duration, longest first (expected_durations)."""
+    cells = list(cells)
+    expected, _ = expected_durations(cells, history)
+    return sorted(cells, key=lambda c: -expected[duration_key(c)])
 
 
 # ---------------------------------------------------------------- envs ahead of cells

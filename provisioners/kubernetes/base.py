@@ -29,7 +29,7 @@ from harness.config.model import CiNeeds, PlatformTraits
 from harness.system.errors import InfrastructureError, MatrixError
 from harness.system.procs import run
 from harness.system.redact import redact
-from provisioners.api import DeploymentPlan, RunContext, Substrate
+from provisioners.api import DeploymentPlan, Prerequisite, ProvisionerBase, RunContext, Substrate
 
 if TYPE_CHECKING:
     from deployments.juju.controller import JujuController
@@ -40,7 +40,7 @@ COLLECT_TIMEOUT = 60
 JUJU_SNAP = "juju:3.6/stable"   # what a nightly runner installs to drive Juju
 
 
-class KubernetesProvisioner(ABC):
+class KubernetesProvisioner(ProvisionerBase, ABC):
     """A Kubernetes cluster from a provider, with Juju deploying the bundle onto it."""
 
     kind: ClassVar[str]
@@ -80,9 +80,14 @@ class KubernetesProvisioner(ABC):
     # ------------------------------------------------------------ provider hooks
 
     @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """Every Juju platform needs the juju CLI (3.6); providers add theirs (super() first)."""
+        return [Prerequisite.command("juju", "sudo snap install juju --channel 3.6/stable")]
+
+    @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """Called by `run` and `up` before anything is created: fail fast on missing or
-        expired credentials (cloud.CredentialsError, exit 2) or a missing CLI. Default: none."""
+        """Called by `run` and `up` before anything is created, after `prerequisites` held:
+        fail fast on missing or expired credentials (cloud.CredentialsError, exit 2)."""
         return
 
     @abstractmethod

@@ -10,6 +10,7 @@ them) — the cluster itself is never touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -19,7 +20,7 @@ from harness.config.model import CiNeeds
 from harness.system.errors import ConfigError, InfrastructureError
 from harness.system.kubectl import kubectl_argv
 from harness.system.redact import redact
-from provisioners.api import Substrate
+from provisioners.api import Prerequisite, Substrate
 from provisioners.kubernetes.base import KubernetesProvisioner
 
 
@@ -45,11 +46,14 @@ class ExistingClusterProvisioner(KubernetesProvisioner):
                        "tests a cluster someone already runs: needs its kubeconfig; run it by hand")
 
     def kubeconfig_path(self) -> Path:
-        given = self.context.options.get("kubeconfig") or self.settings.kubeconfig
-        if given:
-            return Path(str(given)).expanduser()
-        env = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
-        return Path(env) if env else Path.home() / ".kube" / "config"
+        return _kubeconfig(self.settings, self.context.options)
+
+    @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        return [*super().prerequisites(settings, options),
+                Prerequisite.file(_kubeconfig(settings, options), "the cluster's kubeconfig",
+                                  "pass --kubeconfig PATH, set KUBECONFIG, or set `kubeconfig:` "
+                                  "for the platform in matrix.yaml")]
 
     def cluster_plan(self) -> list[str]:
         ctx = self.settings.context or "its current context"
@@ -91,3 +95,12 @@ class ExistingClusterProvisioner(KubernetesProvisioner):
         base = kubectl_argv(self.kubeconfig_path(), self.settings.context or None, None, [])
         return [("version.txt", [*base, "version"]),
                 ("nodes.txt", [*base, "get", "nodes", "-o", "wide"])]
+
+
+def _kubeconfig(settings: Any, options: Mapping[str, Any]) -> Path:
+    """--kubeconfig, else the platform's `kubeconfig:`, else $KUBECONFIG, else ~/.kube/config."""
+    given = options.get("kubeconfig") or settings.kubeconfig
+    if given:
+        return Path(str(given)).expanduser()
+    env = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
+    return Path(env) if env else Path.home() / ".kube" / "config"

@@ -21,7 +21,7 @@ from harness.config.model import CiNeeds
 from harness.system.errors import CommandError, InfrastructureError, MatrixError
 from harness.system.procs import run
 from harness.system.redact import redact
-from provisioners.api import RunContext, Substrate
+from provisioners.api import Prerequisite, RunContext, Substrate
 from provisioners.kubernetes.base import JUJU_SNAP, KubernetesProvisioner
 from provisioners.kubernetes.host import HostLimits, check_free_disk, check_inotify
 
@@ -90,6 +90,17 @@ class SnapClusterProvisioner(KubernetesProvisioner):
             lines.append(f"≥ {limits.min_free_disk_gb} GiB free under {limits.disk_path} "
                          "(else exit 2)")
         return lines
+
+    @classmethod
+    def prerequisites(cls, settings: Any, options: Mapping[str, Any]) -> list[Prerequisite]:
+        """snapd (the cluster is a snap), and sudo when the settings ask for it."""
+        needs = [*super().prerequisites(settings, options),
+                 Prerequisite.command("snap", "install snapd (Debian/Ubuntu: sudo apt-get "
+                                      "install snapd), or pick a platform that needs no snap")]
+        if getattr(settings, "sudo", False) and os.geteuid() != 0:
+            needs.append(Prerequisite.command("sudo", f"run as root, or set `sudo: false` for "
+                                              f"the {cls.kind} platform in matrix.yaml"))
+        return needs
 
     # -- commands
 

@@ -34,3 +34,13 @@ def test_prereleases_are_never_picked():
 def test_bad_values_are_bad_input(value):
     with pytest.raises(ConfigError):
         resolve_versions([value], lambda: LISTED)
+
+
+def test_a_minor_is_its_newest_patch_and_the_run_says_which():
+    notes: list[str] = []
+    assert resolve_versions(["3.1", "2.16", "2.16.0"], lambda: LISTED, notes) == [
+        "2.16.0", "2.16.2", "3.1.4"]
+    assert notes == ["--mlflow-version 3.1: MLflow 3.1.4, the newest patch of 3.1 on PyPI",
+                     "--mlflow-version 2.16: MLflow 2.16.2, the newest patch of 2.16 on PyPI"]
+    with pytest.raises(ConfigError, match=r"PyPI lists no final MLflow 3\.2\.x release"):
+        resolve_versions(["3.2"], lambda: LISTED)

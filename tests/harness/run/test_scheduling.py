@@ -87,6 +87,7 @@ def test_longest_first_from_shape_then_from_the_previous_run(tmp_path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         seconds = 999 if cell is quick else 10 + i
         path.write_text(json.dumps({"platform": cell.platform.name, "cell": cell.id,
+                                    "scenarios": list(cell.scenarios),
                                     "status": "passed", "duration_s": seconds}))
     history = previous_durations(tmp_path)
     assert len(history) == len(cells)
@@ -97,15 +98,15 @@ def test_skipped_or_unreadable_cells_are_not_history(tmp_path: Path):
     good = tmp_path / "local" / "a" / "cell.json"
     good.parent.mkdir(parents=True)
     good.write_text(json.dumps({"platform": "local", "cell": "a", "status": "failed",
-                                "duration_s": 50}))
+                                "scenarios": ["tracking"], "duration_s": 50}))
     skipped = tmp_path / "local" / "b" / "cell.json"
     skipped.parent.mkdir(parents=True)
     skipped.write_text(json.dumps({"platform": "local", "cell": "b", "status": "skipped",
-                                   "duration_s": 1}))
+                                   "scenarios": ["tracking"], "duration_s": 1}))
     broken = tmp_path / "local" / "c" / "cell.json"
     broken.parent.mkdir(parents=True)
     broken.write_text("{not json")
-    assert previous_durations(tmp_path) == {("local", "a"): 50.0}
+    assert previous_durations(tmp_path) == {("local", "a:tracking"): 50.0}
     assert previous_durations(tmp_path / "missing") == {}
 
 

@@ -34,3 +34,31 @@ def test_lists_every_non_green_cell_with_reason_and_log(tmp_path, monkeypatch):
     assert "local · 2.15/stable:" not in text  # passed: no line
     assert lines[-1] == "matrix: reports/matrix.md"
     assert text.index("BROKEN") < text.index("FAILED") < text.index("KNOWN DEFECT")
+
+
+def test_a_known_defect_cell_names_the_defects_it_reproduced(tmp_path):
+    """The plugin links each reproduced defect as "known defect <id>"; the cell's message (and
+    so the summary's KNOWN DEFECT line) names them, with how many tests each."""
+    import json
+
+    from harness.reporting.allure_results import read_statuses
+    from harness.run.cell import _defects_line
+
+    results = tmp_path / "allure-results"
+    results.mkdir()
+    for i, defect in enumerate(["mlflow-unicode-name", "mlflow-unicode-name", "charm-no-migrate"]):
+        (results / f"{i}-result.json").write_text(json.dumps({
+            "uuid": str(i), "name": f"t{i}", "status": "skipped",
+            "statusDetails": {"known": True, "message": "known defect"},
+            "links": [{"name": f"known defect {defect}", "url": "https://example.org/d"}],
+            "labels": [{"name": "tag", "value": "known-defect"}]}))
+    found = read_statuses(results)
+    assert sorted(r["defect"] for r in found) == ["charm-no-migrate", "mlflow-unicode-name",
+                                                   "mlflow-unicode-name"]
+    counts = {"mlflow-unicode-name": 2, "charm-no-migrate": 1}
+    line = _defects_line(counts)
+    assert line == ("known defects reproduced: charm-no-migrate (1 test), "
+                    "mlflow-unicode-name (2 tests)")
+    (summary,) = [s for s in render([CellLine("local · 2.22/stable", "known-defect", line, None)],
+                                    run_id="r", duration_s=1, matrix_page=None) if "KNOWN" in s]
+    assert "charm-no-migrate (1 test)" in summary
