@@ -197,7 +197,7 @@ def _run_options(p: argparse.ArgumentParser, *, dry_run: bool) -> None:
                            "always-run teardown can call `down --run-id ID`")
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
+def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
     run = sub.add_parser("run", help="run the matrix: provision, deploy, test, tear down",
                          usage=RUN_USAGE % {"cmd": "run"}, epilog=EPILOG, formatter_class=FMT,
                          description="Run every selected cell (platform × channel or upgrade "
@@ -207,7 +207,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _run_options(run, dry_run=True)
 
 
-def _add_plan(sub: argparse._SubParsersAction) -> None:
+def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
     plan = sub.add_parser("plan", help="print every step a run would take; touch nothing",
                           usage=RUN_USAGE % {"cmd": "plan"}, formatter_class=FMT,
                           description="Print exactly what `run` with the same arguments would "
@@ -216,7 +216,7 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
     _run_options(plan, dry_run=False)
 
 
-def _add_up(sub: argparse._SubParsersAction) -> None:
+def _add_up(sub: argparse._SubParsersAction[_Parser]) -> None:
     up = sub.add_parser("up", help="provision one platform and leave it up",
                         description="Bring one platform up (cluster, Juju cloud) outside a run; "
                                     "`down` releases it. Platforms whose cells start their own "
@@ -229,7 +229,7 @@ def _add_up(sub: argparse._SubParsersAction) -> None:
     _cluster_flags(up)
 
 
-def _add_down(sub: argparse._SubParsersAction) -> None:
+def _add_down(sub: argparse._SubParsersAction[_Parser]) -> None:
     down = sub.add_parser("down", help="release a platform or what a run left behind",
                           description="Release a platform (--platform) and/or everything a run "
                                       "recorded in its state file (--run-id). Idempotent.")
@@ -242,7 +242,7 @@ def _add_down(sub: argparse._SubParsersAction) -> None:
     _cluster_flags(down, "the Juju controller the platform was registered with")
 
 
-def _add_list(sub: argparse._SubParsersAction) -> None:
+def _add_list(sub: argparse._SubParsersAction[_Parser]) -> None:
     lst = sub.add_parser("list", help="list platforms, channels, upgrade paths and suites",
                          description="Validate the matrix file and list what it declares.")
     _matrix_flag(lst)
@@ -251,7 +251,7 @@ def _add_list(sub: argparse._SubParsersAction) -> None:
                           "(cloud, snaps, timeouts)")
 
 
-def _add_janitor(sub: argparse._SubParsersAction) -> None:
+def _add_janitor(sub: argparse._SubParsersAction[_Parser]) -> None:
     janitor = sub.add_parser(
         "janitor", help="release leftovers of crashed or killed runs (state files, or cloud "
                         "resources by tag with --cloud)",
@@ -274,7 +274,7 @@ def _add_janitor(sub: argparse._SubParsersAction) -> None:
                          help="with --cloud: only these platforms' settings")
 
 
-def _add_report(sub: argparse._SubParsersAction) -> None:
+def _add_report(sub: argparse._SubParsersAction[_Parser]) -> None:
     report = sub.add_parser(
         "report", help="build the matrix page and the Allure report",
         description="Enrich the latest run's Allure results, build the Allure 3 report "

@@ -202,7 +202,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         depth = getattr(self, "_depth", 0) + 1
         if depth > MAX_DEPTH:
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise _TooBig(f"line {mark.line + 1}", f"nested deeper than {MAX_DEPTH} levels")
         self._depth = depth
         try:

@@ -110,14 +110,13 @@ def _build(env: MlflowEnv, pins: Sequence[str], *, timeout: float,
     shutil.rmtree(env.path, ignore_errors=True)
     uv = uv_binary()
     requirements = [f"mlflow=={env.mlflow_version}", *pins, *CLIENT_REQUIREMENTS]
-    watch = {"state": state, "cancel": cancel}
     try:
         run([uv, "venv", "--quiet", "--python", sys.executable, str(env.path)], timeout=120,
-            **watch)
+            state=state, cancel=cancel)
         # `--` ends uv's options: a requirement can never be read as one (matrix.yaml checks
         # PEP 508 too)
         run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(env.python),
-             "--", *requirements], timeout=timeout, **watch)
+             "--", *requirements], timeout=timeout, state=state, cancel=cancel)
     except Interrupted:
         shutil.rmtree(env.path, ignore_errors=True)
         raise

@@ -33,7 +33,7 @@ def load_durations(path: Path) -> dict[Key, float]:
     """(platform, cell) → seconds from the cache file; a missing or broken file is no history."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {tuple(k.split("/", 1)): float(v) for k, v in data.items()  # type: ignore[misc]
+        return {tuple(k.split("/", 1)): float(v) for k, v in data.items()
                 if "/" in k and float(v) > 0}
     except (OSError, ValueError, AttributeError, TypeError):
         return {}

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.system.errors import CommandError, InfrastructureError, Interrupted
 from harness.system.owned import describe, identity
@@ -212,7 +213,7 @@ class Service:
         self.proc = None
 
 
-def stop_group(pgid: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def stop_group(pgid: int, *, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
     """Terminate a whole process group (server + its workers) within `timeout` seconds."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
