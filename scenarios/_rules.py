@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from packaging.version import Version
 
 VALIDATION = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/utils/validation.py"
@@ -46,6 +47,10 @@ RULES: dict[str, tuple[Change, ...]] = {
     # search_runs omits the next-page token when the last page is exactly full:
     # SqlAlchemyStore._search_runs fetches max_results + 1 rows since 3.10 (read in 3.9.0 and
     # 3.10.0); before, a full last page carries a token to an empty page (mlflow/mlflow#20546)
+    # the tracking server's Host-header and CORS validation (security_utils), mlflow/mlflow#17910
+    "server_security_middleware": (
+        Change("0", False, "https://github.com/mlflow/mlflow/pull/17910"),
+        Change("3.5", True, "https://github.com/mlflow/mlflow/pull/17910")),
     "run_search_has_exact_last_page": (
         Change("0", False, "https://github.com/mlflow/mlflow/issues/20546"),
         Change("3.10", True, "https://github.com/mlflow/mlflow/blob/v3.10.0/mlflow/store/"
@@ -80,3 +85,10 @@ def source(name: str, version: Version | str) -> str:
         if version >= Version(change.since):
             link = change.link
     return link
+
+
+def not_applicable(reason: str) -> None:
+    """End the test as *not applicable*: the release under test lacks what it checks (a version
+    rule above, an API it does not have). The verdict counts it apart from passed and from an
+    unexpected skip; the reason must say which rule or which missing API."""
+    pytest.skip(f"not applicable: {reason}")

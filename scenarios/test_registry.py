@@ -24,6 +24,7 @@ from _helpers import (
     model_storage_uri,
     tree_digest,
 )
+from _rules import not_applicable
 from mlflow import MlflowClient
 
 INPUT = pd.DataFrame({"x": [1.0, 2.5, -4.0]})
@@ -371,8 +372,8 @@ def test_delete_a_registered_model(mlflow_client, experiment_id, model_name):
 
 def test_stage_transitions(mlflow_client, experiment_id, model_name):
     if not hasattr(MlflowClient, "transition_model_version_stage"):
-        pytest.skip(f"MLflow {mlflow.__version__} removed model version stages "
-                    "(transition_model_version_stage); aliases replace them")
+        not_applicable(f"MLflow {mlflow.__version__} removed model version stages "
+                       "(transition_model_version_stage); aliases replace them")
     for n in (1, 2, 3):
         _register_addn(mlflow_client, experiment_id, model_name, n)
     mlflow_client.transition_model_version_stage(model_name, "1", "Staging")

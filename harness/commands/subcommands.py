@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from harness.commands.options import provisioner_options
 from harness.commands.selection import check_reports_dir, print_notes, select
 from harness.config.matrix import Cell, Matrix, load_matrix
+from harness.config.pytest_args import check_pytest_args
 from harness.system.errors import EXIT_OK, ConfigError
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ def _provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    extra = check_pytest_args(pytest_args)
     matrix, cells = selected_cells(args)
     if args.dry_run:
         return _print_plan(matrix, cells, args, pytest_args)
@@ -53,9 +56,18 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     options = RunOptions(reports_dir=reports, parallel=sizing.parallel, workers=sizing.workers,
                          late_workers=sizing.late_workers,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
-                         pytest_args=tuple(pytest_args),
+                         pytest_args=tuple(pytest_args), selection=extra.selection,
+                         strict=strict_mode(args),
                          provisioner_options=_provisioner_options(args), run_id=run_id)
     return Runner(matrix, cells, options).run()
+
+
+def strict_mode(args: argparse.Namespace) -> bool:
+    """`--strict`/`--no-strict`, else on in CI ($CI, set by GitHub Actions, GitLab, Jenkins …)."""
+    flag = getattr(args, "strict", None)
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _new_run_id(args: argparse.Namespace) -> str:
@@ -86,6 +98,7 @@ def _sizing(args: argparse.Namespace, matrix: Matrix, cells: list[Cell]) -> Sizi
 
 
 def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    check_pytest_args(pytest_args)
     matrix, cells = selected_cells(args)
     return _print_plan(matrix, cells, args, pytest_args)
 

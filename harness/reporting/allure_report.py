@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.reporting.allure_results import read_statuses
 from harness.reporting.enrich import allure3_categories, cell_versions, executor_info
 from harness.system.errors import InfrastructureError
 from harness.system.procs import run
@@ -35,6 +36,7 @@ REPORT_DIR = "allure-report"
 RUN_RESULTS_DIR = ".allure/run-results"
 SETTINGS_FILE = ".allure/settings.json"
 HISTORY_FILE = "allure-history.jsonl"
+KNOWN_ISSUES_FILE = ".allure/known-issues.json"  # written by Allure from the resolutions
 HISTORY_LIMIT = 50
 MULTI_FILE = "awesome"        # plugin ids in tools/allure/allurerc.mjs
 SINGLE_FILE = "single-file"
@@ -131,7 +133,32 @@ def report_settings(reports: Path, cells: Sequence[tuple[Path, Mapping[str, Any]
         "environments": environments,
         "variables": {k: redact(v) for k, v in variables.items()},
         "categories": allure3_categories(),
+        "resolutions": known_defect_resolutions(cells, reports / KNOWN_ISSUES_FILE),
     }
+
+
+def known_defect_resolutions(cells: Sequence[tuple[Path, Mapping[str, Any]]],
+                             known_issues: Path) -> dict[str, Any]:
+    """Allure 3 resolutions: every known defect that reproduced is a known *issue* (rule per
+    defect id, matched on the "known defect <id>: " message judge() writes), so the summary
+    counts them apart (stats.resolutions.issues) and the report lists them under Resolutions
+    with their link, while the results stay failures, never skips or passes."""
+    links: dict[str, dict[str, str]] = {}
+    rules: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for cell_dir, _ in cells:
+        for result in read_statuses(cell_dir / "allure-results"):
+            if result.get("known") and result.get("defect"):
+                seen.setdefault(str(result["defect"]), str(result.get("defect_link") or ""))
+    for index, (defect, link) in enumerate(sorted(seen.items())):
+        kind = f"defect{index}"
+        base = link.split("#", 1)[0] if link.startswith(("http://", "https://")) \
+            else "https://github.com/search"
+        links[kind] = {"urlTemplate": f"{base}#%s", "nameTemplate": "known defect %s"}
+        rules.append({"resolution": "issue", "issue": {"id": defect, "type": kind},
+                      "messageRegexp": f"known defect {re.escape(defect)}: ",
+                      "comment": f"matrix.yaml known_defects: {defect}"})
+    return {"knownIssuesPath": str(known_issues), "links": links, "rules": rules}
 
 
 def _already_in_history(history: Path, cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> bool:

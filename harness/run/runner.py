@@ -29,7 +29,7 @@ from harness.run.progress import Progress
 from harness.run.run_folders import finish_run
 from harness.run.scenario_process import SCENARIOS_DIR, SCENARIOS_DIR_ENV, ScenarioProcess, scenarios_root
 from harness.run.scheduling import EnvPrebuilder, Sizing, channels_of
-from harness.run.summary import CellLine, log_for
+from harness.run.summary import cell_line
 from harness.run.summary import render as render_summary
 from harness.system.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted
 from harness.system.state import RunState, new_run_id
@@ -49,6 +49,8 @@ class RunOptions:
     keep: bool = False
     keep_on_failure: bool = False
     pytest_args: tuple[str, ...] = ()
+    selection: tuple[str, ...] = ()  # the pytest args among them that narrow what runs (-k, -m)
+    strict: bool = False  # an unexpected skip fails its cell
     provisioner_options: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = ""
 
@@ -173,8 +175,8 @@ class Runner:
         except Exception as exc:  # a report bug must not hide the run's own result
             self.progress(f"could not write the matrix page: {exc}")
             page = None
-        lines = [CellLine(o.cell.title, o.status, o.message,
-                          log_for(self.reports / o.cell.platform.name / o.cell.id, o.log))
+        lines = [cell_line(o.cell.title, o.status, o.message,
+                           self.reports / o.cell.platform.name / o.cell.id, o.log)
                  for o in self.outcomes]
         for line in render_summary(lines, run_id=self.run_id,
                                    duration_s=time.time() - self.started, matrix_page=page):

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import harness
 from harness.config.defects import KnownDefect
 from harness.config.matrix import Cell, Matrix, cell_facts
-from harness.run.cell_steps import log_path, pytest_argv, suite_files
+from harness.run.cell_steps import junit_path, log_path, pytest_argv, suite_files
 from harness.run.envs import MlflowEnv
-from harness.run.verdicts import pytest_verdict
+from harness.run.verdicts import read_junit, run_verdict
 from harness.system.endpoint import (
     CELL_ENV,
     DEFECTS_ENV,
@@ -99,18 +99,24 @@ class ScenarioProcess:
         self.progress(f"{cell.title}  {what} with MLflow {env.mlflow_version} client… "
                       f"(log: {log})")
         t0 = time.monotonic()
+        if not informational:
+            outcome.ran_scenarios = True
         code = self._run_child(argv, child_env, log)
         summary = _pytest_summary(log)
         self.progress(f"{cell.title}  {what}: {summary} ({time.monotonic() - t0:.0f}s)")
         if CANCEL.is_set():
             raise Interrupted()
-        if code == 0:
+        verdict = run_verdict(code, read_junit(junit_path(cell_dir, phase, serial)), what=what,
+                              summary=summary, log=str(log),
+                              selects=bool(self.options.selection))
+        if verdict.status == "passed":
+            if verdict.message:
+                self.progress(f"{cell.title}  {verdict.message}")
             return
         if informational:
             self.progress(f"{cell.title}  {what} is informational (cross-version client); "
                           "not counted against the cell")
             return
-        verdict = pytest_verdict(code, what, summary, str(log))
         outcome.worsen(verdict.status, verdict.message, log=log)
 
     def _child_env(self, env: MlflowEnv, endpoint: Endpoint, cell: Cell, phase: str | None,
