@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from harness.commands.collection import as_dicts
 from harness.commands.options import provisioner_options
 from harness.commands.selection import check_reports_dir, print_notes, select
 from harness.config.matrix import Cell, Matrix, load_matrix
@@ -50,6 +51,7 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
                                                         _provisioner_options(args))
     from harness.run.scheduling import longest_first, previous_durations
 
+    partial = _check_selection(matrix, cells, extra, args)  # exit 2 before anything deploys
     sizing = _sizing(args, matrix, cells)
     cells = longest_first(cells, previous_durations(reports))  # before the last run is archived
     start_run(reports, run_id, progress=lambda text: print(text, file=sys.stderr))
@@ -57,9 +59,27 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
                          late_workers=sizing.late_workers,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
                          pytest_args=tuple(pytest_args), selection=extra.selection,
+                         partial=as_dicts(partial),
                          strict=strict_mode(args),
                          provisioner_options=_provisioner_options(args), run_id=run_id)
     return Runner(matrix, cells, options).run()
+
+
+def _check_selection(matrix: Matrix, cells: list[Cell], extra: Any,
+                     args: argparse.Namespace) -> dict[str, Any]:
+    """A -k/-m selection or a --scenario subset: collect each cell's tests in its env first."""
+    from harness.commands.collection import check_selection
+    from harness.run.envs import ensure_env
+    from harness.run.scenario_process import scenarios_root
+
+    def env_for(cell: Cell) -> Any:
+        channel = cell.channel
+        return ensure_env(channel.mlflow_version, matrix.requirements_for(channel),
+                          timeout=matrix.timeouts.env_build,
+                          progress=lambda text: print(text, file=sys.stderr))
+
+    return check_selection(matrix, cells, extra, tuple(args.scenario or ()), env_for,
+                           scenarios_root(), lambda text: print(text, file=sys.stderr))
 
 
 def strict_mode(args: argparse.Namespace) -> bool:

@@ -403,6 +403,7 @@ class CellRun:
             "database": cell.platform.database,
             "strict": self.options.strict,
             "selection": list(self.options.selection),
+            "partial": dict(self.options.partial.get(f"{cell.platform.name}/{cell.id}") or {}),
             "counts": verdict.counts,
             **{k: redact(v) if isinstance(v, str) else v for k, v in verdict.to_dict().items()},
             "phases": phases,

@@ -51,6 +51,8 @@ class RunOptions:
     pytest_args: tuple[str, ...] = ()
     selection: tuple[str, ...] = ()  # the pytest args among them that narrow what runs (-k, -m)
     strict: bool = False  # an unexpected skip fails its cell
+    # "platform/cell" → {"selected": N, "total": M, "by": [...]} (commands.collection)
+    partial: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     provisioner_options: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = ""
 
