@@ -49,7 +49,7 @@ def skip_reason(message: str | None) -> str:
     return first
 
 
-def test_status(result: Mapping[str, Any]) -> str:
+def result_status(result: Mapping[str, Any]) -> str:
     """One Allure result (as `read_statuses` gives it) → the status a reviewer reads."""
     status = str(result.get("status", "unknown"))
     if result.get("known") and status in (SKIPPED, FAILED):

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.config.matrix import Matrix
 from harness.config.statuses import LABELS as STATUS_LABELS
-from harness.config.statuses import partial_text, test_status
+from harness.config.statuses import partial_text, result_status
 from harness.reporting.allure_report import REPORT_DIR, SINGLE_FILE, iter_cells, result_link
 from harness.reporting.allure_results import PHASE_SUITE, read_statuses
 from harness.reporting.enrich import HARNESS_SUITE, cell_versions
@@ -54,7 +54,7 @@ def display_status(result: Mapping[str, Any]) -> str:
     *broken*; pytest, the runner and the cell call it failed, and so does the page (the
     Categories tab of the Allure report still tells the two apart). Lifecycle phases and harness
     results keep *broken*: there it means the infrastructure or the harness."""
-    status = test_status(result)
+    status = result_status(result)
     if status == "broken" and result.get("suite") not in (PHASE_SUITE, HARNESS_SUITE):
         return "failed"
     return status if status in ORDER else "broken"

@@ -27,7 +27,7 @@ from harness.config.statuses import (
     SKIPPED,
     is_not_applicable,
     skip_reason,
-    test_status,
+    result_status,
 )
 from harness.system.endpoint import Endpoint
 from harness.system.errors import InfrastructureError, MatrixError
@@ -172,7 +172,7 @@ def cell_verdict(results: Iterable[Mapping[str, Any]], phases: Sequence[Mapping[
     verdict = CellVerdict()
     counts: Counter[str] = Counter()
     for result in results:
-        shown = test_status(result)
+        shown = result_status(result)
         if result.get("suite") in OWN_SUITES:
             continue
         counts[f"informational-{shown}" if result.get("informational") else shown] += 1
