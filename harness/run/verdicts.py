@@ -26,8 +26,8 @@ from harness.config.statuses import (
     PASSED_WITH_SKIPS,
     SKIPPED,
     is_not_applicable,
-    skip_reason,
     result_status,
+    skip_reason,
 )
 from harness.system.endpoint import Endpoint
 from harness.system.errors import InfrastructureError, MatrixError
