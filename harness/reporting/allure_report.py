@@ -164,12 +164,34 @@ def known_defect_resolutions(cells: Sequence[tuple[Path, Mapping[str, Any]]],
 def _already_in_history(history: Path, cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> bool:
     """True when the newest history entry is these very results (a report built twice):
     appending it again would show one run as two points in the trends."""
+    recorded = _newest_entry_ids(history)
+    current = _current_ids(cells)
+    return bool(current) and current <= recorded
+
+
+def replace_same_night(history: Path, cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> bool:
+    """Trends count nights, not report builds: when the newest history entry holds some of these
+    results but not all (a merge rebuilt with another job's cells added), it is the same night:
+    drop it, so the rebuilt report's point replaces it. Returns whether an entry was dropped."""
+    recorded = _newest_entry_ids(history)
+    current = _current_ids(cells)
+    if not (recorded & current) or current <= recorded:
+        return False
+    lines = [ln for ln in history.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    history.write_text("".join(f"{ln}\n" for ln in lines[:-1]), encoding="utf-8")
+    return True
+
+
+def _newest_entry_ids(history: Path) -> set[str]:
     try:
         lines = [ln for ln in history.read_text(encoding="utf-8").splitlines() if ln.strip()]
         last = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
-        return False
-    recorded = {str(r.get("id")) for r in (last.get("testResults") or {}).values()}
+        return set()
+    return {str(r.get("id")) for r in (last.get("testResults") or {}).values()}
+
+
+def _current_ids(cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> set[str]:
     current = set()
     for cell_dir, _ in cells:
         for path in (cell_dir / "allure-results").glob("*-result.json"):
@@ -178,7 +200,7 @@ def _already_in_history(history: Path, cells: Sequence[tuple[Path, Mapping[str, 
             except (OSError, ValueError):
                 continue
             current.add(hashlib.md5(str(uid).encode()).hexdigest())
-    return bool(current) and current <= recorded
+    return current
 
 
 def _run_level_results(reports: Path, cells: Sequence[tuple[Path, Mapping[str, Any]]],
@@ -235,6 +257,9 @@ def build_allure_report(reports: Path, cells: Sequence[tuple[Path, Mapping[str, 
         raise InfrastructureError(f"no Allure results under {reports}",
                                   hint="run `tox -e matrix` (or `mlflow-matrix run`) first")
     executor = _latest_executor(cells)
+    if replace_same_night(reports / HISTORY_FILE, cells):
+        say("allure history: the newest point was these runs' (a rebuild with more cells); "
+            "replaced, not added")
     run_level = _run_level_results(reports, cells, executor)
     settings = reports / SETTINGS_FILE
     settings.parent.mkdir(parents=True, exist_ok=True)

@@ -162,12 +162,12 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
     counts = Counter(t["display_status"] for t in scenario_tests)
     status = str(cell.get("status", "broken"))
     display = status if status in ORDER else "broken"
+    platform, cell_id = str(cell.get("platform", "")), str(cell.get("cell", ""))
     link = None
     if display != "passed":
         wanted = "skipped" if display == "passed-with-skips" else display
         bad = [t for e in suites.values() for t in e["tests"] if t["display_status"] == wanted]
         link = bad[0]["link"] if bad else None
-    platform, cell_id = str(cell.get("platform", "")), str(cell.get("cell", ""))
     return {
         "platform": platform,
         "cell": cell_id,
@@ -177,7 +177,8 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
         "mlflow_version": str(cell.get("mlflow_version", "")),
         "status": status,
         "display_status": display,
-        "message": _first_line(str(cell.get("message", ""))),
+        "message": local_paths(_first_line(str(cell.get("message", ""))), platform, cell_id),
+        "logs": cell_logs(reports, cell_dir),
         "duration_s": float(cell.get("duration_s") or 0),
         "duration": _duration(float(cell.get("duration_s") or 0)),
         "started": cell.get("started"),
@@ -198,6 +199,26 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
         "dir": str(cell_dir.relative_to(reports)) if cell_dir.is_relative_to(reports) else "",
         "suites": suites,
     }
+
+
+def local_paths(text: str, platform: str, cell_id: str) -> str:
+    """A path into the cell's folder as the machine that ran it wrote it (`see /home/runner/…/
+    reports/local/2.22-stable/pytest.log`) → relative to reports/, where a merged report keeps
+    its copy: the page never sends a reader to another machine's file system."""
+    if not platform or not cell_id:
+        return text
+    inside = re.escape(f"/{platform}/{cell_id}/")
+    return re.sub(rf"(?:[A-Za-z]:)?/[^\s'\"`]*?{inside}", f"{platform}/{cell_id}/", text)
+
+
+def cell_logs(reports: Path, cell_dir: Path) -> list[dict[str, str]]:
+    """The cell's own logs, linked relative to reports/ (they travel with a merged report)."""
+    if not cell_dir.is_relative_to(reports):
+        return []
+    found = sorted(cell_dir.glob("pytest*.log"))
+    if (cell_dir / "diagnostics").is_dir():
+        found.append(cell_dir / "diagnostics")
+    return [{"name": path.name, "href": path.relative_to(reports).as_posix()} for path in found]
 
 
 def _summarise(entry: dict[str, Any]) -> None:

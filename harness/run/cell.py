@@ -147,10 +147,13 @@ class CellRun:
                 raise Interrupted()
             substrate = self._phase(outcome, "provision", slot.up)
             deployment = slot.provisioner.deployment(substrate, cell_dir)
-            channels = [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else [])
-            for channel in channels:
-                if channel.mlflow_version != DETECT:
-                    self._environment(outcome, channel)
+            channels = [c for c in [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else [])
+                        if c.mlflow_version != DETECT]
+            if channels:  # one environment result per cell, an upgrade's two envs included
+                self._phase(outcome, "environment",
+                            lambda: [self.env_for(c) for c in channels],
+                            label=" and ".join(f"MLflow {c.mlflow_version}" for c in channels)
+                            + " environment" + ("s" if len(channels) > 1 else ""))
             endpoint = self._phase(outcome, "deploy", lambda: check_server_version(
                 deployment.deploy(cell.channel), cell.channel, "deploy"))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
