@@ -11,7 +11,7 @@ red until this table says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from packaging.version import Version
@@ -87,8 +87,7 @@ def source(name: str, version: Version | str) -> str:
     return link
 
 
-def not_applicable(reason: str) -> None:
-    """End the test as *not applicable*: the release under test lacks what it checks (a version
-    rule above, an API it does not have). The verdict counts it apart from passed and from an
-    unexpected skip; the reason must say which rule or which missing API."""
+def not_applicable(reason: str) -> NoReturn:
+    """End a test that the release under test does not have the feature for. The verdict counts
+    it as *not applicable*, its own status, never as passed (the `not applicable:` prefix)."""
     pytest.skip(f"not applicable: {reason}")

@@ -60,7 +60,7 @@ from harness.system.redact import redact, register_secret
 from harness.system.waits import CANCEL, DeadlineExceeded, NotYet, Terminal, wait_for
 
 if TYPE_CHECKING:
-    from harness.config.matrix import Cell, Channel
+    from harness.config.model import Cell, Channel
     from harness.system.kube import Kube
     from provisioners.api import RunContext, Substrate
 

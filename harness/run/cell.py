@@ -29,9 +29,9 @@ from harness.reporting.allure_results import (
 from harness.reporting.enrich import enrich_cell
 from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
-from harness.run.envs import MlflowEnv
 from harness.run.scenario_process import defect_dict
 from harness.run.verdicts import cell_verdict, check_server_version, judge_phase
+from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Endpoint
 from harness.system.errors import (
     EXIT_INFRASTRUCTURE,
@@ -393,6 +393,7 @@ class CellRun:
             "run_id": self.run_id,
             "platform": cell.platform.name,
             "platform_kind": cell.platform.kind,
+            "on_kubernetes": cell.platform.traits.on_kubernetes,
             "cell": cell.id,
             "channel": cell.channel_label,
             "upgrade": bool(cell.upgrade_to),
