@@ -1,10 +1,11 @@
 """Before anything deploys: what a partial run selects, collected in each cell's own env.
 
 `-k`/`-m`/`--deselect` after `--`, or `--scenario` naming a subset of the suites, narrow a run.
-A selection that matches no test would cost a full deploy and then read as a product failure, so
-each cell's tests are collected first (`pytest --collect-only` in the MLflow env of the cell's
-client, the same plugin, every phase) and a selection that matches nothing is bad input, exit 2.
-What it does match is recorded, so the cell says "partial: N of M tests selected".
+A -k/-m selection that matches no test would cost a full deploy and then read as a product
+failure, so each cell's tests are collected first (`pytest --collect-only` in the MLflow env of
+the cell's client, the same plugin, every phase) and a selection that matches nothing is bad
+input, exit 2. What it does match is recorded, so the cell says "partial: N of M tests
+selected". A `--scenario` subset alone needs no collection: "partial: 1 of 6 suites selected".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import harness
 from harness.config.matrix import DETECT, UPGRADE_SCENARIO, Cell, Matrix
@@ -30,9 +32,11 @@ class Partial:
     selected: int
     total: int
     by: tuple[str, ...]  # the selecting arguments, `--scenario X` included
+    unit: str = "tests"  # "suites" for a --scenario subset alone (counted without collecting)
 
     def to_dict(self) -> dict[str, object]:
-        return {"selected": self.selected, "total": self.total, "by": list(self.by)}
+        return {"selected": self.selected, "total": self.total, "by": list(self.by),
+                "unit": self.unit}
 
 
 def full_suites(matrix: Matrix, cell: Cell) -> tuple[str, ...]:
@@ -42,8 +46,18 @@ def full_suites(matrix: Matrix, cell: Cell) -> tuple[str, ...]:
                  and (name == UPGRADE_SCENARIO) == bool(cell.upgrade_to))
 
 
+class Env(Protocol):
+    """What collection needs of an MLflow env (harness.system.cache.MlflowEnv)."""
+
+    @property
+    def python(self) -> Path: ...
+
+    @property
+    def mlflow_version(self) -> str: ...
+
+
 def check_selection(matrix: Matrix, cells: Sequence[Cell], extra: PytestArgs,
-                    scenarios: Sequence[str], env_for: Callable[[Cell], object | None],
+                    scenarios: Sequence[str], env_for: Callable[[Cell], Env | None],
                     scenarios_dir: Path, progress: Callable[[str], None]
                     ) -> dict[str, Partial]:
     """{"platform/cell": Partial} for every cell whose run is a subset of its tests; raises
@@ -52,6 +66,14 @@ def check_selection(matrix: Matrix, cells: Sequence[Cell], extra: PytestArgs,
     if not extra.selects and not scenarios:
         return {}
     partial: dict[str, Partial] = {}
+    if not extra.selects:  # whole suites: counted from the matrix, nothing to collect
+        for cell in cells:
+            everything = full_suites(matrix, cell)
+            if len(cell.scenarios) < len(everything):
+                partial[f"{cell.platform.name}/{cell.id}"] = Partial(
+                    len(cell.scenarios), len(everything),
+                    tuple(f"--scenario {s}" for s in scenarios), "suites")
+        return partial
     cache: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="mlflow-matrix-collect-") as shim:
         (Path(shim) / "harness").symlink_to(Path(harness.__file__).resolve().parent)
@@ -63,8 +85,8 @@ def check_selection(matrix: Matrix, cells: Sequence[Cell], extra: PytestArgs,
                 continue
             everything = full_suites(matrix, cell)
 
-            def ids(suites: tuple[str, ...], args: tuple[str, ...], env=env) -> list[str]:
-                key = (str(env.python), suites, args)  # type: ignore[attr-defined]
+            def ids(suites: tuple[str, ...], args: tuple[str, ...], env: Env = env) -> list[str]:
+                key = (str(env.python), suites, args)
                 if key not in cache:
                     cache[key] = collect(env, suites, args, scenarios_dir, Path(shim))
                 return cache[key]
@@ -76,7 +98,7 @@ def check_selection(matrix: Matrix, cells: Sequence[Cell], extra: PytestArgs,
                 raise ConfigError(
                     f"{cell.title}: the selection `{' '.join(by)}` matches none of its "
                     f"{total} tests (collected in its MLflow "
-                    f"{env.mlflow_version} env, before deploying anything)",  # type: ignore
+                    f"{env.mlflow_version} env, before deploying anything)",
                     hint="check the -k/-m expression against `pytest --collect-only` of the "
                          "suite, or drop it")
             if selected < total:
@@ -84,10 +106,10 @@ def check_selection(matrix: Matrix, cells: Sequence[Cell], extra: PytestArgs,
     return partial
 
 
-def collect(env: object, suites: Sequence[str], args: Sequence[str], scenarios_dir: Path,
+def collect(env: Env, suites: Sequence[str], args: Sequence[str], scenarios_dir: Path,
             shim: Path) -> list[str]:
     """The node ids pytest collects for these suites and arguments (every phase kept)."""
-    python = str(env.python)  # type: ignore[attr-defined]
+    python = str(env.python)
     argv = [python, "-m", "pytest", *[str(scenarios_dir / f"test_{s}.py") for s in suites],
             "-p", "harness.incell.plugin", "-c", str(scenarios_dir / "pytest.ini"),
             "--rootdir", str(scenarios_dir), "-p", "no:cacheprovider", "--collect-only", "-q",

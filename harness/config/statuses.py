@@ -65,7 +65,8 @@ def partial_text(cell: Mapping[str, Any]) -> str:
     if not part:
         return ""
     how = " ".join(part.get("by") or [])
-    return (f"partial: {part.get('selected', '?')} of {part.get('total', '?')} tests selected"
+    return (f"partial: {part.get('selected', '?')} of {part.get('total', '?')} "
+            f"{part.get('unit') or 'tests'} selected"
             + (f" ({how})" if how else ""))
 
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.config.matrix import Cell
 from harness.system.redact import redact
@@ -138,7 +139,7 @@ def read_statuses(results_dir: Path) -> list[dict]:
     return results
 
 
-def _defect_id(body: dict) -> str:
+def _defect_id(body: dict[str, Any]) -> str:
     """The known defect a result reproduced, as its message names it ("known defect <id>: …",
     harness.config.defects.judge); a test marked for several links all of them."""
     message = str((body.get("statusDetails") or {}).get("message") or "")

@@ -22,8 +22,9 @@ from typing import Any
 
 from harness.config.matrix import Cell, Channel, Matrix
 from harness.config.registry import load_provisioner_class
+from harness.config.statuses import KNOWN_DEFECT
 from harness.reporting.run_folders import finish_run
-from harness.run.cell import KNOWN_DEFECT, RESTART_SUITE, STATUS_EXIT, CellOutcome, CellRun, PlatformSlot
+from harness.run.cell import RESTART_SUITE, STATUS_EXIT, CellOutcome, CellRun, PlatformSlot
 from harness.run.cell_steps import context_options
 from harness.run.envs import MlflowEnv, ensure_env
 from harness.run.progress import Progress

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.config.statuses import partial_text
 
@@ -31,7 +32,7 @@ class CellLine:
     partial: str = ""              # "partial: N of M tests selected (-k x)"
 
 
-def cell_details(cell: dict) -> tuple[str, ...]:
+def cell_details(cell: dict[str, Any]) -> tuple[str, ...]:
     """From a cell.json: the tests that failed, the known defects that reproduced and the
     checks that were skipped, named, so a red or partial verdict needs no second click."""
     lines = []
