@@ -129,3 +129,17 @@ def test_known_defects_are_named_and_failures_listed():
     assert verdict.status is None  # already failed: nothing worse to say
     green = cell_verdict(results[:2], [], "passed", strict=False, ran_scenarios=True)
     assert green.status == "known-defect" and "mlflow-x" in green.message
+
+
+@pytest.mark.parametrize("answer", ["", "<html>", "not-a-version"])
+def test_an_answer_that_is_no_version_is_never_taken_for_one(answer):
+    from harness.config.matrix import adhoc_channel
+    from harness.run.verdicts import check_server_version
+    from harness.system.endpoint import Endpoint
+    from harness.system.errors import InfrastructureError
+
+    endpoint = Endpoint(tracking_uri="http://127.0.0.1:1", mlflow_version=answer,
+                        s3_endpoint_url=None, artifact_bucket=None, s3_credentials=None)
+    for channel in (adhoc_channel("2.22.0"), adhoc_channel("detect")):
+        with pytest.raises(InfrastructureError, match="not an MLflow version"):
+            check_server_version(endpoint, channel, "deploy")
