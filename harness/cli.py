@@ -183,6 +183,10 @@ def _run_options(p: argparse.ArgumentParser, *, dry_run: bool) -> None:
     opts.add_argument("--keep", action="store_true", help="leave every deployment running")
     opts.add_argument("--keep-on-failure", action="store_true",
                       help="leave failed or broken deployments running for inspection")
+    opts.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                      help="a check that was skipped for another reason than `not applicable` "
+                           "fails its cell (default: on when $CI is set, as in CI; else such a "
+                           "cell reads `passed with skips`)")
     opts.add_argument("--parallel", type=_positive, default=None, metavar="N",
                       help="cells to run at once (default: defaults.parallel in the matrix file; "
                            "0 there: sized to this machine's cores and memory)")

@@ -615,7 +615,8 @@ class MlflowServer:
                 if attempt == START_ATTEMPTS or "already in use" not in self.service.log_tail(60):
                     raise
         version = wait_for(lambda: _read_version(self.url), what=f"{self.url}/version",
-                           timeout=self.timeout) or self.env.mlflow_version
+                           timeout=self.timeout)  # an empty answer is no version: the
+        # deploy's check_server_version refuses it rather than assume the env's release
         return Endpoint(
             tracking_uri=self.url,
             mlflow_version=version,

@@ -53,6 +53,10 @@ RULES: dict[str, tuple[Change, ...]] = {
     # search_runs omits the next-page token when the last page is exactly full:
     # SqlAlchemyStore._search_runs fetches max_results + 1 rows since 3.10 (read in 3.9.0 and
     # 3.10.0); before, a full last page carries a token to an empty page (mlflow/mlflow#20546)
+    # the tracking server's Host-header and CORS validation (security_utils), mlflow/mlflow#17910
+    "server_security_middleware": (
+        Change("0", False, "https://github.com/mlflow/mlflow/pull/17910"),
+        Change("3.5", True, "https://github.com/mlflow/mlflow/pull/17910")),
     "run_search_has_exact_last_page": (
         Change("0", False, "https://github.com/mlflow/mlflow/issues/20546"),
         Change("3.10", True, "https://github.com/mlflow/mlflow/blob/v3.10.0/mlflow/store/"

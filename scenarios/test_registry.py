@@ -27,6 +27,7 @@ from _helpers import (
     tree_digest,
     walk_pages,
 )
+from _rules import not_applicable
 from mlflow import MlflowClient
 from packaging.version import Version
 
@@ -404,8 +405,8 @@ def test_delete_a_registered_model(mlflow_client, experiment_id, model_name):
 
 def test_stage_transitions(mlflow_client, experiment_id, model_name):
     if not hasattr(MlflowClient, "transition_model_version_stage"):
-        pytest.skip(f"MLflow {mlflow.__version__} removed model version stages "
-                    "(transition_model_version_stage); aliases replace them")
+        not_applicable(f"MLflow {mlflow.__version__} removed model version stages "
+                       "(transition_model_version_stage); aliases replace them")
     for n in (1, 2, 3):
         _register_addn(mlflow_client, experiment_id, model_name, n)
     mlflow_client.transition_model_version_stage(model_name, "1", "Staging")

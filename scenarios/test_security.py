@@ -15,9 +15,18 @@ Safety rules (see docs/security.md):
   not exist;
 - every request goes to the cell's own tracking URI, with a 30 s timeout; the suite sends at most
   MAX_REQUESTS requests;
-- registered models a probe creates are deleted when the server refused the malicious version;
-  when it accepted one, the model is left in place (named `mm-security-…`), because deleting a
-  version whose source is a foreign path is exactly the kind of write this suite must not risk.
+- a probe leaves nothing behind: every registered model (with its versions), run, experiment
+  and file it creates is deleted in a `finally` and looked up again to prove it is gone (a model
+  version whose source names a server directory would otherwise stay readable through
+  get-artifact by anyone with API access). Deleting a model or version only removes database
+  rows; MLflow never touches the files a version's source names. Runs and experiments are
+  soft-deleted (MLflow keeps them, marked deleted, until `mlflow gc`): verified by their
+  lifecycle stage.
+
+Applicability: the probes run on every release. One whose release lies outside the advisory's
+affected range (`Advisory.affected`, from the advisory record or measured where the record names
+no fix) and holds ends *not applicable*, not passed: nothing was at stake there. A probe that does
+not hold fails wherever it runs (a fixed advisory that comes back is red).
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import http.client
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +45,8 @@ from urllib.parse import quote, urlparse
 import allure
 import mlflow
 import pytest
+from _rules import not_applicable, rule
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 MLFLOW_VERSION = Version(mlflow.__version__)
@@ -42,6 +55,7 @@ MAX_REQUESTS = 250
 DEPTH = 12  # enough `..` to reach / from any artifact root or working directory
 REMOTE_TARGET = ("/etc", "hostname")  # harmless on any Linux server: the host or pod name
 INVALID = "INVALID_PARAMETER_VALUE"
+ARTIFACTS_ROUTE = "/api/2.0/mlflow-artifacts/artifacts/"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 
 
@@ -53,10 +67,19 @@ class Advisory:
     id: str
     aliases: tuple[str, ...]
     title: str
-    affected: str          # from the advisory record, shown in reports
+    affected: str          # a version specifier, from the advisory record (or measured)
     fixed_in: str
     link: str
     extra_links: tuple[str, ...] = ()
+
+    def applies_to(self, version: Version) -> bool:
+        return not self.affected or version in SpecifierSet(self.affected, prereleases=True)
+
+    def held(self) -> None:
+        """The probe held: outside the affected range that is *not applicable*, not a pass."""
+        if not self.applies_to(MLFLOW_VERSION):
+            not_applicable(f"MLflow {MLFLOW_VERSION} is outside {self.id}'s affected range "
+                           f"({self.affected}); the probe ran and was refused, as expected")
 
 
 def _nvd(cve: str) -> str:
@@ -66,39 +89,41 @@ def _nvd(cve: str) -> str:
 CVE_2023_1177 = Advisory(
     "CVE-2023-1177", ("PYSEC-0000-CVE-2023-1177",),
     "model version `source` pointing at a server path, read back through get-artifact",
-    "< 2.2.1", "2.2.1", _nvd("CVE-2023-1177"))
+    "<2.2.1", "2.2.1", _nvd("CVE-2023-1177"))
 CVE_2023_2356 = Advisory(
     "CVE-2023-2356", ("PYSEC-0000-CVE-2023-2356",),
     "relative path traversal (`..`) in a non-local model version `source`",
-    "< 2.3.1", "2.3.1", _nvd("CVE-2023-2356"))
+    "<2.3.1", "2.3.1", _nvd("CVE-2023-2356"))
 CVE_2023_2780 = Advisory(
     "CVE-2023-2780", (),
     "backslash path traversal (`\\..\\`) in a file URI model version source",
-    "< 2.3.1", "2.3.1", _nvd("CVE-2023-2780"))
+    "<2.3.1", "2.3.1", _nvd("CVE-2023-2780"))
 CVE_2023_6909 = Advisory(
     "CVE-2023-6909", ("PYSEC-0000-CVE-2023-6909",),
     "`..` in the query string of an experiment's artifact_location",
-    "< 2.9.2", "2.9.2", _nvd("CVE-2023-6909"))
+    "<2.9.2", "2.9.2", _nvd("CVE-2023-6909"))
 CVE_2023_6831 = Advisory(
     "CVE-2023-6831", ("PYSEC-0000-CVE-2023-6831",),
     "path traversal in artifact deletion (double-encoded `..` in the artifact path)",
-    "< 2.9.2", "2.9.2", _nvd("CVE-2023-6831"))
+    "<2.9.2", "2.9.2", _nvd("CVE-2023-6831"))
 CVE_2024_1483 = Advisory(
     "CVE-2024-1483", (),
     "experiment `artifact_location` with a `#` fragment that walks out of the artifact root",
-    "2.9.2 (the release the record names)", "not named by the record (refused from 2.11.3, "
-    "measured)", _nvd("CVE-2024-1483"))
+    "<2.11.3", "not named by the record (it names 2.9.2; refused from 2.11.3, measured)",
+    _nvd("CVE-2024-1483"))
 GHSA_5CVJ = Advisory(
     "GHSA-5cvj-7rg6-jggj", ("CVE-2025-11201", "ZDI-CAN-26921"),
     "model version creation with a source outside the artifact store (prompt-tag route)",
-    "< 2.22.4; >= 3.0.0rc0, < 3.0.0", "2.22.4 / 3.0.0 (opt-in: "
-    "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX)",
+    # the record: < 2.22.4 and 3.0.0rc0; its fix is an opt-in regex the charm does not set, so
+    # the prompt-tag route it probes stays open as the charm runs MLflow until 3.10.0 closes it
+    "<3.10.0", "2.22.4 / 3.0.0 (opt-in: "
+    "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX); 3.10.0 closes the prompt-tag route",
     "https://github.com/advisories/GHSA-5cvj-7rg6-jggj", (_nvd("CVE-2025-11201"),))
 GHSA_42H5 = Advisory(
     "GHSA-42h5-h8qh-vv9v", ("CVE-2026-2614",),
     "the `mlflow.prompt.is_prompt` tag skips model version source validation; get-artifact "
     "then serves the server's files",
-    "<= 3.9.0", "3.10.0", "https://github.com/advisories/GHSA-42h5-h8qh-vv9v",
+    "<=3.9.0", "3.10.0", "https://github.com/advisories/GHSA-42h5-h8qh-vv9v",
     (_nvd("CVE-2026-2614"),))
 
 def link_advisory(advisory: Advisory) -> None:
@@ -278,15 +303,53 @@ class SourceProbe:
                 + (" and served the target: REPRODUCED" if self.leaked else ""))
 
 
-def create_model(probe: Http, advisory: Advisory, tags: list[dict[str, str]] | None = None
-                 ) -> str:
-    name = f"mm-security-{advisory.id.lower()}-{uuid.uuid4().hex[:8]}"
+@contextmanager
+def probe_model(probe: Http, advisory: Advisory, tags: list[dict[str, str]] | None = None
+                ) -> Iterator[str]:
+    """A registered model for the probes, deleted with every version afterwards, whatever the
+    probes did, and looked up again: a version whose source names a server directory must not
+    outlive the test (get-artifact would serve that directory to anyone)."""
+    name = f"mm-security-{advisory.id.lower().replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
     body: dict[str, Any] = {"name": name}
     if tags:
         body["tags"] = tags
     answer = probe.api("POST", "registered-models/create", body)
     assert answer.status == 200, f"could not create registered model {name}: {answer.brief()}"
-    return name
+    try:
+        yield name
+    finally:
+        delete_model(probe, name)
+
+
+def delete_model(probe: Http, name: str) -> None:
+    """Delete a probe's registered model (its versions go with it) and prove it is gone."""
+    versions = probe.api("GET", "model-versions/search", {"filter": f"name='{name}'"})
+    deleted = probe.api("DELETE", "registered-models/delete", {"name": name})
+    gone = probe.api("GET", "registered-models/get", {"name": name})
+    assert gone.status == 404 and gone.error_code == "RESOURCE_DOES_NOT_EXIST", (
+        f"probe model {name} is still on the server after registered-models/delete "
+        f"({deleted.brief()}; get answered {gone.brief()}): delete it by hand")
+    for version in versions.json.get("model_versions", []):
+        left = probe.api("GET", "model-versions/get",
+                         {"name": name, "version": version.get("version")})
+        assert left.status == 404, (f"probe model {name} version {version.get('version')} "
+                                    f"outlived its model ({left.brief()}): delete it by hand")
+
+
+def delete_experiment(probe: Http, experiment_id: str, run_ids: tuple[str, ...] = ()) -> None:
+    """Delete a probe's runs and experiment and prove it. MLflow deletes softly (lifecycle stage
+    `deleted` until `mlflow gc`): that stage is what is checked."""
+    for run_id in run_ids:
+        probe.api("POST", "runs/delete", {"run_id": run_id})
+        run = probe.api("GET", "runs/get", {"run_id": run_id}).json.get("run", {})
+        stage = run.get("info", {}).get("lifecycle_stage")
+        assert stage in ("deleted", None) , f"probe run {run_id} is still {stage!r} after runs/delete"
+    probe.api("POST", "experiments/delete", {"experiment_id": experiment_id})
+    found = probe.api("GET", "experiments/get", {"experiment_id": experiment_id})
+    stage = found.json.get("experiment", {}).get("lifecycle_stage")
+    assert found.status == 404 or stage == "deleted", (
+        f"probe experiment {experiment_id} is still {stage!r} after experiments/delete "
+        f"({found.brief()})")
 
 
 def source_probe(probe: Http, target: Target, name: str, source: str, *,
@@ -308,17 +371,14 @@ def source_probe(probe: Http, target: Target, name: str, source: str, *,
     return SourceProbe(source, False, created, served, target.served_by(served))
 
 
-def cleanup_model(probe: Http, name: str, probes: list[SourceProbe]) -> None:
-    if all(p.refused for p in probes):
-        probe.api("DELETE", "registered-models/delete", {"name": name})
-
-
 def assert_refused(advisory: Advisory, probes: list[SourceProbe], target: Target) -> None:
     lines = [f"  {p.source!r}: {p.verdict()}" for p in probes]
     allure.attach("\n".join(lines), name="probes", attachment_type=allure.attachment_type.TEXT)
     bad = [p for p in probes if not p.refused or p.created.status != 400
            or p.created.error_code != INVALID]
-    if bad:
+    if not bad:
+        advisory.held()
+    else:
         leaked = any(p.leaked for p in bad)
         raise AssertionError(
             f"{advisory.id}: MLflow {MLFLOW_VERSION} "
@@ -332,22 +392,23 @@ def assert_refused(advisory: Advisory, probes: list[SourceProbe], target: Target
 
 
 def test_cve_2023_1177_local_source_is_refused(probe, target):
+    """A local source in each spelling a server path takes: `file://`, absolute, and `//`
+    (a network-path reference, which a URL parser reads as an empty host and that path)."""
     link_advisory(CVE_2023_1177)
-    name = create_model(probe, CVE_2023_1177)
-    probes = [source_probe(probe, target, name, source)
-              for source in (f"file://{target.directory}", target.directory)]
-    cleanup_model(probe, name, probes)
+    with probe_model(probe, CVE_2023_1177) as name:
+        probes = [source_probe(probe, target, name, source)
+                  for source in (f"file://{target.directory}", target.directory,
+                                 f"/{target.directory}")]
     assert_refused(CVE_2023_1177, probes, target)
 
 
 def test_cve_2023_2356_relative_source_is_refused(probe, target):
     link_advisory(CVE_2023_2356)
-    name = create_model(probe, CVE_2023_2356)
     tail = target.directory.lstrip("/")
-    probes = [source_probe(probe, target, name, source) for source in (
-        "mlflow-artifacts:/" + up() + tail,
-        "http://127.0.0.1/api/2.0/mlflow-artifacts/artifacts/" + up() + tail)]
-    cleanup_model(probe, name, probes)
+    with probe_model(probe, CVE_2023_2356) as name:
+        probes = [source_probe(probe, target, name, source) for source in (
+            "mlflow-artifacts:/" + up() + tail,
+            "http://127.0.0.1/api/2.0/mlflow-artifacts/artifacts/" + up() + tail)]
     assert_refused(CVE_2023_2356, probes, target)
 
 
@@ -363,16 +424,15 @@ def test_encoded_relative_source_is_refused(probe, target, variant):
         source = "mlflow-artifacts:/" + "%252e%252e%252f" * DEPTH + quote(quote(tail, safe=""),
                                                                            safe="")
     advisory = Advisory(f"source traversal ({variant})", (), "hardening", "", "", "")
-    name = create_model(probe, advisory)
-    probes = [source_probe(probe, target, name, source)]
-    cleanup_model(probe, name, probes)
+    with probe_model(probe, advisory) as name:
+        probes = [source_probe(probe, target, name, source)]
     assert_refused(advisory, probes, target)
 
 
 def test_cve_2023_2780_backslash_traversal_not_applicable():
     link_advisory(CVE_2023_2780)
-    pytest.skip("not applicable: `\\` is a path separator only on Windows; the charm runs the "
-                "MLflow server on Linux, where a backslash is an ordinary file-name character")
+    not_applicable("`\\` is a path separator only on Windows; the charm runs the MLflow server "
+                   "on Linux, where a backslash is an ordinary file-name character")
 
 
 def test_cve_2023_6909_query_traversal_in_artifact_location_is_refused(probe, target):
@@ -390,19 +450,17 @@ def test_ghsa_5cvj_7rg6_jggj_prompt_tagged_source_is_refused(probe, target):
     server as the charm runs it."""
     link_advisory(GHSA_5CVJ)
     tags = [{"key": PROMPT_TAG, "value": "true"}]
-    name = create_model(probe, GHSA_5CVJ, tags)
-    probes = [source_probe(probe, target, name, f"file://{target.directory}", tags=tags)]
-    cleanup_model(probe, name, probes)
+    with probe_model(probe, GHSA_5CVJ, tags) as name:
+        probes = [source_probe(probe, target, name, f"file://{target.directory}", tags=tags)]
     assert_refused(GHSA_5CVJ, probes, target)
 
 
 def test_ghsa_42h5_h8qh_vv9v_prompt_tag_does_not_bypass_source_validation(probe, target):
     link_advisory(GHSA_42H5)
     tags = [{"key": PROMPT_TAG, "value": "true"}]
-    name = create_model(probe, GHSA_42H5, tags)
-    probes = [source_probe(probe, target, name, source, tags=tags) for source in (
-        f"file://{target.directory}", target.directory)]
-    cleanup_model(probe, name, probes)
+    with probe_model(probe, GHSA_42H5, tags) as name:
+        probes = [source_probe(probe, target, name, source, tags=tags) for source in (
+            f"file://{target.directory}", target.directory)]
     assert_refused(GHSA_42H5, probes, target)
 
 
@@ -422,25 +480,29 @@ def _artifact_location_probe(probe: Http, target: Target, advisory: Advisory,
     name = f"mm-security-{advisory.id.lower()}-{uuid.uuid4().hex[:8]}"
     created = probe.api("POST", "experiments/create", {"name": name, "artifact_location": location})
     if created.status == 400 and created.error_code == INVALID:
+        advisory.held()
         return
     detail = f"experiments/create with artifact_location {location!r} answered {created.brief()}"
     experiment_id = created.json.get("experiment_id")
     leaked = False
     if created.status == 200 and experiment_id:
-        run = probe.api("POST", "runs/create", {"experiment_id": experiment_id})
-        run_id = run.json.get("run", {}).get("info", {}).get("run_id")
-        if run_id:
-            direct = probe.request(
-                "GET", f"/get-artifact?path={quote(target.name)}&run_uuid={run_id}")
-            leaked = target.served_by(direct)
-            detail += f"; run get-artifact answered {direct.brief()}"
-        model = create_model(probe, advisory)
-        chained = source_probe(probe, target, model, f"file://{target.directory}", run_id=run_id)
-        leaked = leaked or chained.leaked
-        detail += f"; model version with that run: {chained.verdict()}"
-        if run_id:
-            probe.api("POST", "runs/update", {"run_id": run_id, "status": "FAILED"})
-        probe.api("POST", "experiments/delete", {"experiment_id": experiment_id})
+        run_ids: tuple[str, ...] = ()
+        try:
+            run = probe.api("POST", "runs/create", {"experiment_id": experiment_id})
+            run_id = run.json.get("run", {}).get("info", {}).get("run_id")
+            if run_id:
+                run_ids = (run_id,)
+                direct = probe.request(
+                    "GET", f"/get-artifact?path={quote(target.name)}&run_uuid={run_id}")
+                leaked = target.served_by(direct)
+                detail += f"; run get-artifact answered {direct.brief()}"
+            with probe_model(probe, advisory) as model:
+                chained = source_probe(probe, target, model, f"file://{target.directory}",
+                                       run_id=run_id)
+            leaked = leaked or chained.leaked
+            detail += f"; model version with that run: {chained.verdict()}"
+        finally:
+            delete_experiment(probe, experiment_id, run_ids)
     raise AssertionError(
         f"{advisory.id}: MLflow {MLFLOW_VERSION} "
         + (f"served {target.describe()} from outside the artifact root" if leaked
@@ -454,9 +516,24 @@ def _seed_artifact_root(probe: Http) -> str:
     """Make sure the artifact-serving root exists (a traversal through a missing directory
     fails at the OS level and would hide the advisory): one small file under a private prefix."""
     seed = f"mm-security-seed-{uuid.uuid4().hex[:8]}/seed.txt"
-    probe.request("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{seed}", b"seed\n",
-                  {"Content-Type": "application/octet-stream"})
+    answer = probe.request("PUT", f"{ARTIFACTS_ROUTE}{seed}", b"seed\n",
+                           {"Content-Type": "application/octet-stream"})
+    if answer.status == 503 or (answer.status == 404 and not answer.error_code):
+        not_applicable(f"the server does not serve artifacts (PUT {ARTIFACTS_ROUTE}… answered "
+                       f"{answer.brief()}): there is no artifact route to walk out of")
+    assert answer.status == 200, (
+        f"could not place the seed file the traversal probes need: PUT {ARTIFACTS_ROUTE}{seed} "
+        f"answered {answer.brief()}; without it a refusal would prove nothing")
     return seed
+
+
+def _remove_seed(probe: Http, seed: str) -> None:
+    """Delete the seed's folder and prove it is gone."""
+    folder = seed.split("/")[0]
+    probe.request("DELETE", f"{ARTIFACTS_ROUTE}{folder}")
+    left = probe.request("GET", f"{ARTIFACTS_ROUTE}{seed}")
+    assert left.status == 404 or (left.status >= 400 and left.error_code), (
+        f"the probe's seed file {seed} is still served after its DELETE ({left.brief()})")
 
 
 def test_cve_2023_6831_artifact_delete_traversal_is_refused(probe, target):
@@ -485,14 +562,15 @@ def test_cve_2023_6831_artifact_delete_traversal_is_refused(probe, target):
         if target.writable and victim.exists():
             (victim / "file.txt").unlink(missing_ok=True)
             victim.rmdir()
-        probe.request("DELETE", f"/api/2.0/mlflow-artifacts/artifacts/{seed.split('/')[0]}")
+        _remove_seed(probe, seed)
     assert not deleted, (f"{CVE_2023_6831.id}: MLflow {MLFLOW_VERSION} deleted a directory "
                          f"outside the artifact root ({answer.brief()})")
-    if target.writable and answer.status < 400:
-        return  # a literal name inside the root: safe, and proven so by the victim's survival
-    assert answer.status == 400 and answer.error_code == INVALID, (
-        f"{CVE_2023_6831.id}: MLflow {MLFLOW_VERSION} did not refuse the detection request "
-        f"with HTTP 400 {INVALID}: DELETE {url[:80]}… answered {answer.brief()}")
+    if not (target.writable and answer.status < 400):  # else: a literal name inside the root,
+        # safe, and proven so by the victim's survival
+        assert answer.status == 400 and answer.error_code == INVALID, (
+            f"{CVE_2023_6831.id}: MLflow {MLFLOW_VERSION} did not refuse the detection request "
+            f"with HTTP 400 {INVALID}: DELETE {url[:80]}… answered {answer.brief()}")
+    CVE_2023_6831.held()
 
 
 # ---------------------------------------------------------------- hardening: every artifact route
@@ -509,15 +587,18 @@ def seeded_root(http_client):
     """The artifact-serving root exists for the traversal probes (see _seed_artifact_root)."""
     seed = _seed_artifact_root(http_client)
     yield
-    http_client.request("DELETE", f"/api/2.0/mlflow-artifacts/artifacts/{seed.split('/')[0]}")
+    _remove_seed(http_client, seed)
 
 
 @pytest.fixture(scope="module")
 def probe_run(mlflow_client, http_client):
     experiment = mlflow_client.create_experiment(f"mm-security-{uuid.uuid4().hex[:8]}")
     run = mlflow_client.create_run(experiment)
-    yield run.info.run_id
-    mlflow_client.set_terminated(run.info.run_id)
+    try:
+        yield run.info.run_id
+    finally:
+        mlflow_client.set_terminated(run.info.run_id)
+        delete_experiment(http_client, experiment, (run.info.run_id,))
 
 
 def _read_routes(run_id: str, encoded_path: str) -> dict[str, tuple[str, str]]:
@@ -571,22 +652,40 @@ def test_artifact_upload_refuses_traversal(probe, target, seeded_root, variant):
     assert not written, (f"artifact path traversal ({variant}): MLflow {MLFLOW_VERSION} wrote "
                          f"{victim.name} outside the artifact root ({answer.brief()})")
     if variant == "double-encoded" and answer.status < 400:
-        return  # stored under a literal `%2e%2e%2f…` name inside the root: safe, proven above
+        # stored under a literal `%2e%2e%2f…` name inside the root: safe, proven above
+        _remove_literal_upload(probe, url)
+        return
     assert 400 <= answer.status < 500, (
         f"artifact path traversal ({variant}): MLflow {MLFLOW_VERSION} accepted PUT "
         f"{url[:90]}… with {answer.brief()} (nothing was written outside the root)")
+
+
+def _remove_literal_upload(probe: Http, url: str) -> None:
+    """Delete what a double-encoded upload stored inside the root under a literal name, through
+    the same URL, and prove it is gone. Only where deletes decode once (outside CVE-2023-6831's
+    range): an affected server would decode the DELETE twice and walk out of the root."""
+    if CVE_2023_6831.applies_to(MLFLOW_VERSION):
+        allure.attach(f"left in the artifact root (an affected server could delete outside it): "
+                      f"{url}", name="left behind", attachment_type=allure.attachment_type.TEXT)
+        return
+    probe.request("DELETE", url)
+    left = probe.request("GET", url)
+    assert left.status >= 400, (f"the literal-name upload {url[:90]}… is still served after its "
+                                f"DELETE ({left.brief()})")
 
 
 # ---------------------------------------------------------------- hardening: Host header, CORS
 
 
 def _security_rules():
-    """The release's own rules, from the client env (same MLflow version as the server)."""
-    try:
-        from mlflow.server import security_utils
-    except ImportError:
-        pytest.skip(f"MLflow {MLFLOW_VERSION} has no tracking-server security middleware "
-                    "(Host/CORS validation came with mlflow/mlflow#17910, MLflow 3.5)")
+    """The release's own rules, from the client env (same MLflow version as the server).
+    Releases before the middleware are *not applicable* by the version table; on a release that
+    has it, a failing import is a failure, not a skip."""
+    if not rule("server_security_middleware", MLFLOW_VERSION):
+        not_applicable(f"MLflow {MLFLOW_VERSION} has no tracking-server security middleware "
+                       "(Host/CORS validation came with mlflow/mlflow#17910, MLflow 3.5)")
+    from mlflow.server import security_utils
+
     return security_utils
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from harness.commands.collection import as_dicts
 from harness.commands.options import provisioner_options
 from harness.commands.preflight import preflight
-from harness.commands.pytest_args import check_pytest_args
 from harness.commands.selection import check_reports_dir, print_notes, select
 from harness.config.matrix import Cell, Matrix, load_matrix
+from harness.config.pytest_args import check_pytest_args
 from harness.system import hints
 from harness.system.errors import EXIT_OK, ConfigError
 
@@ -45,7 +47,7 @@ def _provisioner_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
-    check_pytest_args(pytest_args)
+    extra = check_pytest_args(pytest_args)
     matrix, cells = selected_cells(args)
     if not cells:  # --last-failed after a green run
         print("nothing to re-run: every cell of the previous run passed", file=sys.stderr)
@@ -63,6 +65,7 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         preflight(platform, _provisioner_options(args))
     from harness.run.scheduling import longest_first, previous_durations
 
+    partial = _check_selection(matrix, cells, extra, args)  # exit 2 before anything deploys
     sizing = _sizing(args, matrix, cells)
     from harness.run.eta import durations_file
 
@@ -75,10 +78,37 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     options = RunOptions(reports_dir=reports, parallel=sizing.parallel, workers=sizing.workers,
                          late_workers=sizing.late_workers,
                          keep=args.keep, keep_on_failure=args.keep_on_failure,
-                         pytest_args=tuple(pytest_args),
+                         pytest_args=tuple(pytest_args), selection=extra.selection,
+                         partial=as_dicts(partial),
+                         strict=strict_mode(args),
                          provisioner_options=_provisioner_options(args), run_id=run_id,
                          history=history)
     return Runner(matrix, cells, options).run()
+
+
+def _check_selection(matrix: Matrix, cells: list[Cell], extra: Any,
+                     args: argparse.Namespace) -> dict[str, Any]:
+    """A -k/-m selection or a --scenario subset: collect each cell's tests in its env first."""
+    from harness.commands.collection import check_selection
+    from harness.run.envs import ensure_env
+    from harness.run.scenario_process import scenarios_root
+
+    def env_for(cell: Cell) -> Any:
+        channel = cell.channel
+        return ensure_env(channel.mlflow_version, matrix.requirements_for(channel),
+                          timeout=matrix.timeouts.env_build,
+                          progress=lambda text: print(text, file=sys.stderr))
+
+    return check_selection(matrix, cells, extra, tuple(args.scenario or ()), env_for,
+                           scenarios_root(), lambda text: print(text, file=sys.stderr))
+
+
+def strict_mode(args: argparse.Namespace) -> bool:
+    """`--strict`/`--no-strict`, else on in CI ($CI, set by GitHub Actions, GitLab, Jenkins …)."""
+    flag = getattr(args, "strict", None)
+    if flag is not None:
+        return bool(flag)
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _new_run_id(args: argparse.Namespace) -> str:
@@ -110,7 +140,7 @@ def _sizing(args: argparse.Namespace, matrix: Matrix, cells: list[Cell]) -> Sizi
 
 
 def cmd_plan(args: argparse.Namespace, pytest_args: list[str]) -> int:
-    check_pytest_args(pytest_args, command="plan")
+    check_pytest_args(pytest_args)
     matrix, cells = selected_cells(args)
     if not cells:
         print("nothing to re-run: every cell of the previous run passed", file=sys.stderr)

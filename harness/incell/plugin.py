@@ -21,6 +21,7 @@ import pytest
 from harness.config.defects import Failure, KnownDefect, judge, matches_test
 from harness.system.endpoint import (
     CELL_ENV,
+    COLLECT_ALL_ENV,
     DEFECTS_ENV,
     MANIFEST_ENV,
     PHASE_ENV,
@@ -56,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     phase = os.environ.get(PHASE_ENV)
+    if os.environ.get(COLLECT_ALL_ENV):
+        return  # counting a cell's tests before deploy (harness.commands.collection)
     if phase:
         kept = [i for i in items if _phase_of(i) == phase]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.reporting.allure_results import read_statuses
 from harness.reporting.enrich import allure3_categories, cell_versions, executor_info
 from harness.system.errors import InfrastructureError
 from harness.system.procs import run
@@ -35,6 +36,7 @@ REPORT_DIR = "allure-report"
 RUN_RESULTS_DIR = ".allure/run-results"
 SETTINGS_FILE = ".allure/settings.json"
 HISTORY_FILE = "allure-history.jsonl"
+KNOWN_ISSUES_FILE = ".allure/known-issues.json"  # written by Allure from the resolutions
 HISTORY_LIMIT = 50
 MULTI_FILE = "awesome"        # plugin ids in tools/allure/allurerc.mjs
 SINGLE_FILE = "single-file"
@@ -131,18 +133,65 @@ def report_settings(reports: Path, cells: Sequence[tuple[Path, Mapping[str, Any]
         "environments": environments,
         "variables": {k: redact(v) for k, v in variables.items()},
         "categories": allure3_categories(),
+        "resolutions": known_defect_resolutions(cells, reports / KNOWN_ISSUES_FILE),
     }
+
+
+def known_defect_resolutions(cells: Sequence[tuple[Path, Mapping[str, Any]]],
+                             known_issues: Path) -> dict[str, Any]:
+    """Allure 3 resolutions: every known defect that reproduced is a known *issue* (rule per
+    defect id, matched on the "known defect <id>: " message judge() writes), so the summary
+    counts them apart (stats.resolutions.issues) and the report lists them under Resolutions
+    with their link, while the results stay failures, never skips or passes."""
+    links: dict[str, dict[str, str]] = {}
+    rules: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for cell_dir, _ in cells:
+        for result in read_statuses(cell_dir / "allure-results"):
+            if result.get("known") and result.get("defect"):
+                seen.setdefault(str(result["defect"]), str(result.get("defect_link") or ""))
+    for index, (defect, link) in enumerate(sorted(seen.items())):
+        kind = f"defect{index}"
+        base = link.split("#", 1)[0] if link.startswith(("http://", "https://")) \
+            else "https://github.com/search"
+        links[kind] = {"urlTemplate": f"{base}#%s", "nameTemplate": "known defect %s"}
+        rules.append({"resolution": "issue", "issue": {"id": defect, "type": kind},
+                      "messageRegexp": f"known defect {re.escape(defect)}: ",
+                      "comment": f"matrix.yaml known_defects: {defect}"})
+    return {"knownIssuesPath": str(known_issues), "links": links, "rules": rules}
 
 
 def _already_in_history(history: Path, cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> bool:
     """True when the newest history entry is these very results (a report built twice):
     appending it again would show one run as two points in the trends."""
+    recorded = _newest_entry_ids(history)
+    current = _current_ids(cells)
+    return bool(current) and current <= recorded
+
+
+def replace_same_night(history: Path, cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> bool:
+    """Trends count nights, not report builds: when the newest history entry holds some of these
+    results but not all (a merge rebuilt with another job's cells added), it is the same night:
+    drop it, so the rebuilt report's point replaces it. Returns whether an entry was dropped."""
+    recorded = _newest_entry_ids(history)
+    current = _current_ids(cells)
+    if not (recorded & current) or current <= recorded:
+        return False
+    lines = [ln for ln in history.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    history.write_text("".join(f"{ln}\n" for ln in lines[:-1]), encoding="utf-8")
+    return True
+
+
+def _newest_entry_ids(history: Path) -> set[str]:
     try:
         lines = [ln for ln in history.read_text(encoding="utf-8").splitlines() if ln.strip()]
         last = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
-        return False
-    recorded = {str(r.get("id")) for r in (last.get("testResults") or {}).values()}
+        return set()
+    return {str(r.get("id")) for r in (last.get("testResults") or {}).values()}
+
+
+def _current_ids(cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> set[str]:
     current = set()
     for cell_dir, _ in cells:
         for path in (cell_dir / "allure-results").glob("*-result.json"):
@@ -151,7 +200,7 @@ def _already_in_history(history: Path, cells: Sequence[tuple[Path, Mapping[str, 
             except (OSError, ValueError):
                 continue
             current.add(hashlib.md5(str(uid).encode()).hexdigest())
-    return bool(current) and current <= recorded
+    return current
 
 
 def _run_level_results(reports: Path, cells: Sequence[tuple[Path, Mapping[str, Any]]],
@@ -209,6 +258,9 @@ def build_allure_report(reports: Path, cells: Sequence[tuple[Path, Mapping[str, 
         raise InfrastructureError(f"no Allure results under {reports}",
                                   hint="run `tox -e matrix` (or `mlflow-matrix run`) first")
     executor = _latest_executor(cells)
+    if replace_same_night(reports / HISTORY_FILE, cells):
+        say("allure history: the newest point was these runs' (a rebuild with more cells); "
+            "replaced, not added")
     run_level = _run_level_results(reports, cells, executor)
     settings = reports / SETTINGS_FILE
     settings.parent.mkdir(parents=True, exist_ok=True)

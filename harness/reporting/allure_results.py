@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import re
 import shutil
 import time
 import uuid
@@ -22,6 +23,7 @@ from harness.system.redact import redact
 
 PHASE_SUITE = "lifecycle"
 PHASE_TRACE_MARKER = "[mlflow-matrix lifecycle phase:"
+KNOWN_DEFECT_LINK = "known defect "  # the name of the link to a result's known defect
 
 
 @dataclass
@@ -75,7 +77,7 @@ def write_phase_result(results_dir: Path, cell: Cell, result: PhaseResult) -> Pa
     links = []
     if result.known_defect:
         links.append({"type": "issue", "url": result.known_defect["link"],
-                      "name": f"known defect {result.known_defect['id']}"})
+                      "name": f"{KNOWN_DEFECT_LINK}{result.known_defect['id']}"})
     body = {
         "uuid": str(uuid.uuid4()),
         "historyId": history,
@@ -92,7 +94,8 @@ def write_phase_result(results_dir: Path, cell: Cell, result: PhaseResult) -> Pa
         "stage": "finished",
         "start": result.start_ms,
         "stop": result.stop_ms,
-        "labels": cell_labels(cell, PHASE_SUITE),
+        "labels": cell_labels(cell, PHASE_SUITE)
+        + ([{"name": "tag", "value": "known-defect"}] if result.known_defect else []),
         "parameters": params,
         "links": links,
         "attachments": attachments,
@@ -128,12 +131,20 @@ def read_statuses(results_dir: Path) -> list[dict[str, Any]]:
                 if tag.get("name") == "tag"),
             "duration_ms": max(0, (body.get("stop") or 0) - (body.get("start") or 0)),
             "informational": labels.get("informational") == "true",
-            # the plugin links a reproduced known defect as "known defect <id>"
-            "defect": next((link.get("name", "").removeprefix("known defect ")
-                            for link in body.get("links", []) or []
-                            if str(link.get("name", "")).startswith("known defect ")), ""),
+            "defect": _defect_id(body),
+            "defect_link": next((str(link.get("url", "")) for link in body.get("links") or []
+                                 if link.get("name") == KNOWN_DEFECT_LINK + _defect_id(body)),
+                                ""),
         })
     return results
+
+
+def _defect_id(body: dict[str, Any]) -> str:
+    """The known defect a result reproduced, as its message names it ("known defect <id>: …",
+    harness.config.defects.judge); a test marked for several links all of them."""
+    message = str((body.get("statusDetails") or {}).get("message") or "")
+    match = re.search(r"known defect (\S+?): ", message)
+    return match.group(1) if match else ""
 
 
 def clear_results(results_dir: Path) -> None:

@@ -24,7 +24,7 @@ from harness.reporting.allure_report import HISTORY_FILE
 from harness.system.errors import ConfigError
 
 MATRIX_JSON = "matrix.json"
-GREEN = frozenset({"passed", "known-defect"})
+GREEN = frozenset({"passed", "passed-with-skips", "not-applicable", "known-defect"})
 RED = frozenset({"failed", "broken", "interrupted"})
 TESTS_SHOWN = 20  # per cell on the page; the rest are counted
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.matrix import Matrix
+from harness.config.statuses import LABELS as STATUS_LABELS
+from harness.config.statuses import partial_text, result_status
 from harness.reporting.allure_report import REPORT_DIR, SINGLE_FILE, iter_cells, result_link
 from harness.reporting.allure_results import PHASE_SUITE, read_statuses
 from harness.reporting.enrich import HARNESS_SUITE, cell_versions
@@ -25,12 +27,14 @@ from harness.reporting.run_folders import INDEX, RUNS_DIR, earlier_runs
 from harness.system.redact import redact
 
 SCHEMA = 1
-# worst first: the status a suite (or cell) shows is the worst of its results
-ORDER = ("failed", "broken", "interrupted", "known-defect", "passed", "skipped", "not-run")
-LABELS = {"passed": "passed", "failed": "failed", "broken": "broken", "skipped": "skipped",
-          "known-defect": "known defect", "interrupted": "interrupted", "not-run": "not run"}
+# worst first: the status a suite (or cell) shows is the worst of its results; a skipped check
+# is worse than a pass (it did not run), "not applicable" is not (the release lacks it)
+ORDER = ("failed", "broken", "interrupted", "known-defect", "passed-with-skips", "skipped",
+         "passed", "not-applicable", "not-run")
+LABELS = {s: STATUS_LABELS[s] for s in ORDER}
 ICONS = {"passed": "✅", "failed": "❌", "broken": "💥", "skipped": "⏭️", "known-defect": "🐞",
-         "interrupted": "⏹️", "not-run": "➖"}
+         "interrupted": "⏹️", "not-run": "➖", "passed-with-skips": "☑️", "not-applicable": "🚫"}
+SKIPS_SHOWN = 20  # skip reasons listed under a cell's status; the rest are counted
 VERSION_ROWS = (("mlflow.server", "MLflow server"), ("mlflow.client", "MLflow client"),
                 ("kubernetes", "Kubernetes"), ("juju", "Juju"), ("sql.backend", "SQL store"),
                 ("s3.backend", "S3 store"))
@@ -46,9 +50,13 @@ def collect_cells(reports: Path) -> list[dict[str, Any]]:
 
 
 def display_status(result: Mapping[str, Any]) -> str:
-    status = str(result.get("status", "unknown"))
-    if result.get("known") and status == "skipped":
-        return "known-defect"
+    """A result's status on the page. A scenario that raised instead of asserting is Allure's
+    *broken*; pytest, the runner and the cell call it failed, and so does the page (the
+    Categories tab of the Allure report still tells the two apart). Lifecycle phases and harness
+    results keep *broken*: there it means the infrastructure or the harness."""
+    status = result_status(result)
+    if status == "broken" and result.get("suite") not in (PHASE_SUITE, HARNESS_SUITE):
+        return "failed"
     return status if status in ORDER else "broken"
 
 
@@ -145,16 +153,21 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
         })
     for entry in suites.values():
         _summarise(entry)
+    for name, entry in suites.items():
+        if name == HARNESS_SUITE and entry["display_status"] == "broken" \
+                and cell.get("status") == "failed":
+            entry["display_status"] = "failed"  # "no test ran" and the like: as the cell says
     scenario_tests = [t for s, e in suites.items() if s not in (PHASE_SUITE, HARNESS_SUITE)
                       for t in e["tests"] if not t["informational"]]
     counts = Counter(t["display_status"] for t in scenario_tests)
     status = str(cell.get("status", "broken"))
     display = status if status in ORDER else "broken"
+    platform, cell_id = str(cell.get("platform", "")), str(cell.get("cell", ""))
     link = None
     if display != "passed":
-        bad = [t for e in suites.values() for t in e["tests"] if t["display_status"] == display]
+        wanted = "skipped" if display == "passed-with-skips" else display
+        bad = [t for e in suites.values() for t in e["tests"] if t["display_status"] == wanted]
         link = bad[0]["link"] if bad else None
-    platform, cell_id = str(cell.get("platform", "")), str(cell.get("cell", ""))
     return {
         "platform": platform,
         "cell": cell_id,
@@ -164,7 +177,8 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
         "mlflow_version": str(cell.get("mlflow_version", "")),
         "status": status,
         "display_status": display,
-        "message": _first_line(str(cell.get("message", ""))),
+        "message": local_paths(_first_line(str(cell.get("message", ""))), platform, cell_id),
+        "logs": cell_logs(reports, cell_dir),
         "duration_s": float(cell.get("duration_s") or 0),
         "duration": _duration(float(cell.get("duration_s") or 0)),
         "started": cell.get("started"),
@@ -173,6 +187,11 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
         "counts": dict(sorted(counts.items(), key=lambda kv: ORDER.index(kv[0]))),
         "tests": len(scenario_tests),
         "known_defects": counts.get("known-defect", 0),
+        "defects": list(cell.get("known_defects") or []),
+        "skips": list(cell.get("skips") or [])[:SKIPS_SHOWN],
+        "skips_total": len(cell.get("skips") or []),
+        "not_applicable": len(cell.get("not_applicable") or []),
+        "partial": partial_text(cell),
         "phases": [{"name": p.get("name"), "status": p.get("status"),
                     "duration_s": p.get("duration_s"), "message": _first_line(p.get("message"))}
                    for p in cell.get("phases", [])],
@@ -182,17 +201,40 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
     }
 
 
+def local_paths(text: str, platform: str, cell_id: str) -> str:
+    """A path into the cell's folder as the machine that ran it wrote it (`see /home/runner/…/
+    reports/local/2.22-stable/pytest.log`) → relative to reports/, where a merged report keeps
+    its copy: the page never sends a reader to another machine's file system."""
+    if not platform or not cell_id:
+        return text
+    inside = re.escape(f"/{platform}/{cell_id}/")
+    return re.sub(rf"(?:[A-Za-z]:)?/[^\s'\"`]*?{inside}", f"{platform}/{cell_id}/", text)
+
+
+def cell_logs(reports: Path, cell_dir: Path) -> list[dict[str, str]]:
+    """The cell's own logs, linked relative to reports/ (they travel with a merged report)."""
+    if not cell_dir.is_relative_to(reports):
+        return []
+    found = sorted(cell_dir.glob("pytest*.log"))
+    if (cell_dir / "diagnostics").is_dir():
+        found.append(cell_dir / "diagnostics")
+    return [{"name": path.name, "href": path.relative_to(reports).as_posix()} for path in found]
+
+
 def _summarise(entry: dict[str, Any]) -> None:
     """A suite's status: the worst of its results; informational ones (an old client after an
     upgrade) count only when there is nothing else, as in the runner."""
     tests = [t for t in entry["tests"] if not t["informational"]] or entry["tests"]
     entry["display_status"] = worst([t["display_status"] for t in tests])
+    if entry["display_status"] == "skipped" and any(t["display_status"] == "passed" for t in tests):
+        entry["display_status"] = "passed-with-skips"
     entry["counts"] = dict(sorted(Counter(t["display_status"] for t in tests).items(),
                                   key=lambda kv: ORDER.index(kv[0])))
     informational = len(entry["tests"]) - len(tests)
     if informational:
         entry["informational"] = informational
-    target = next((t for t in tests if t["display_status"] == entry["display_status"]), None)
+    shown = "skipped" if entry["display_status"] == "passed-with-skips" else entry["display_status"]
+    target = next((t for t in tests if t["display_status"] == shown), None)
     entry["link"] = target["link"] if target else None
     entry["message"] = target["message"] if target and entry["display_status"] not in (
         "passed",) else ""
@@ -313,7 +355,14 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
         if c["display_status"] != "passed" and c["message"]:
             text += f": {esc(c['message'])}"
         if c["known_defects"]:
-            text += f" · 🐞 {c['known_defects']} known defect(s)"
+            text += f" · 🐞 {c['known_defects']} known defect(s)" + (
+                f" ({', '.join(c['defects'])})" if c["defects"] else "")
+        if c["skips_total"]:
+            text += f" · ⏭️ {c['skips_total']} skipped"
+        if c["not_applicable"]:
+            text += f" · 🚫 {c['not_applicable']} not applicable"
+        if c["partial"]:
+            text += f" · {esc(c['partial'])}"
         status_cells.append(link(text, c["link"]))
     out.append("| **cell** | " + " | ".join(status_cells) + " |")
     for row in model["rows"]:

@@ -24,7 +24,7 @@ from typing import Any
 from harness.config.matrix import Matrix
 from harness.reporting.allure_report import iter_cells
 from harness.reporting.build import ReportOutcome, build_reports
-from harness.reporting.history import import_previous, regression_lines
+from harness.reporting.history import MATRIX_JSON, import_previous, regression_lines
 from harness.system.errors import ConfigError
 
 MARKER = "merged.json"      # written into the output: what was merged from where
@@ -125,6 +125,24 @@ def merge_reports(out: Path, inputs: Sequence[Path],
     return list(chosen.values())
 
 
+def _check_previous(previous: Path, out: Path) -> None:
+    """A report compared with itself finds no regression and adds a second point for the same
+    night to the trends: refuse the output folder, and a previous report of the same runs."""
+    if previous == out:
+        raise ConfigError(f"--previous {previous} is the report being built (--reports-dir)",
+                          hint="pass the folder of the previous night's published report")
+    try:
+        before = json.loads((previous / MATRIX_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # import_previous says what is wrong with it
+    runs_before = set(before.get("run_ids") or []) if isinstance(before, dict) else set()
+    runs_now = {str(cell.get("run_id")) for _, cell in iter_cells(out) if cell.get("run_id")}
+    if runs_before and runs_before == runs_now:
+        raise ConfigError(f"--previous {previous} holds the same run(s) as this report "
+                          f"({', '.join(sorted(runs_now))})",
+                          hint="compare with an earlier night's report, or leave out --previous")
+
+
 def merge_and_build(out: Path, inputs: Iterable[Path], *, previous: Path | None = None,
                     matrix: Matrix | None = None,
                     progress: Callable[[str], None] | None = None) -> ReportOutcome:
@@ -140,6 +158,7 @@ def merge_and_build(out: Path, inputs: Iterable[Path], *, previous: Path | None 
     merged_s = time.monotonic() - t0
     before = None
     if previous is not None:
+        _check_previous(previous.resolve(), out)
         carried = import_previous(previous.resolve(), out)
         before = carried.model
         say(f"previous report {previous}: {carried.history_lines} Allure history entr"

@@ -10,7 +10,6 @@ import json
 import threading
 import time
 import traceback
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.config.defects import KnownDefect
 from harness.config.matrix import DETECT, Cell, Channel, adhoc_channel, cell_facts
+from harness.config.statuses import KNOWN_DEFECT, PASSED_WITH_SKIPS, worse
 from harness.reporting.allure_results import (
     PhaseResult,
     clear_results,
@@ -31,7 +31,7 @@ from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
 from harness.run.kept import keep_endpoint
 from harness.run.scenario_process import defect_dict
-from harness.run.verdicts import check_server_version, judge_phase
+from harness.run.verdicts import cell_verdict, check_server_version, judge_phase
 from harness.system import hints
 from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Endpoint
@@ -58,9 +58,9 @@ from provisioners.api import (
 if TYPE_CHECKING:
     from harness.run.runner import Runner
 
-KNOWN_DEFECT = "known-defect"
 INTERRUPTED = "interrupted by Ctrl-C or SIGTERM before it ended"
 STATUS_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, KNOWN_DEFECT: EXIT_OK,
+               PASSED_WITH_SKIPS: EXIT_OK,
                "failed": EXIT_SCENARIO_FAILED,
                "broken": EXIT_INFRASTRUCTURE, "interrupted": EXIT_INTERRUPTED}
 
@@ -76,11 +76,11 @@ class CellOutcome:
     versions: dict[str, str] = field(default_factory=dict)
     kept: bool = False
     endpoint: Endpoint | None = None  # the latest the cell reached (after restarts, upgrades)
+    ran_scenarios: bool = False  # a scenario run started (so "no test ran" can be told)
     log: Path | None = None  # the file to open first when the cell is not green
 
     def worsen(self, status: str, message: str = "", log: Path | None = None) -> None:
-        order = ["passed", "skipped", KNOWN_DEFECT, "failed", "broken", "interrupted"]
-        if order.index(status) > order.index(self.status):
+        if worse(self.status, status):
             self.status = status
             if message:
                 self.message = message
@@ -152,10 +152,13 @@ class CellRun:
                 raise Interrupted()
             substrate = self._phase(outcome, "provision", slot.up)
             deployment = slot.provisioner.deployment(substrate, cell_dir)
-            channels = [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else [])
-            for channel in channels:
-                if channel.mlflow_version != DETECT:
-                    self._environment(outcome, channel)
+            channels = [c for c in [cell.channel] + ([cell.upgrade_to] if cell.upgrade_to else [])
+                        if c.mlflow_version != DETECT]
+            if channels:  # one environment result per cell, an upgrade's two envs included
+                self._phase(outcome, "environment",
+                            lambda: [self.env_for(c) for c in channels],
+                            label=" and ".join(f"MLflow {c.mlflow_version}" for c in channels)
+                            + " environment" + ("s" if len(channels) > 1 else ""))
             endpoint = self._phase(outcome, "deploy", lambda: check_server_version(
                 deployment.deploy(cell.channel), cell.channel, "deploy"))
             outcome.versions["mlflow_server"] = endpoint.mlflow_version
@@ -277,7 +280,7 @@ class CellRun:
         judged = judge_phase(defects, name, exc) if defects else None
         known = judged is not None and judged.defect is not None
         message = exc.render() if judged is None else f"{judged.message}\n{exc.render()}"
-        outcome.phases.append(PhaseResult(name, "skipped" if known else "broken", start,
+        outcome.phases.append(PhaseResult(name, "failed" if known else "broken", start,
                                           now_ms(), message, attachments=attachments,
                                           known_defect=defect_dict(judged.defect)
                                           if known and judged else None))
@@ -363,8 +366,8 @@ class CellRun:
                 problems.append(f"{name}: {exc}")
         files = sorted(p for p in diagnostics.rglob("*") if p.is_file()) \
             if diagnostics.is_dir() else []
-        failed_phase = next((p for p in outcome.phases if p.status in ("broken", "skipped")
-                             and p.message), None)
+        failed_phase = next((p for p in outcome.phases
+                             if p.status in ("broken", "failed", "skipped") and p.message), None)
         if failed_phase is not None and not failed_phase.attachments:
             failed_phase.attachments = files
         status = "broken" if problems else "passed"
@@ -401,16 +404,15 @@ class CellRun:
     def _write_cell_summary(self, outcome: CellOutcome, cell_dir: Path) -> None:
         cell = outcome.cell
         tests = [r for r in read_statuses(cell_dir / "allure-results")]
-        counts: dict[str, int] = defaultdict(int)
-        defects: dict[str, int] = defaultdict(int)
-        for result in tests:
-            status = result["status"]
-            if result["known"] and status == "skipped":
-                status = KNOWN_DEFECT
-                defects[result.get("defect") or "unnamed"] += 1
-            counts[f"informational-{status}" if result["informational"] else status] += 1
-        if counts.get(KNOWN_DEFECT):
-            outcome.worsen(KNOWN_DEFECT, outcome.message or _defects_line(defects))
+        phases = [{"name": p.phase, "status": p.status,
+                   "duration_s": round((p.stop_ms - p.start_ms) / 1000, 1),
+                   "message": redact(p.message.splitlines()[0]) if p.message else "",
+                   "known": (p.known_defect or {}).get("id", "")}
+                  for p in outcome.phases]
+        verdict = cell_verdict(tests, phases, outcome.status, strict=self.options.strict,
+                               ran_scenarios=outcome.ran_scenarios)
+        if verdict.status:
+            outcome.worsen(verdict.status, verdict.message)
         body = {
             "run_id": self.run_id,
             "platform": cell.platform.name,
@@ -427,20 +429,15 @@ class CellRun:
             "duration_s": round(outcome.finished - outcome.started, 1),
             "versions": outcome.versions,
             "database": cell.platform.database,
-            "counts": dict(counts),
-            "phases": [{"name": p.phase, "status": p.status,
-                        "duration_s": round((p.stop_ms - p.start_ms) / 1000, 1),
-                        "message": redact(p.message.splitlines()[0]) if p.message else ""}
-                       for p in outcome.phases],
+            "strict": self.options.strict,
+            "selection": list(self.options.selection),
+            "partial": dict(self.options.partial.get(f"{cell.platform.name}/{cell.id}") or {}),
+            "counts": verdict.counts,
+            **{k: redact(v) if isinstance(v, str) else v for k, v in verdict.to_dict().items()},
+            "phases": phases,
             "tests": tests,
         }
         (cell_dir / "cell.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
-
-
-def _defects_line(defects: dict[str, int]) -> str:
-    """`known defects reproduced: ID (3 tests), ID (1 test)`: the summary names them."""
-    return "known defects reproduced: " + ", ".join(
-        f"{name} ({n} test{'s' if n != 1 else ''})" for name, n in sorted(defects.items()))
 
 
 class _PhaseFailed(Exception):

@@ -91,6 +91,10 @@ def _run_suffix(phase: str | None, serial: bool) -> str:
     return f"-{phase}" if phase else ("-serial" if serial else "")
 
 
+def junit_path(cell_dir: Path, phase: str | None, serial: bool = False) -> Path:
+    return cell_dir / f"junit{_run_suffix(phase, serial)}.xml"
+
+
 def log_path(cell_dir: Path, phase: str | None, serial: bool = False) -> Path:
     return cell_dir / f"pytest{_run_suffix(phase, serial)}.log"
 
@@ -100,7 +104,7 @@ def pytest_argv(python: str, scenarios_dir: Path, suites: Sequence[str], cell_di
                 serial: bool = False) -> list[str]:
     from harness.run.scheduling import xdist_args
 
-    junit = cell_dir / f"junit{_run_suffix(phase, serial)}.xml"
+    junit = junit_path(cell_dir, phase, serial)
     return [python, "-m", "pytest", *suite_files(scenarios_dir, suites), "-p", "harness.incell.plugin",
             "-c", str(scenarios_dir / "pytest.ini"), "--rootdir", str(scenarios_dir),
             "--alluredir", str(cell_dir / "allure-results"), "-p", "no:cacheprovider", "-q",

@@ -19,16 +19,23 @@ from typing import Any
 
 from harness.config.matrix import Cell, Channel, Matrix
 from harness.config.registry import load_provisioner_class
+from harness.config.statuses import KNOWN_DEFECT
 from harness.reporting.run_folders import finish_run
-from harness.run.cell import KNOWN_DEFECT, RESTART_SUITE, STATUS_EXIT, CellOutcome, CellRun, PlatformSlot
+from harness.run.cell import RESTART_SUITE, STATUS_EXIT, CellOutcome, CellRun, PlatformSlot
 from harness.run.cell_steps import context_options
 from harness.run.envs import ensure_env
 from harness.run.eta import Eta, durations_file, record_durations
 from harness.run.interrupts import Interrupts
 from harness.run.progress import Progress
 from harness.run.scenario_process import SCENARIOS_DIR, SCENARIOS_DIR_ENV, ScenarioProcess, scenarios_root
-from harness.run.scheduling import EnvPrebuilder, Sizing, channels_of, duration_key, expected_durations
-from harness.run.summary import CellLine, log_for
+from harness.run.scheduling import (
+    EnvPrebuilder,
+    Sizing,
+    channels_of,
+    duration_key,
+    expected_durations,
+)
+from harness.run.summary import cell_line
 from harness.run.summary import render as render_summary
 from harness.system import hints
 from harness.system.cache import MlflowEnv
@@ -51,6 +58,10 @@ class RunOptions:
     keep: bool = False
     keep_on_failure: bool = False
     pytest_args: tuple[str, ...] = ()
+    selection: tuple[str, ...] = ()  # the pytest args among them that narrow what runs (-k, -m)
+    strict: bool = False  # an unexpected skip fails its cell
+    # "platform/cell" → {"selected": N, "total": M, "by": [...]} (commands.collection)
+    partial: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     provisioner_options: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = ""
     history: Mapping[tuple[str, str], float] = field(default_factory=dict)  # cell → seconds
@@ -181,8 +192,8 @@ class Runner:
         except Exception as exc:  # a report bug must not hide the run's own result
             self.progress(f"could not write the matrix page: {exc}")
             page = None
-        lines = [CellLine(o.cell.title, o.status, o.message,
-                          log_for(self.reports / o.cell.platform.name / o.cell.id, o.log))
+        lines = [cell_line(o.cell.title, o.status, o.message,
+                           self.reports / o.cell.platform.name / o.cell.id, o.log)
                  for o in self.outcomes]
         for line in render_summary(lines, run_id=self.run_id,
                                    duration_s=time.time() - self.started, matrix_page=page):

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import harness
 from harness.config.defects import KnownDefect
 from harness.config.matrix import Cell, Matrix, cell_facts
-from harness.run.cell_steps import log_path, pytest_argv, suite_files
-from harness.run.verdicts import pytest_verdict
+from harness.run.cell_steps import junit_path, log_path, pytest_argv, suite_files
+from harness.run.verdicts import read_junit, run_verdict
 from harness.run.watchdog import Watchdog
 from harness.system.cache import MlflowEnv
 from harness.system.endpoint import (
@@ -106,18 +106,24 @@ class ScenarioProcess:
         self.progress(f"{cell.title}  {what} with MLflow {env.mlflow_version} client… "
                       f"(log: {log})")
         t0 = time.monotonic()
+        if not informational:
+            outcome.ran_scenarios = True
         code = self._run_child(argv, child_env, log, components_of(deployment))
         summary = _pytest_summary(log)
         self.progress(f"{cell.title}  {what}: {summary} ({time.monotonic() - t0:.0f}s)")
         if CANCEL.is_set():
             raise Interrupted()
-        if code == 0:
+        verdict = run_verdict(code, read_junit(junit_path(cell_dir, phase, serial)), what=what,
+                              summary=summary, log=str(log),
+                              selects=bool(self.options.selection))
+        if verdict.status == "passed":
+            if verdict.message:
+                self.progress(f"{cell.title}  {verdict.message}")
             return
         if informational:
             self.progress(f"{cell.title}  {what} is informational (cross-version client); "
                           "not counted against the cell")
             return
-        verdict = pytest_verdict(code, what, summary, str(log))
         outcome.worsen(verdict.status, verdict.message, log=log)
 
     def _child_env(self, env: MlflowEnv, endpoint: Endpoint, cell: Cell, phase: str | None,

@@ -230,7 +230,7 @@ def test_pytest_cache_flags_are_refused_before_anything_starts(tmp_path, flag):
     result = cli("run", "--platform", "local", "--channel", "2.22/stable", "--reports-dir",
                  str(tmp_path / "r"), "--", flag)
     assert result.returncode == 2, result.stderr
-    assert f"pytest's {flag} needs its cache" in result.stderr
+    assert "needs pytest's cache" in result.stderr and flag in result.stderr
     assert not (tmp_path / "r").exists()
     if flag in ("--lf", "--last-failed", "--ff"):
         assert "run --last-failed" in result.stderr

@@ -76,3 +76,21 @@ def test_without_node_the_matrix_page_is_still_written(reports, monkeypatch):
     assert (reports / "matrix.html").is_file()
     assert "The Allure report is not built yet" in (reports / "matrix.html").read_text()
     assert (reports / "local/2.22-stable/allure-results/environment.properties").is_file()
+
+
+def test_a_rebuild_with_more_cells_replaces_the_same_nights_point(reports, tmp_path):
+    from harness.reporting.allure_report import replace_same_night
+
+    cells = list(iter_cells(reports))
+    first = {}
+    for cell_dir, _ in cells[:2]:
+        for path in (cell_dir / "allure-results").glob("*-result.json"):
+            uid = json.loads(path.read_text())["uuid"]
+            first[uid] = {"id": hashlib.md5(uid.encode()).hexdigest()}
+    history = reports / "allure-history.jsonl"
+    history.write_text(json.dumps({"uuid": "last night", "testResults": {"x": {"id": "old"}}})
+                       + "\n" + json.dumps({"uuid": "tonight, 2 jobs", "testResults": first})
+                       + "\n")
+    assert replace_same_night(history, cells)  # tonight again, all jobs merged
+    assert [json.loads(ln)["uuid"] for ln in history.read_text().splitlines()] == ["last night"]
+    assert not replace_same_night(history, cells)  # another night: kept

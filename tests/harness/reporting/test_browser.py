@@ -139,3 +139,15 @@ def test_allure_report_has_one_environment_per_platform(built):
     screenshot(single.as_uri(), SHOTS / "allure-overview.png", wait_ms=15000)
     assert (built / "allure-report" / "index.html").is_file()
     assert (built / "allure-history.jsonl").read_text().count("\n") == 1
+
+
+def test_known_defects_are_counted_apart_in_the_allure_summary(built):
+    """A reproduced known defect is a failure with a known-issue resolution (Allure 3 counts it
+    in stats.resolutions.issues), never a skip: the headline cannot read "passed 100 %"."""
+    summaries = [json.loads(p.read_text()) for p in (built / "allure-report").rglob("summary.json")]
+    assert summaries
+    stats = summaries[0]["stats"]
+    assert stats.get("resolutions", {}).get("issues", 0) >= 1
+    assert stats.get("failed", 0) >= stats["resolutions"]["issues"]
+    known = json.loads((built / ".allure" / "known-issues.json").read_text())
+    assert [i["id"] for i in known["resolutionIssues"]] == ["DEMO-1"]

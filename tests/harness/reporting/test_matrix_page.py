@@ -175,3 +175,40 @@ def test_an_interrupted_cell_is_not_a_harness_error(reports):
     model = build_model(reports)
     shown = next(c for c in model["cells"] if c["column"] == "local/2.15-stable")
     assert shown["display_status"] == "interrupted"
+
+
+def test_skips_partial_runs_and_defects_are_on_the_page(reports):
+    path = reports / "local" / "2.15-stable" / "cell.json"
+    cell = json.loads(path.read_text())
+    cell.update(status="passed-with-skips", message="1 skipped: test_upload (no canary here)",
+                skips=[{"test": "test_upload", "reason": "no canary here"}],
+                not_applicable=[{"test": "test_cors", "reason": "MLflow 2.15 has no middleware"}],
+                known_defects=["mlflow-x"],
+                partial={"selected": 3, "total": 48, "by": ["-k", "search"]})
+    path.write_text(json.dumps(cell))
+    write_matrix_page(reports)
+    column = next(c for c in build_model(reports)["cells"] if c["column"] == "local/2.15-stable")
+    assert column["display_status"] == "passed-with-skips"
+    assert column["partial"] == "partial: 3 of 48 tests selected (-k search)"
+    html = (reports / "matrix.html").read_text()
+    assert 'data-partial="local/2.15-stable">partial: 3 of 48 tests selected (-k search)' in html
+    assert "1 skipped: why" in html and "<b>test_upload</b>: no canary here" in html
+    assert "known defects: mlflow-x" in html and "passed with skips" in html
+    markdown = (reports / "matrix.md").read_text()
+    assert "☑️ passed with skips" in markdown and "partial: 3 of 48 tests selected" in markdown
+
+
+def test_a_merged_report_links_its_own_copies_of_the_logs(reports):
+    path = reports / "local" / "2.22-stable" / "cell.json"
+    cell = json.loads(path.read_text())
+    cell["message"] = ("scenarios tracking: pytest exited 3; see /home/runner/work/m/reports/"
+                       "local/2.22-stable/pytest.log")
+    path.write_text(json.dumps(cell))
+    (path.parent / "pytest.log").write_text("1 failed\n")  # the copy that came with the cell
+    write_matrix_page(reports)
+    column = next(c for c in build_model(reports)["cells"] if c["column"] == "local/2.22-stable")
+    assert column["message"] == "scenarios tracking: pytest exited 3; see local/2.22-stable/pytest.log"
+    assert {"name": "pytest.log", "href": "local/2.22-stable/pytest.log"} in column["logs"]
+    html = (reports / "matrix.html").read_text()
+    assert '<a href="local/2.22-stable/pytest.log">pytest.log</a>' in html
+    assert "/home/runner" not in html

@@ -148,6 +148,10 @@ def test_one_allure_report_with_history_across_nights(reports, tmp_path):
             body = json.loads(path.read_text())
             body["uuid"] = hashlib.md5(("night2" + body["uuid"]).encode()).hexdigest()
             path.write_text(json.dumps(body))
+        for path in job.rglob("cell.json"):  # and a new run id, as a new run has
+            body = json.loads(path.read_text())
+            body["run_id"] = "night2-" + str(body.get("run_id"))
+            path.write_text(json.dumps(body))
     said: list[str] = []
     out2 = merge_and_build(night2, jobs, previous=night1, progress=said.append)
     assert out2.error is None, out2.error
@@ -159,3 +163,16 @@ def test_one_allure_report_with_history_across_nights(reports, tmp_path):
     assert len(dynamics["data"]) == 2
     assert "regressions since the previous report: none" in said
     assert 'id="regressions" data-regressions="0"' in (night2 / "matrix.html").read_text()
+
+
+def test_a_report_is_never_compared_with_itself(reports, tmp_path):
+    jobs = _split(reports, tmp_path / "artifacts")
+    night = tmp_path / "night"
+    assert merge_and_build(night, jobs, progress=lambda text: None).error is None
+    for previous in (night, night.parent / "night"):  # the output itself
+        with pytest.raises(ConfigError, match="is the report being built"):
+            merge_and_build(night, jobs, previous=previous, progress=lambda text: None)
+    copy = tmp_path / "copy"
+    shutil.copytree(night, copy)  # a copy of tonight's report: the same runs
+    with pytest.raises(ConfigError, match="holds the same run"):
+        merge_and_build(tmp_path / "again", jobs, previous=copy, progress=lambda text: None)

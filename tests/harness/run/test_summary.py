@@ -36,29 +36,30 @@ def test_lists_every_non_green_cell_with_reason_and_log(tmp_path, monkeypatch):
     assert text.index("BROKEN") < text.index("FAILED") < text.index("KNOWN DEFECT")
 
 
-def test_a_known_defect_cell_names_the_defects_it_reproduced(tmp_path):
-    """The plugin links each reproduced defect as "known defect <id>"; the cell's message (and
-    so the summary's KNOWN DEFECT line) names them, with how many tests each."""
+def test_names_failed_tests_defects_skips_and_partial_selection(tmp_path, monkeypatch):
     import json
 
-    from harness.reporting.allure_results import read_statuses
-    from harness.run.cell import _defects_line
+    from harness.run.summary import cell_line
 
-    results = tmp_path / "allure-results"
-    results.mkdir()
-    for i, defect in enumerate(["mlflow-unicode-name", "mlflow-unicode-name", "charm-no-migrate"]):
-        (results / f"{i}-result.json").write_text(json.dumps({
-            "uuid": str(i), "name": f"t{i}", "status": "skipped",
-            "statusDetails": {"known": True, "message": "known defect"},
-            "links": [{"name": f"known defect {defect}", "url": "https://example.org/d"}],
-            "labels": [{"name": "tag", "value": "known-defect"}]}))
-    found = read_statuses(results)
-    assert sorted(r["defect"] for r in found) == ["charm-no-migrate", "mlflow-unicode-name",
-                                                   "mlflow-unicode-name"]
-    counts = {"mlflow-unicode-name": 2, "charm-no-migrate": 1}
-    line = _defects_line(counts)
-    assert line == ("known defects reproduced: charm-no-migrate (1 test), "
-                    "mlflow-unicode-name (2 tests)")
-    (summary,) = [s for s in render([CellLine("local · 2.22/stable", "known-defect", line, None)],
-                                    run_id="r", duration_s=1, matrix_page=None) if "KNOWN" in s]
-    assert "charm-no-migrate (1 test)" in summary
+    monkeypatch.chdir(tmp_path)
+    cell_dir = tmp_path / "reports" / "local" / "2.22-stable"
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "cell.json").write_text(json.dumps({
+        "failed_tests": [{"test": "test_search_runs_pages", "status": "broken",
+                          "message": "ConnectionResetError: [Errno 104] reset by peer"}],
+        "known_defects": ["mlflow-search-model-versions-no-aliases"],
+        "skips": [{"test": "test_upload[plain]", "reason": "no canary directory here"}],
+        "partial": {"selected": 1, "total": 48, "by": ["-k", "search"]}}))
+    lines = render([cell_line("local · 2.22/stable", "failed", "scenarios tracking: 1 failed",
+                              cell_dir, None),
+                    CellLine("local · 2.15/stable", "passed", "", None, (),
+                             "partial: 3 of 48 tests selected (-k search)")],
+                   run_id="r", duration_s=1, matrix_page=None)
+    text = "\n".join(lines)
+    assert ("FAILED  local · 2.22/stable: partial: 1 of 48 tests selected (-k search); "
+            "scenarios tracking: 1 failed") in text
+    assert "failed: test_search_runs_pages — ConnectionResetError: [Errno 104] reset by peer" \
+        in text
+    assert "known defects: mlflow-search-model-versions-no-aliases" in text
+    assert "skipped: test_upload[plain] — no canary directory here" in text
+    assert "PASSED  local · 2.15/stable: partial: 3 of 48 tests selected (-k search)" in text

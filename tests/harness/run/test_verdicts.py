@@ -86,7 +86,7 @@ def test_marked_tests_are_excused_only_by_their_signature(tmp_path, monkeypatch)
     assert _runner(tmp_path, defects=defects).run() == 1
     results = _results(tmp_path / "reports" / "local" / CELL)
     reproduced = results["test_reproduces"]
-    assert reproduced["status"] == "skipped"
+    assert reproduced["status"] == "failed"  # a failure with a known-issue resolution, no skip
     assert "known defect defect-test_reproduces" in reproduced["statusDetails"]["message"]
     assert {"name": "tag", "value": "known-defect"} in reproduced["labels"]
     other = results["test_breaks_otherwise"]
@@ -115,7 +115,8 @@ def test_a_phase_defect_excuses_only_its_own_error(tmp_path, matching):
     deploy = _results(tmp_path / "reports" / "local" / CELL)["deploy"]
     summary = _cell_json(tmp_path)
     if matching:
-        assert deploy["status"] == "skipped" and deploy["statusDetails"]["known"]
+        assert deploy["status"] == "failed" and deploy["statusDetails"]["known"]
+        assert {"name": "tag", "value": "known-defect"} in deploy["labels"]
         assert summary["status"] == "known-defect"
     else:
         assert deploy["status"] == "broken" and not deploy["statusDetails"]["known"]
@@ -131,6 +132,28 @@ def test_no_test_ran_is_red(tmp_path, monkeypatch):
     summary = _cell_json(tmp_path)
     assert summary["status"] == "failed"
     assert "no test ran" in summary["message"]
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_skips_are_visible_and_strict_mode_fails_on_them(tmp_path, monkeypatch, strict):
+    _suite(tmp_path, monkeypatch, "tracking", (
+        "import pytest\n"
+        "def test_ok(mlflow_client):\n    assert mlflow_client.search_experiments()\n"
+        "def test_release_lacks_it():\n"
+        "    pytest.skip('not applicable: MLflow 2.22 has no such API')\n"
+        "def test_platform_lacks_it():\n    pytest.skip('no S3 endpoint on this platform')\n"))
+    runner = _runner(tmp_path)
+    runner.options = dataclasses.replace(runner.options, strict=strict)
+    assert runner.run() == (1 if strict else 0)
+    summary = _cell_json(tmp_path)
+    assert summary["status"] == ("failed" if strict else "passed-with-skips")
+    assert summary["counts"] == {"passed": 1, "not-applicable": 1, "skipped": 1}
+    assert summary["skips"] == [{"test": "test_platform_lacks_it",
+                                 "reason": "no S3 endpoint on this platform"}]
+    assert summary["not_applicable"][0]["reason"] == "MLflow 2.22 has no such API"
+    column = build_model(tmp_path / "reports")["cells"][0]
+    assert column["display_status"] == summary["status"]
+    assert column["skips"] == summary["skips"] and column["not_applicable"] == 1
 
 
 def test_a_crashed_cell_is_broken_with_its_cell_json(tmp_path, monkeypatch):
@@ -199,7 +222,8 @@ def test_a_platform_that_cannot_restart_shows_a_skipped_restart(tmp_path, monkey
     assert "cannot restart the MLflow server" in restart["statusDetails"]["message"]
     assert _results(cell_dir)["test_round_trip"]["status"] == "passed"
     summary = _cell_json(tmp_path, "external", "detected")
-    assert summary["status"] == "passed"
+    assert summary["status"] == "passed-with-skips"  # the restart checks did not run
+    assert summary["skips"][0]["test"] == "restart phase"
     assert {"name": "restart", "status": "skipped"}.items() <= next(
         p for p in summary["phases"] if p["name"] == "restart").items()
     model = build_model(tmp_path / "reports", matrix)
