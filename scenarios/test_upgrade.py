@@ -21,6 +21,9 @@ import pytest
 SEED = "before-upgrade"
 VERIFY = "after-upgrade"
 OLD_CLIENT = "old-client"
+# after a step of a guide that can lose data (a MinIO refresh …), with the client of the server
+# that runs then: the seed reads back exactly, before the guide goes on
+DATA_CHECK = "data-check"
 
 PARAMS = {"alpha": "0.5", "optimizer": "adam", "unicode": "température 学习率 🚀",
           "long": "x" * 500}
@@ -358,3 +361,20 @@ def test_old_client_reads_experiments_and_runs(mlflow_client, manifest_path):
 def test_old_client_reads_registry(mlflow_client, manifest_path):
     _verify_models(mlflow_client, _load(manifest_path))
 
+
+
+# ------------------------------------------------------------------ after a guide step
+
+
+@pytest.mark.phase(DATA_CHECK)
+def test_seed_reads_back_after_the_step(mlflow_client, manifest_path, s3, endpoint):
+    manifest = _load(manifest_path)
+    when = "after this guide step"
+    _verify_experiments(mlflow_client, manifest, when)
+    _verify_runs(mlflow_client, manifest, when)
+    _verify_models(mlflow_client, manifest, when)
+
+
+@pytest.mark.phase(DATA_CHECK)
+def test_seed_artifacts_read_back_after_the_step(mlflow_client, manifest_path, s3, endpoint):
+    _verify_artifacts(mlflow_client, _load(manifest_path), s3, endpoint)

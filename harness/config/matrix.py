@@ -19,6 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.config.defects import Facts, KnownDefect, applies, check_entry
+from harness.config.guides import Guide, check_guide
 from harness.config.registry import load_provisioner_class
 from harness.system.errors import ConfigError, MatrixFileError
 
@@ -36,6 +37,9 @@ class Channel:
     name: str
     mlflow_version: str
     migrates_db_on_upgrade: bool = False
+    # where `migrates_db_on_upgrade` was read (a charm revision's source, a guide): a verdict
+    # that rests on it names it
+    migration_source: str = ""
     experimental: bool = False
     bundle: str | None = None
     constraints: tuple[str, ...] = ()
@@ -111,12 +115,20 @@ class Cell:
     channel: Channel
     scenarios: tuple[str, ...]
     upgrade_to: Channel | None = None
+    # "upgrade": the channel's upgrade to `upgrade_to`; "restore": the backup guide on
+    # `channel`, the deployment destroyed, the restore guide on a fresh `upgrade_to`
+    procedure: str = "upgrade"
 
     @property
     def id(self) -> str:
         if self.upgrade_to:
-            return f"upgrade-{self.channel.slug}-to-{self.upgrade_to.slug}"
+            return f"{self.procedure}-{self.channel.slug}-to-{self.upgrade_to.slug}"
         return self.channel.slug
+
+    @property
+    def path(self) -> str:
+        """FROM:TO of an upgrade or restore cell, "" otherwise."""
+        return f"{self.channel.name}:{self.upgrade_to.name}" if self.upgrade_to else ""
 
     @property
     def channel_label(self) -> str:
@@ -146,6 +158,20 @@ class Matrix:
     known_defects: tuple[KnownDefect, ...]
     defaults: Selection
     timeouts: Timeouts = field(default_factory=Timeouts)
+    guides: tuple[Guide, ...] = ()
+
+    def guides_for(self, cell: Cell) -> tuple[Guide, ...]:
+        """The documented procedure a cell follows, in order: an upgrade path's guide, or the
+        backup then the restore guide; () when no published guide covers the path."""
+        if not cell.upgrade_to:
+            return ()
+        kinds = ("upgrade",) if cell.procedure == "upgrade" else ("backup", "restore")
+        return tuple(g for kind in kinds for g in self.guides
+                     if g.kind == kind and cell.path in g.paths)
+
+    def restore_paths(self) -> tuple[str, ...]:
+        """FROM:TO paths the restore guide is run on (`--guides`)."""
+        return tuple(p for g in self.guides if g.kind == "restore" for p in g.paths)
 
     def requirements_for(self, channel: Channel) -> tuple[str, ...]:
         """Install pins for an MLflow version: the data-driven table plus the channel's own."""
@@ -277,6 +303,7 @@ class _Loader:
         "install_pins": False,
         "known_defects": False,
         "timeouts": False,
+        "upgrade_guides": False,
     }
 
     def __init__(self, path: Path) -> None:
@@ -325,8 +352,9 @@ class _Loader:
         defects = self.load_defects(raw.get("known_defects") or [])
         timeouts = self.typed(raw.get("timeouts") or {}, Timeouts, "timeouts")
         defaults = self.load_defaults(raw["defaults"], channels, platforms, suites, upgrades)
+        guides = self.load_guides(raw.get("upgrade_guides") or [], channels, defects)
         return Matrix(self.path, channels, platforms, suites, upgrades, pins, defects, defaults,
-                      timeouts)
+                      timeouts, guides)
 
     def load_channels(self, value: Any) -> dict[str, Channel]:
         value = self.mapping(value, "channels")
@@ -442,6 +470,23 @@ class _Loader:
             for where, problem, hint in check_entry(defect):
                 self.fail(_join(key, where), problem, hint=hint)
         return defects
+
+    def load_guides(self, value: Any, channels: Mapping[str, Channel],
+                    defects: tuple[KnownDefect, ...]) -> tuple[Guide, ...]:
+        guides = self.typed(value, tuple[Guide, ...], "upgrade_guides")
+        ids = tuple(d.id for d in defects)
+        covered: dict[tuple[str, str], str] = {}
+        for i, guide in enumerate(guides):
+            key = f"upgrade_guides[{i}]"
+            for where, problem, hint in check_guide(guide, channels, ids):
+                self.fail(_join(key, where), problem, hint=hint)
+            for path in guide.paths:
+                if (guide.kind, path) in covered:
+                    self.fail(f"{key}.paths", f"{path} already follows guide "
+                              f"{covered[(guide.kind, path)]!r}",
+                              hint="a path follows one guide of each kind; remove one")
+                covered[(guide.kind, path)] = guide.id
+        return guides
 
     def load_defaults(self, value: Any, channels: Mapping[str, Channel],
                       platforms: Mapping[str, Platform], suites: Mapping[str, Suite],

@@ -27,9 +27,11 @@ from harness.reporting.allure_results import (
     write_phase_result,
 )
 from harness.reporting.enrich import enrich_cell
+from harness.run import guided
 from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
 from harness.run.envs import MlflowEnv
+from harness.run.guided import procedure_summary
 from harness.run.scenario_process import defect_dict
 from harness.run.verdicts import check_server_version, judge_phase
 from harness.system.endpoint import Endpoint
@@ -46,6 +48,7 @@ from harness.system.redact import redact, redact_tree
 from harness.system.waits import CANCEL
 from provisioners.api import (
     Deployment,
+    GuideRunner,
     Provisioner,
     Restartable,
     Substrate,
@@ -73,6 +76,7 @@ class CellOutcome:
     versions: dict[str, str] = field(default_factory=dict)
     kept: bool = False
     log: Path | None = None  # the file to open first when the cell is not green
+    procedure: dict[str, object] = field(default_factory=dict)  # guides followed (guided.py)
 
     def worsen(self, status: str, message: str = "", log: Path | None = None) -> None:
         order = ["passed", "skipped", KNOWN_DEFECT, "failed", "broken", "interrupted"]
@@ -286,7 +290,9 @@ class CellRun:
         """Execute `cell_steps()`: the same list `mlflow-matrix plan` prints."""
         cell = outcome.cell
         server_env: MlflowEnv | None = None
-        for step in cell_steps(cell, deployment):
+        guides = self.matrix.guides_for(cell)
+        outcome.procedure = procedure_summary(cell, guides)
+        for step in cell_steps(cell, deployment, guides):
             if step.action == "skip":
                 raise CellSkipped(step.reason)
             if step.action == "note":
@@ -309,6 +315,24 @@ class CellRun:
                                        label=f"upgrade to {target.name}",
                                        attach=lambda: _collect_to(deployment, cell_dir))
                 outcome.versions["mlflow_server"] = endpoint.mlflow_version
+            elif step.action == "guide":
+                assert isinstance(deployment, GuideRunner)
+                if step.only_if_passed and outcome.status != "passed":
+                    self.progress(f"{cell.title}  seeding failed; not following the guide")
+                    return
+                endpoint = guided.run_step(self, outcome, deployment, step, endpoint, cell_dir)
+            elif step.action == "destroy":
+                assert isinstance(deployment, GuideRunner)
+                self._phase(outcome, "destroy", deployment.destroy, label=step.reason)
+            elif step.action == "redeploy":
+                target = cell.upgrade_to
+                assert target is not None
+                endpoint = self._phase(outcome, "redeploy", partial(
+                    _redeployed, deployment, target), label=step.reason)
+                outcome.versions["mlflow_server"] = endpoint.mlflow_version
+            elif step.action == "rollback":
+                assert isinstance(deployment, GuideRunner)
+                guided.rollback(self, outcome, deployment, step, cell_dir)
             else:
                 if step.client == "server":
                     server_env = server_env or self._client_env(outcome, endpoint)
@@ -399,6 +423,7 @@ class CellRun:
             "started": outcome.started,
             "duration_s": round(outcome.finished - outcome.started, 1),
             "versions": outcome.versions,
+            "procedure": outcome.procedure,
             "database": cell.platform.database,
             "counts": dict(counts),
             "phases": [{"name": p.phase, "status": p.status,
@@ -421,6 +446,11 @@ def _collect_to(deployment: Deployment, cell_dir: Path) -> list[Path]:
     except Exception:
         return []
     return sorted(p for p in target.rglob("*") if p.is_file())
+
+
+def _redeployed(deployment: Deployment, target: Channel) -> Endpoint:
+    """A fresh deployment of the target channel (restore paths), held to its MLflow release."""
+    return check_server_version(deployment.deploy(target), target, "redeploy")
 
 
 def _upgraded(deployment: Upgradable, target: Channel) -> Endpoint:
