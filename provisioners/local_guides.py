@@ -28,6 +28,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.system.buckets import sync_bucket
 from harness.system.errors import InfrastructureError
 from harness.system.procs import run
 from harness.system.redact import redact
@@ -112,7 +113,10 @@ def run_step(deployment: LocalDeployment, guide: Guide, step: GuideStep,
         load_store(deployment, backup_dir(deployment) / BACKUP_DUMP[deployment.settings.database])
         return deployment.start_as_charm()
     if step.do == "sync-bucket":
-        sync_bucket(deployment, backup_dir(deployment) / "bucket", step.direction == "backup")
+        s3 = deployment.s3
+        assert s3 is not None
+        sync_bucket(s3.url, s3.credentials, deployment.settings.bucket,
+                    backup_dir(deployment) / "bucket", to_folder=step.direction == "backup")
         return deployment.current_endpoint()
     raise InfrastructureError(f"`local` has no equivalent of guide step {step.id!r} "
                               f"({step.text})")
@@ -167,34 +171,3 @@ def load_store(deployment: LocalDeployment, dump: Path) -> None:
         raise InfrastructureError("loading the database dump failed:\n  "
                                   + redact(proc.stderr).strip())
     store.grant_relation_user()
-
-
-def sync_bucket(deployment: LocalDeployment, folder: Path, to_folder: bool) -> None:
-    """rclone --size-only sync, one way: objects whose size differs or that are missing are
-    copied; objects the source lacks are deleted from the destination."""
-    import boto3
-
-    s3 = deployment.s3
-    assert s3 is not None
-    bucket = deployment.settings.bucket
-    client = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key,
-                          aws_secret_access_key=s3.secret_key, region_name="us-east-1")
-    remote: dict[str, int] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        remote.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
-    local = {p.relative_to(folder).as_posix(): p.stat().st_size
-             for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
-    if to_folder:
-        for key, size in remote.items():
-            if local.get(key) != size:
-                path = folder / key
-                path.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, key, str(path))
-        for key in set(local) - set(remote):
-            (folder / key).unlink()
-        return
-    for key, size in local.items():
-        if remote.get(key) != size:
-            client.upload_file(str(folder / key), bucket, key)
-    for key in set(remote) - set(local):
-        client.delete_object(Bucket=bucket, Key=key)

@@ -94,6 +94,7 @@ class Selection:
     channels: tuple[str, ...]
     upgrades: tuple[str, ...] = ()
     scenarios: tuple[str, ...] = ()
+    restores: tuple[str, ...] = ()  # FROM:TO backup → destroy → restore paths (`--guides`)
     parallel: int = 1  # cells at once; 0: from cores and memory (harness/run/scheduling.py)
     workers: int = 0   # pytest-xdist workers per cell; 0: from cores and parallel, 1: serial
 
@@ -665,6 +666,11 @@ def expand_cells(matrix: Matrix, selection: Selection) -> list[Cell]:
             if upgrade_suites:
                 cells.append(Cell(platform, matrix.channels[source], upgrade_suites,
                                   upgrade_to=matrix.channels[target]))
+        restore_suites = _suites_for(matrix, selection, platform, upgrade=True)
+        for label in selection.restores if restore_suites else ():
+            source, _, target = label.partition(":")
+            cells.append(Cell(platform, matrix.channels[source], restore_suites,
+                              upgrade_to=matrix.channels[target], procedure="restore"))
     return cells
 
 
