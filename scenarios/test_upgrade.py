@@ -333,6 +333,7 @@ def test_new_writes_after_upgrade(mlflow_client, manifest_path, endpoint):
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "after.txt").write_text("after the upgrade")
         mlflow_client.log_artifact(run.info.run_id, str(Path(tmp, "after.txt")))
+        Path(tmp, "dl").mkdir()  # MLflow 2.x clients refuse a destination that does not exist
         back = mlflow_client.download_artifacts(run.info.run_id, "after.txt", tmp + "/dl")
         assert Path(back).read_text() == "after the upgrade"
     mlflow_client.set_terminated(run.info.run_id)
