@@ -210,6 +210,8 @@ def list_data(matrix: Matrix) -> dict[str, Any]:
         "scenarios": [{"name": s.name, "description": s.description,
                        "platforms": list(s.platforms) if s.platforms is not None else None}
                       for s in matrix.suites.values()],
+        # backup → destroy → restore paths of the guides: nightly runs them (`--guides`)
+        "restores": list(matrix.restore_paths()),
         "defaults": {"platforms": list(defaults.platforms), "channels": list(defaults.channels),
                      "upgrades": list(defaults.upgrades), "scenarios": list(defaults.scenarios),
                      "parallel": defaults.parallel},
@@ -269,6 +271,9 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
         args += ["--scenario", name]
     if explicit and not channel_names and not upgrade_names:
         raise SelectionError("`upgrades: none` with no channel selects no cell; name a channel")
+    # the guides' backup → destroy → restore cells, outside the default selection: the scheduled
+    # run adds them where the backup needs nothing the bundle lacks (Juju: an s3-integrator)
+    restores = 0 if explicit else len(data.get("restores", []))
 
     jobs: list[dict[str, Any]] = []
     cloud_jobs: list[dict[str, Any]] = []
@@ -284,7 +289,8 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
         has_plain = any(s != "upgrade" for s in suites)
         has_upgrade = "upgrade" in suites
         plain = n_channels if has_plain else 0
-        upgrade = n_upgrades if has_upgrade else 0
+        guides = bool(restores and has_upgrade and platform["kind"] == "local")
+        upgrade = (n_upgrades + (restores if guides else 0)) if has_upgrade else 0
         if plain + upgrade == 0:
             skipped.append({"platform": name, "reason": "the selection has no cell on it"})
             continue
@@ -296,7 +302,7 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
             "region": ci["region"],
             "snaps": " ".join(ci["snaps"]),
             "apt": " ".join(ci["apt"]),
-            "args": " ".join(args),
+            "args": " ".join([*args, "--guides"] if guides else args),
             "cells": plain + upgrade,
             **timeouts,
         }
