@@ -32,6 +32,8 @@ from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
 from harness.run.envs import MlflowEnv
 from harness.run.guided import procedure_summary
+from harness.run.phases import PhaseFailed as _PhaseFailed
+from harness.run.phases import collect_to as _collect_to
 from harness.run.scenario_process import defect_dict
 from harness.run.verdicts import check_server_version, judge_phase
 from harness.system.endpoint import Endpoint
@@ -433,19 +435,6 @@ class CellRun:
             "tests": tests,
         }
         (cell_dir / "cell.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
-
-
-class _PhaseFailed(Exception):
-    """A lifecycle phase failed and was recorded; the cell stops here."""
-
-
-def _collect_to(deployment: Deployment, cell_dir: Path) -> list[Path]:
-    target = cell_dir / "diagnostics"
-    try:
-        deployment.collect(target)
-    except Exception:
-        return []
-    return sorted(p for p in target.rglob("*") if p.is_file())
 
 
 def _redeployed(deployment: Deployment, target: Channel) -> Endpoint:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config.guides import SERVER_APP, Guide, GuideStep
+from harness.run.phases import PhaseFailed as _PhaseFailed
+from harness.run.phases import collect_to as _collect_to
 from harness.run.verdicts import check_server_version
 from harness.system.errors import InfrastructureError, MatrixError
 
@@ -47,10 +49,7 @@ def run_step(run: CellRun, outcome: CellOutcome, deployment: GuideRunner, step: 
              endpoint: Endpoint, cell_dir: Path) -> Endpoint:
     """One guide step (and its remedy when it hit the defect the remedy answers); the endpoint
     the next steps use."""
-    from harness.run.cell import _collect_to, _PhaseFailed
-
-    cell = outcome.cell
-    guide, gs, target = step.guide, step.guide_step, cell.upgrade_to
+    guide, gs, target = step.guide, step.guide_step, outcome.cell.upgrade_to
     assert guide is not None and gs is not None and target is not None
     attach = partial(_collect_to, deployment, cell_dir)
     label = f"{guide.title} · {gs.id}: {gs.text[:90]}"
@@ -111,8 +110,6 @@ def with_migration_source(exc: MatrixError, step: GuideStep, guide: Guide,
 def rollback(run: CellRun, outcome: CellOutcome, deployment: GuideRunner, step: Step,
              cell_dir: Path) -> None:
     """A one-way guide: moving back to the source channel must be refused (or detected)."""
-    from harness.run.cell import _collect_to, _PhaseFailed
-
     cell = outcome.cell
     try:
         refusal = run._phase(outcome, "rollback", partial(deployment.refuse_rollback, cell.channel),

@@ -28,8 +28,13 @@ def test_juju_upgrade_cell_shows_juju_refresh_and_no_local_steps_or_restart(caps
     assert "juju refresh --model" in block
     assert "stop the server" not in block and "start the new server" not in block
     assert "restart" not in block
-    assert block.index("[before-upgrade]") < block.index("upgrade to 2.22/stable") \
-        < block.index("[after-upgrade]") < block.index("[old-client]")
+    # the guide's steps, in its order, each as the command it runs
+    assert "procedure: Upgrade from 2.15 to 2.22 (https://documentation.ubuntu.com/" in block
+    assert block.index("[before-upgrade]") < block.index("[upgrade/refresh-minio]") \
+        < block.index("mlflow-minio --channel ckf-1.10/stable") \
+        < block.index("[data-check@refresh-minio]") < block.index("[upgrade/refresh-server]") \
+        < block.index("[remedy/refresh-server]") < block.index("[after-upgrade]") \
+        < block.index("[old-client]")
 
 
 def test_restart_only_where_it_runs(capsys):

@@ -36,4 +36,5 @@ def test_backup_destroy_restore_reads_every_item_back(tmp_path: Path):
                       "restore/sync-bucket"]
     assert [g["id"] for g in summary["procedure"]["guides"]] == ["backup", "restore"]
     assert summary["counts"]["passed"] >= 6  # the after-upgrade read-back of the seed
-    assert not list(Path(tempfile.gettempdir()).glob(f"mlflow-matrix-{runner.run_id}-*")), "backup left behind"
+    left = list(Path(tempfile.gettempdir()).glob(f"mlflow-matrix-{runner.run_id}-*"))
+    assert not left, f"the backup or a deployment was left behind: {left}"
