@@ -105,3 +105,23 @@ def test_plan_sizes_workers_per_cell_by_how_its_server_answers(capsys):
 
     assert "-n 2 " in main_run("2.22-stable")
     assert "-n 4 " in main_run("latest-edge")
+
+
+def test_juju_plan_shows_the_mlflow_3_guide_as_commands_with_the_bundles_app_names(capsys):
+    out = _plan(capsys, "--platform", "microk8s-1.32", "--upgrade", "2.22/stable:latest/edge",
+                "--scenario", "upgrade")
+    block = _cell_block(out, "upgrade-2.22-stable-to-latest-edge")
+    model = "mm-<run-id>-microk8s-1-32:mm-<run-id>-upgrade-2-22-stable-to-latest-edge"
+    expected = [
+        "[upgrade/backup-db]", f"juju run --model {model} mlflow-mysql/leader create-backup",
+        "[upgrade/remove-db-relation] the guide: juju remove-relation "
+        "mlflow-server:relational-db mysql-k8s:database",
+        f"juju remove-relation --model {model} mlflow-server:relational-db mlflow-mysql:database",
+        "then wait until mlflow-server is blocked, mysql-k8s is active",
+        "[upgrade/refresh-server] the guide: juju refresh mlflow-server --channel=3.15/edge",
+        f"juju refresh --model {model} mlflow-server --channel <mlflow-server's channel in the "
+        "latest/edge bundle>",
+        f"juju integrate --model {model} mlflow-mysql:database mlflow-server:relational-db",
+        "[after-upgrade]", "[rollback] move the server back to 2.22/stable: must be refused"]
+    positions = [block.index(line) for line in expected]
+    assert positions == sorted(positions)
