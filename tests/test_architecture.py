@@ -1,6 +1,8 @@
-"""The dependency rules of DESIGN.md, checked on the source: no import cycle, the direction
-`harness.cli → harness.run.runner → provisioners → deployments → harness.system.kube/procs/waits` holds,
-and the commands that only read matrix.yaml load neither jubilant nor lightkube."""
+"""The dependency rules of DESIGN.md, checked on the source: no import cycle, the layers of the
+core import only downwards (cli → commands → run → reporting → config → provisioners.api →
+config.model → system), kinds reach the core only through its lower layers, no module of the
+core names a kind, and the commands that only read matrix.yaml load no cloud SDK, jubilant or
+lightkube (measured in a subprocess)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "provisioners", "deployments")
-HEAVY = ("jubilant", "lightkube")
+HEAVY = ("jubilant", "lightkube", "boto3", "botocore", "azure", "google", "moto")
+# The core's layers, lowest first; a module belongs to the longest prefix it has here.
+LAYERS = ("harness.system", "harness.config.defects", "harness.config.model", "provisioners.api",
+          "harness.config", "harness.reporting", "harness.run", "harness.incell",
+          "harness.commands", "harness.cli")
+# What a kind (provisioners.*, deployments.*) may import of the core: the layers up to the API.
+KIND_MAY_IMPORT = LAYERS[:4]
 
 
 def _module_name(path: Path) -> str:
@@ -112,6 +120,46 @@ def test_the_dependency_direction_of_the_design():
     assert problems == []
 
 
+def _layer(module: str) -> int | None:
+    found = [i for i, prefix in enumerate(LAYERS)
+             if module == prefix or module.startswith(prefix + ".")]
+    return max(found, key=lambda i: len(LAYERS[i])) if found else None
+
+
+def test_layers_import_only_downwards():
+    problems = []
+    for module, deps in sorted(import_graph().items()):
+        mine = _layer(module)
+        is_kind = module.startswith(("provisioners.", "deployments")) and mine is None
+        for dep in sorted(deps):
+            theirs = _layer(dep)
+            if theirs is None:
+                continue
+            if is_kind and LAYERS[theirs] not in KIND_MAY_IMPORT:
+                problems.append(f"{module} → {dep}: a kind uses only "
+                                f"{', '.join(KIND_MAY_IMPORT)}")
+            elif mine is not None and theirs > mine:
+                problems.append(f"{module} → {dep}: {LAYERS[mine]} is below {LAYERS[theirs]}")
+    assert problems == []
+
+
+def test_the_core_names_no_kind():
+    """A kind declares what the core needs (`Provisioner.traits`); the core never asks by name.
+    The Allure executor type "local" (a machine, not a kind) is the one such string allowed."""
+    from importlib.metadata import entry_points
+
+    kinds = {ep.name for ep in entry_points(group="mlflow_matrix.provisioners")}
+    allowed = {("harness/reporting/enrich.py", "local")}
+    found = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in kinds \
+                    and (rel, node.value) not in allowed:
+                found.append(f"{rel}:{node.lineno} {node.value!r}")
+    assert found == []
+
+
 def test_matrix_imports_no_provisioner():
     graph = import_graph()
     seen, todo = set(), ["harness.config.matrix"]
@@ -142,20 +190,26 @@ PROBE = """
 import contextlib, io, json, sys
 import harness.cli
 after_import = sorted(m for m in sys.modules if m.split('.')[0] in {heavy})
-with contextlib.redirect_stdout(io.StringIO()):
-    code = harness.cli.main({argv})
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = harness.cli.main({argv})
+    except SystemExit as exc:
+        code = exc.code
 print(json.dumps([code, after_import,
                   sorted(m for m in sys.modules if m.split('.')[0] in {heavy})]))
 """
 
 
-@pytest.mark.parametrize("argv", [["list"], ["plan", "--platform", "local"]])
-def test_reading_the_matrix_loads_neither_jubilant_nor_lightkube(argv):
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["list"], 0), (["list", "--json"], 0), (["plan", "--platform", "local"], 0),
+    (["--help"], 0), (["run", "--help"], 0),
+    (["run", "--platform", "no-such-platform"], 2), (["plan", "--channel", "9.9/none"], 2)])
+def test_reading_the_matrix_loads_no_cloud_sdk_jubilant_or_lightkube(argv, expected):
     code = PROBE.format(heavy=set(HEAVY), argv=argv)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     exit_code, after_import, after_command = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert exit_code == 0
+    assert exit_code == expected
     assert after_import == [], "import harness.cli loaded " + ", ".join(after_import)
     assert after_command == [], f"mlflow-matrix {' '.join(argv)} loaded " + ", ".join(after_command)

@@ -19,7 +19,7 @@ from harness.system.errors import InfrastructureError
 
 if TYPE_CHECKING:
 
-    from harness.config.matrix import Channel
+    from harness.config.model import Channel
 
 
 @dataclass(frozen=True)

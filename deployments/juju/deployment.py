@@ -61,7 +61,7 @@ from harness.system.waits import CANCEL, DeadlineExceeded, NotYet, Terminal, wai
 
 if TYPE_CHECKING:
     from harness.config.guides import Guide, GuideStep, Remedy
-    from harness.config.matrix import Cell, Channel
+    from harness.config.model import Cell, Channel
     from harness.system.kube import Kube
     from provisioners.api import RunContext, Substrate
 

@@ -25,7 +25,7 @@ from harness.system.waits import DeadlineExceeded
 if TYPE_CHECKING:
     from deployments.juju.deployment import JujuDeployment
     from harness.config.guides import Guide, GuideStep, Remedy
-    from harness.config.matrix import Cell, Channel
+    from harness.config.model import Cell, Channel
     from harness.system.endpoint import Endpoint
     from provisioners.api import RunContext
 
@@ -52,9 +52,7 @@ def step_commands(context: RunContext, guide: Guide, step: GuideStep, cell: Cell
 
 def _channel_text(step: GuideStep, cell: Cell, app: str) -> str:
     """A literal channel, or the target bundle's channel of the app (the path's target)."""
-    from harness.config.guides import TARGET
-
-    if step.channel != TARGET:
+    if not step.to_target:
         return step.channel
     target = cell.upgrade_to.name if cell.upgrade_to else cell.channel.name
     return f"<{app}'s channel in the {target} bundle>"
@@ -64,13 +62,12 @@ def run_step(deployment: JujuDeployment, guide: Guide, step: GuideStep,
              target: Channel) -> Endpoint | None:
     """One guide step as its command, then the guide's wait; the endpoint when the server is
     active afterwards, None when the guide leaves it blocked."""
-    from harness.config.guides import TARGET
 
     juju = deployment.juju
     app = guide.bundle_app(step.app) if step.app else ""
     if step.do == "refresh":
         channel = (deployment.target_channels(target).get(app, target.name)
-                   if step.channel == TARGET else step.channel)
+                   if step.to_target else step.channel)
         with juju_errors(f"juju refresh {app} --channel {channel}"):
             juju.refresh(app, channel=channel)
     elif step.do in ("remove-relation", "integrate"):

@@ -27,7 +27,7 @@ from deployments.juju.settings import (
 from harness.system.errors import InfrastructureError
 
 if TYPE_CHECKING:
-    from harness.config.matrix import Cell, Channel
+    from harness.config.model import Cell, Channel
     from provisioners.api import RunContext
 
 

@@ -35,17 +35,7 @@ GITHUB_MAX_JOB_MINUTES = 360
 SETUP_MINUTES = 15        # checkout, Python, tox env, snaps/apt on the runner
 UPLOAD_MINUTES = 5        # the reports upload steps
 TEARDOWN_MARGIN_MINUTES = 5
-JUJU_SNAP = "juju:3.6/stable"
 
-# Which cloud's short-lived credentials a kind's job needs (the OIDC step it gets).
-CLOUD_OF_KIND = {"eks": "aws", "aks": "azure", "gke": "gcp"}
-# Kinds that deploy MLflow themselves (no cluster, no Juju): a cell's "deploy" is a server start.
-SELF_DEPLOYING = frozenset({"local", "external"})
-# Cluster create/delete seconds when a platform's settings name none (issue 10's starting points).
-DEFAULT_CLUSTER_TIMEOUTS = {
-    "eks": (2400, 2700), "aks": (1800, 1200), "gke": (1800, 1200),
-    "microk8s": (900, 600), "canonical-k8s": (900, 600), "existing": (0, 0),
-}
 # Settings keys read for a platform's own create/delete timeouts, in seconds.
 UP_KEYS = ("up_timeout", "create_timeout", "provision_timeout")
 DOWN_KEYS = ("down_timeout", "delete_timeout", "teardown_timeout")
@@ -85,7 +75,7 @@ def cluster_timeouts(platform: Platform) -> tuple[int, int]:
     else the kind's default; a Juju platform adds its `bootstrap_timeout` to the create time.
     """
     settings = _settings(platform)
-    default_up, default_down = DEFAULT_CLUSTER_TIMEOUTS.get(platform.kind, (0, 0))
+    default_up, default_down = platform.traits.cluster_timeouts
     up = _seconds(settings, UP_KEYS, ("up", "create"))
     down = _seconds(settings, DOWN_KEYS, ("down", "delete"))
     up = default_up if up is None else up
@@ -110,7 +100,7 @@ class Budget:
 def budget(matrix: Matrix, platform: Platform) -> Budget:
     t = matrix.timeouts
     up, down = cluster_timeouts(platform)
-    deploy = t.server_start if platform.kind in SELF_DEPLOYING else t.deploy
+    deploy = t.server_start if platform.traits.self_deploying else t.deploy
     cell = deploy + t.scenarios + t.teardown
     return Budget(up=up, down=down, cell=cell, upgrade_cell=cell + deploy, env_build=t.env_build,
                   parallel=max(1, matrix.defaults.parallel))
@@ -144,32 +134,11 @@ def job_timeouts(b: Mapping[str, int], cells: int, upgrade_cells: int) -> dict[s
 
 
 def runner_needs(platform: Platform) -> dict[str, Any]:
-    """Whether a nightly job can run the platform unattended, and what the runner needs."""
-    settings = _settings(platform)
-    kind = platform.kind
-    snaps: list[str] = []
-    apt: list[str] = []
-    reason = ""
-    if kind == "local":
-        if settings.get("database") == "mysql":
-            apt.append("mariadb-server")
-    elif kind == "external":
-        if not settings.get("tracking_uri"):
-            reason = ("tests an MLflow server someone already runs: needs --tracking-uri; "
-                      "run it by hand (docs/ci.md)")
-    elif kind == "existing":
-        if not settings.get("kubeconfig"):
-            reason = "tests a cluster someone already runs: needs its kubeconfig; run it by hand"
-    elif kind == "microk8s":
-        snaps += [f"microk8s:{settings.get('channel') or 'latest/stable'}:classic", JUJU_SNAP]
-    elif kind == "canonical-k8s":
-        snaps += [f"k8s:{settings.get('channel') or 'latest/stable'}:classic", JUJU_SNAP]
-    elif kind in CLOUD_OF_KIND:
-        snaps.append(JUJU_SNAP)
-    cloud = CLOUD_OF_KIND.get(kind)
-    region = next((str(settings[k]) for k in ("region", "location", "zone") if settings.get(k)), "")
-    return {"runs": not reason, "reason": reason, "cloud": cloud, "region": region,
-            "snaps": snaps, "apt": apt}
+    """Whether a nightly job can run the platform unattended, and what the runner needs (its
+    kind declares it: `PlatformTraits.ci`)."""
+    ci = platform.traits.ci
+    return {"runs": not ci.unattended, "reason": ci.unattended, "cloud": ci.cloud,
+            "region": ci.region, "snaps": list(ci.snaps), "apt": list(ci.apt)}
 
 
 def list_data(matrix: Matrix) -> dict[str, Any]:
@@ -193,6 +162,9 @@ def list_data(matrix: Matrix) -> dict[str, Any]:
             "kind": platform.kind,
             "description": platform.description,
             "default": platform.name in defaults.platforms,
+            # the guides' backup → destroy → restore cells run where the harness deploys MLflow
+            # itself (on Juju the backup needs an s3-integrator the bundle lacks)
+            "restores": platform.traits.self_deploying,
             "suites": suites,
             "budget_s": raw,
             "ci": {**runner_needs(platform), "cells": len(cells),
@@ -289,7 +261,7 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
         has_plain = any(s != "upgrade" for s in suites)
         has_upgrade = "upgrade" in suites
         plain = n_channels if has_plain else 0
-        guides = bool(restores and has_upgrade and platform["kind"] == "local")
+        guides = bool(restores and has_upgrade and platform.get("restores"))
         upgrade = (n_upgrades + (restores if guides else 0)) if has_upgrade else 0
         if plain + upgrade == 0:
             skipped.append({"platform": name, "reason": "the selection has no cell on it"})

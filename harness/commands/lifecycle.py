@@ -8,8 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness.commands.options import parse_duration, provisioner_options
+from harness.commands.options import provisioner_options
 from harness.config.registry import load_provisioner_class
+from harness.system.durations import parse_duration
 from harness.system.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError
 from harness.system.procs import same_process, stop_group
 from harness.system.state import RunState, new_run_id, read_state

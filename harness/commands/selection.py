@@ -31,8 +31,6 @@ from harness.config.matrix import (
 )
 from harness.system.errors import CellSkipped, ConfigError
 
-EXTERNAL_KIND = "external"  # one cell per platform, at the version the server reports
-
 
 @dataclass(frozen=True)
 class Selected:
@@ -76,11 +74,12 @@ def select(args: argparse.Namespace,
     defaults = matrix.defaults
     requested = unique(args.platform, "platform", notes)
     platforms = _platforms(matrix, requested or defaults.platforms, args, notes)
-    external = tuple(n for n in platforms if matrix.platforms[n].kind == EXTERNAL_KIND)
+    # a fixed server: one cell per platform, at the version the server reports
+    external = tuple(n for n in platforms if matrix.platforms[n].traits.fixed_server)
     others = tuple(n for n in platforms if n not in external)
     if external and not others and (args.channel or args.upgrade):
-        raise ConfigError("--platform external tests the MLflow the server runs: --channel and "
-                          "--upgrade do not apply",
+        raise ConfigError(f"--platform {' '.join(external)} tests the MLflow the server runs: "
+                          "--channel and --upgrade do not apply",
                           hint="drop them, or pass --mlflow-version V to require version V")
     channel_flags = unique(args.channel, "channel", notes)
     upgrade_flags = unique(args.upgrade, "upgrade", notes)
@@ -96,8 +95,9 @@ def select(args: argparse.Namespace,
 
         versions = resolve_versions(unique(args.mlflow_version, "mlflow_version", notes))
         if external and len(versions) > 1:
-            raise ConfigError("--platform external tests the one MLflow its server runs",
-                              hint="give one --mlflow-version (or none) with --platform external")
+            raise ConfigError(f"--platform {' '.join(external)} tests the one MLflow its server "
+                              "runs",
+                              hint="give one --mlflow-version (or none) with that platform")
         for version in versions:
             channel = adhoc_channel(version)
             version_given.append(channel.mlflow_version)
@@ -148,10 +148,9 @@ def _platforms(matrix: Matrix, names: tuple[str, ...], args: argparse.Namespace,
     if "all" in names:
         chosen = []
         for name, platform in matrix.platforms.items():
-            if platform.kind == EXTERNAL_KIND and not (
-                    args.tracking_uri or getattr(platform.settings, "tracking_uri", "")):
-                notes.append(f"--platform all leaves out {name}: it needs --tracking-uri URL "
-                             "(the server to test)")
+            needs = platform.traits.needs_option
+            if needs and not getattr(args, needs, None):
+                notes.append(f"--platform all leaves out {name}: it needs {flag(needs)}")
                 continue
             chosen.append(name)
         names = tuple(dict.fromkeys([*chosen, *(n for n in names if n != "all")]))

@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         return _print_plan(matrix, cells, args, pytest_args)
     reports = check_reports_dir(args.reports_dir)
     from harness.config.registry import load_provisioner_class
-    from harness.run.run_folders import start_run
+    from harness.reporting.run_folders import start_run
     from harness.run.runner import Runner, RunOptions
     from harness.system.state import new_run_id
 

@@ -49,6 +49,11 @@ class GuideStep:
     check_data: bool = False              # the step can lose data: the seed is read back after it
     remedy: Remedy | None = None
 
+    @property
+    def to_target(self) -> bool:
+        """A refresh to the upgrade path's target channel (the target bundle's channel)."""
+        return self.channel == TARGET
+
 
 @dataclass(frozen=True)
 class Guide:

@@ -7,10 +7,8 @@ never sees a traceback for a typo.
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,211 +16,58 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from harness.config.defects import Facts, KnownDefect, applies, check_entry
+from harness.config.defects import KnownDefect, check_entry
 from harness.config.guides import Guide, check_guide
+from harness.config.model import (
+    DETECT,
+    PLATFORM_NAME,
+    SUITE_NAME,
+    UPGRADE_SCENARIO,
+    Cell,
+    Channel,
+    CiNeeds,
+    InstallPin,
+    Matrix,
+    Platform,
+    PlatformTraits,
+    Selection,
+    Suite,
+    Timeouts,
+    UpgradePath,
+    cell_facts,
+    platform_artifacts,
+    platform_database,
+)
 from harness.config.registry import load_provisioner_class
 from harness.system.errors import ConfigError, MatrixFileError
 
+__all__ = [
+    "DEFAULT_MATRIX",
+    "DETECT",
+    "PLATFORM_NAME",
+    "SUITE_NAME",
+    "UPGRADE_SCENARIO",
+    "Cell",
+    "Channel",
+    "CiNeeds",
+    "InstallPin",
+    "Matrix",
+    "Platform",
+    "PlatformTraits",
+    "Selection",
+    "Suite",
+    "Timeouts",
+    "UpgradePath",
+    "adhoc_channel",
+    "cell_facts",
+    "default_matrix_path",
+    "expand_cells",
+    "load_matrix",
+    "platform_artifacts",
+    "platform_database",
+]
+
 DEFAULT_MATRIX = Path(__file__).resolve().parents[2] / "matrix.yaml"
-SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-UPGRADE_SCENARIO = "upgrade"
-DETECT = "detect"  # an `external` cell's version: read from the server's /version
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A Charmed MLflow channel and the upstream MLflow it ships."""
-
-    name: str
-    mlflow_version: str
-    migrates_db_on_upgrade: bool = False
-    # where `migrates_db_on_upgrade` was read (a charm revision's source, a guide): a verdict
-    # that rests on it names it
-    migration_source: str = ""
-    experimental: bool = False
-    bundle: str | None = None
-    constraints: tuple[str, ...] = ()
-
-    @property
-    def slug(self) -> str:
-        return self.name.replace("/", "-")
-
-
-@dataclass(frozen=True)
-class Platform:
-    name: str
-    kind: str
-    settings: Any
-    description: str = ""
-
-    @property
-    def database(self) -> str:
-        """The SQL store family when the platform's settings name one (`local`: sqlite or
-        mysql), else "": what known defects and reports key on."""
-        return str(getattr(self.settings, "database", "") or "")
-
-
-@dataclass(frozen=True)
-class UpgradePath:
-    source: str
-    target: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.source}→{self.target}"
-
-
-@dataclass(frozen=True)
-class InstallPin:
-    mlflow: str
-    requirements: tuple[str, ...]
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    platforms: tuple[str, ...] | None  # None: every platform
-    requires: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Selection:
-    platforms: tuple[str, ...]
-    channels: tuple[str, ...]
-    upgrades: tuple[str, ...] = ()
-    scenarios: tuple[str, ...] = ()
-    restores: tuple[str, ...] = ()  # FROM:TO backup → destroy → restore paths (`--guides`)
-    parallel: int = 1  # cells at once; 0: from cores and memory (harness/run/scheduling.py)
-    workers: int = 0   # pytest-xdist workers per cell; 0: from cores and parallel, 1: serial
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    env_build: int = 900
-    deploy: int = 1800
-    scenarios: int = 1800
-    teardown: int = 600
-    server_start: int = 180
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (platform, channel) pair, or one (platform, upgrade path)."""
-
-    platform: Platform
-    channel: Channel
-    scenarios: tuple[str, ...]
-    upgrade_to: Channel | None = None
-    # "upgrade": the channel's upgrade to `upgrade_to`; "restore": the backup guide on
-    # `channel`, the deployment destroyed, the restore guide on a fresh `upgrade_to`
-    procedure: str = "upgrade"
-
-    @property
-    def id(self) -> str:
-        if self.upgrade_to:
-            return f"{self.procedure}-{self.channel.slug}-to-{self.upgrade_to.slug}"
-        return self.channel.slug
-
-    @property
-    def path(self) -> str:
-        """FROM:TO of an upgrade or restore cell, "" otherwise."""
-        return f"{self.channel.name}:{self.upgrade_to.name}" if self.upgrade_to else ""
-
-    @property
-    def channel_label(self) -> str:
-        if self.upgrade_to:
-            return f"{self.channel.name}→{self.upgrade_to.name}"
-        return self.channel.name
-
-    @property
-    def mlflow_label(self) -> str:
-        if self.upgrade_to:
-            return f"{self.channel.mlflow_version}→{self.upgrade_to.mlflow_version}"
-        return self.channel.mlflow_version
-
-    @property
-    def title(self) -> str:
-        return f"{self.platform.name} · {self.channel_label}"
-
-
-@dataclass(frozen=True)
-class Matrix:
-    path: Path
-    channels: Mapping[str, Channel]
-    platforms: Mapping[str, Platform]
-    suites: Mapping[str, Suite]
-    upgrades: tuple[UpgradePath, ...]
-    install_pins: tuple[InstallPin, ...]
-    known_defects: tuple[KnownDefect, ...]
-    defaults: Selection
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    guides: tuple[Guide, ...] = ()
-
-    def guides_for(self, cell: Cell) -> tuple[Guide, ...]:
-        """The documented procedure a cell follows, in order: an upgrade path's guide, or the
-        backup then the restore guide; () when no published guide covers the path."""
-        if not cell.upgrade_to:
-            return ()
-        kinds = ("upgrade",) if cell.procedure == "upgrade" else ("backup", "restore")
-        return tuple(g for kind in kinds for g in self.guides
-                     if g.kind == kind and cell.path in g.paths)
-
-    def restore_paths(self) -> tuple[str, ...]:
-        """FROM:TO paths the restore guide is run on (`--guides`)."""
-        return tuple(p for g in self.guides if g.kind == "restore" for p in g.paths)
-
-    def requirements_for(self, channel: Channel) -> tuple[str, ...]:
-        """Install pins for an MLflow version: the data-driven table plus the channel's own."""
-        if channel.mlflow_version == DETECT:
-            return channel.constraints
-        version = Version(channel.mlflow_version)
-        pins = [
-            req
-            for pin in self.install_pins
-            if version in SpecifierSet(pin.mlflow)
-            for req in pin.requirements
-        ]
-        return (*pins, *channel.constraints)
-
-    def defects_for(self, cell: Cell, facts: Facts | None = None) -> list[KnownDefect]:
-        """Defects that apply to a cell: for sure with `facts` measured in the run, or that may
-        apply (unknown facts match) when only the matrix is known (list, plan)."""
-        if facts is None:
-            return [d for d in self.known_defects if applies(d, cell_facts(cell), strict=False)]
-        return [d for d in self.known_defects if applies(d, facts)]
-
-
-def platform_database(platform: Platform) -> str:
-    """The SQL store family: a local platform's own setting; a Kubernetes bundle's `mysql-k8s`
-    is MySQL; unknown ("") for a server someone else runs."""
-    if platform.database:
-        return platform.database
-    return "" if platform.kind == "external" else "mysql"
-
-
-def platform_artifacts(platform: Platform) -> str:
-    """The artifact mode a platform declares (direct | proxied), "" when it declares none."""
-    return str(getattr(platform.settings, "artifacts", "") or "")
-
-
-def cell_facts(cell: Cell, *, server_versions: tuple[str, ...] | None = None,
-               client_version: str = "", artifacts: str | None = None) -> Facts:
-    """What the matrix says of a cell, completed with what the run measured."""
-    if server_versions is None:
-        server_versions = tuple(v for v in (cell.channel.mlflow_version,
-                                            cell.upgrade_to.mlflow_version if cell.upgrade_to
-                                            else None) if v and v != DETECT)
-    channels = (cell.channel.name,) + ((cell.upgrade_to.name,) if cell.upgrade_to else ())
-    return Facts(platform=cell.platform.name, database=platform_database(cell.platform),
-                 artifacts=platform_artifacts(cell.platform) if artifacts is None else artifacts,
-                 server_versions=server_versions, client_version=client_version,
-                 channels=channels,
-                 upgrade=cell.channel_label.replace("→", ":") if cell.upgrade_to else "")
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -431,7 +276,8 @@ class _Loader:
             except ConfigError as exc:
                 self.fail(f"{key}.kind", exc.message, hint=exc.hint)
             settings = self.typed(body, cls.Settings, key)
-            platforms[str(name)] = Platform(str(name), kind, settings, description)
+            platforms[str(name)] = Platform(str(name), kind, settings, description,
+                                            cls.traits(settings))
         return platforms
 
     def load_upgrades(self, value: Any, channels: Mapping[str, Channel]) -> tuple[UpgradePath, ...]:

@@ -43,7 +43,7 @@ def index_url() -> str:
 
 
 def _cache_file() -> Path:
-    from harness.run.envs import cache_root
+    from harness.system.cache import cache_root
 
     return cache_root() / "index-releases.json"
 

@@ -36,7 +36,6 @@ HARNESS_SUITE = "harness"
 HARNESS_TRACE_MARKER = "[mlflow-matrix harness error]"
 KNOWN_DEFECT_TAG = "known-defect"
 LOG_TAIL_LINES = 200
-K8S_FREE_KINDS = ("local", "external")
 
 # A scenario that raised one of these (instead of failing an assert) still met the product:
 # the server answered with an error. Anything else broken in a scenario is the harness's.
@@ -193,6 +192,7 @@ def cell_versions(cell: Mapping[str, Any], cell_dir: Path) -> dict[str, str]:
     versions = {str(k): str(v) for k, v in (cell.get("versions") or {}).items() if v}
     platform = _read_json(cell_dir / "diagnostics" / "platform" / "platform.json")
     kind = str(cell.get("platform_kind", ""))
+    bundle = bool(cell.get("on_kubernetes"))   # the Charmed MLflow bundle, stores as charms
     database = str(cell.get("database", "") or versions.get("database", ""))
     server = versions.get("mlflow_server") or str(cell.get("mlflow_version", ""))
     client = versions.get("mlflow_client") or (
@@ -203,15 +203,15 @@ def cell_versions(cell: Mapping[str, Any], cell_dir: Path) -> dict[str, str]:
             sql = "SQLite"
         elif database == "mysql" and platform.get("mariadb"):
             sql = f"MariaDB {_version(platform['mariadb'])}"
+        elif bundle:
+            sql = "mysql-k8s charm (mlflow-mysql)"
         elif database:
             sql = {"mysql": "MySQL", "postgresql": "PostgreSQL"}.get(database, database)
-        elif kind not in K8S_FREE_KINDS:
-            sql = "mysql-k8s charm (mlflow-mysql)"
     s3 = versions.get("s3") or versions.get("s3_backend") or ""
     if not s3:
         if platform.get("seaweedfs"):
             s3 = f"SeaweedFS {_version(platform['seaweedfs'])}"
-        elif kind not in K8S_FREE_KINDS:
+        elif bundle:
             s3 = "minio charm (mlflow-minio)"
     out = {
         "platform": str(cell.get("platform", "")),

@@ -21,7 +21,7 @@ from harness.config.matrix import Matrix
 from harness.reporting.allure_report import REPORT_DIR, SINGLE_FILE, iter_cells, result_link
 from harness.reporting.allure_results import PHASE_SUITE, read_statuses
 from harness.reporting.enrich import HARNESS_SUITE, cell_versions
-from harness.run.run_folders import INDEX, RUNS_DIR, earlier_runs
+from harness.reporting.run_folders import INDEX, RUNS_DIR, earlier_runs
 from harness.system.redact import redact
 
 SCHEMA = 1

@@ -30,12 +30,12 @@ from harness.reporting.enrich import enrich_cell
 from harness.run import guided
 from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
-from harness.run.envs import MlflowEnv
 from harness.run.guided import procedure_summary
 from harness.run.phases import PhaseFailed as _PhaseFailed
 from harness.run.phases import collect_to as _collect_to
 from harness.run.scenario_process import defect_dict
 from harness.run.verdicts import check_server_version, judge_phase
+from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Endpoint
 from harness.system.errors import (
     EXIT_INFRASTRUCTURE,
@@ -415,6 +415,7 @@ class CellRun:
             "run_id": self.run_id,
             "platform": cell.platform.name,
             "platform_kind": cell.platform.kind,
+            "on_kubernetes": cell.platform.traits.on_kubernetes,
             "cell": cell.id,
             "channel": cell.channel_label,
             "upgrade": bool(cell.upgrade_to),

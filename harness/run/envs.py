@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from platformdirs import user_cache_dir
 
+from harness.system.cache import MlflowEnv, cache_root
 from harness.system.errors import CommandError, InfrastructureError
 from harness.system.procs import run
 
@@ -36,27 +34,6 @@ CLIENT_REQUIREMENTS = (
 )
 # 2: byte-compiled at build time, so the first server and its workers do not each compile MLflow.
 ENV_FORMAT = 2
-
-
-@dataclass(frozen=True)
-class MlflowEnv:
-    path: Path
-    mlflow_version: str
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.path / "bin"
-
-    @property
-    def python(self) -> Path:
-        return self.bin_dir / "python"
-
-    def executable(self, name: str) -> Path:
-        return self.bin_dir / name
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MLFLOW_MATRIX_CACHE") or user_cache_dir("mlflow-matrix"))
 
 
 def env_spec(mlflow_version: str, pins: Sequence[str]) -> dict[str, object]:

@@ -20,7 +20,7 @@ from harness.run.verdicts import check_server_version
 from harness.system.errors import InfrastructureError, MatrixError
 
 if TYPE_CHECKING:
-    from harness.config.matrix import Cell, Channel
+    from harness.config.model import Cell, Channel
     from harness.run.cell import CellOutcome, CellRun
     from harness.run.cell_steps import Step
     from harness.system.endpoint import Endpoint

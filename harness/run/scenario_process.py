@@ -20,8 +20,8 @@ import harness
 from harness.config.defects import KnownDefect
 from harness.config.matrix import Cell, Matrix, cell_facts
 from harness.run.cell_steps import log_path, pytest_argv, suite_files
-from harness.run.envs import MlflowEnv
 from harness.run.verdicts import pytest_verdict
+from harness.system.cache import MlflowEnv
 from harness.system.endpoint import (
     CELL_ENV,
     DEFECTS_ENV,

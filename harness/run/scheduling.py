@@ -159,7 +159,7 @@ def estimate(cell: Cell) -> float:
         seconds *= MLFLOW3_FACTOR
     if cell.upgrade_to:
         seconds += DEPLOY_SECONDS
-    if str(getattr(cell.platform.settings, "database", "")) == "mysql":
+    if cell.platform.database == "mysql":
         seconds *= MYSQL_FACTOR
     return seconds
 

@@ -392,6 +392,8 @@ class AksProvisioner(KubernetesProvisioner):
     """AKS: resource group + Free-tier cluster per run; the admin kubeconfig for Juju."""
 
     kind: ClassVar[str] = "aks"
+    cluster_timeouts: ClassVar[tuple[int, int]] = (1800, 1200)
+    ci_cloud: ClassVar[str | None] = "azure"
     Settings = AksSettings
 
     def __init__(self, context: RunContext) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from deployments.juju.settings import JujuSettings
+from harness.config.model import CiNeeds, PlatformTraits
 from harness.system.errors import InfrastructureError, MatrixError
 from harness.system.procs import run
 from harness.system.redact import redact
@@ -32,9 +33,10 @@ from provisioners.api import DeploymentPlan, RunContext, Substrate
 
 if TYPE_CHECKING:
     from deployments.juju.deployment import JujuDeployment
-    from harness.config.matrix import Cell
+    from harness.config.model import Cell
 
 COLLECT_TIMEOUT = 60
+JUJU_SNAP = "juju:3.6/stable"   # what a nightly runner installs to drive Juju
 
 
 class KubernetesProvisioner(ABC):
@@ -44,10 +46,24 @@ class KubernetesProvisioner(ABC):
     Settings: ClassVar[type[JujuSettings]] = JujuSettings
     cli_options: ClassVar[tuple[str, ...]] = ("controller",)
     takes_mlflow_version: ClassVar[bool] = False  # Juju deploys charm channels, not releases
+    cluster_timeouts: ClassVar[tuple[int, int]] = (900, 600)  # create, delete s (CI budgets)
+    ci_cloud: ClassVar[str | None] = None     # whose short-lived credentials a nightly job needs
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
         self.settings: Any = context.platform.settings
+
+    @classmethod
+    def traits(cls, settings: Any) -> PlatformTraits:
+        """The bundle's mysql-k8s is MySQL; the cluster's create/delete time is the kind's."""
+        return PlatformTraits(database="mysql", cluster_timeouts=cls.cluster_timeouts,
+                              ci=cls.ci_needs(settings))
+
+    @classmethod
+    def ci_needs(cls, settings: Any) -> CiNeeds:
+        region = next((str(getattr(settings, key)) for key in ("region", "location", "zone")
+                       if getattr(settings, key, "")), "")
+        return CiNeeds(cloud=cls.ci_cloud, region=region, snaps=(JUJU_SNAP,))
 
     # ------------------------------------------------------------ provider hooks
 

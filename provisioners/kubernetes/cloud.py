@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from harness.commands.options import parse_duration
+from harness.system.durations import parse_duration
 from harness.system.errors import ConfigError, InfrastructureError, MatrixError
 from harness.system.redact import redact
 from provisioners.api import SweptResource

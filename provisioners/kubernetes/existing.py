@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from deployments.juju.settings import JujuSettings
+from harness.config.model import CiNeeds
 from harness.system.errors import ConfigError, InfrastructureError
 from harness.system.kubectl import kubectl_argv
 from harness.system.redact import redact
@@ -36,6 +37,12 @@ class ExistingClusterProvisioner(KubernetesProvisioner):
     kind: ClassVar[str] = "existing"
     Settings = ExistingSettings
     cli_options: ClassVar[tuple[str, ...]] = ("controller", "kubeconfig")
+    cluster_timeouts: ClassVar[tuple[int, int]] = (0, 0)   # the cluster is not ours
+
+    @classmethod
+    def ci_needs(cls, settings: Any) -> CiNeeds:
+        return CiNeeds(unattended="" if settings.kubeconfig else
+                       "tests a cluster someone already runs: needs its kubeconfig; run it by hand")
 
     def kubeconfig_path(self) -> Path:
         given = self.context.options.get("kubeconfig") or self.settings.kubeconfig

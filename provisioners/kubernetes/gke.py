@@ -374,6 +374,8 @@ class GkeProvisioner(KubernetesProvisioner):
     """GKE: one labelled zonal cluster per run; a static-token kubeconfig for Juju."""
 
     kind: ClassVar[str] = "gke"
+    cluster_timeouts: ClassVar[tuple[int, int]] = (1800, 1200)
+    ci_cloud: ClassVar[str | None] = "gcp"
     Settings = GkeSettings
 
     def __init__(self, context: RunContext) -> None:

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.config.model import CiNeeds
 from harness.system.errors import CommandError, InfrastructureError, MatrixError
 from harness.system.procs import run
 from harness.system.redact import redact
 from provisioners.api import RunContext, Substrate
-from provisioners.kubernetes.base import KubernetesProvisioner
+from provisioners.kubernetes.base import JUJU_SNAP, KubernetesProvisioner
 
 SNAP_TIMEOUT = 900
 COMMAND_TIMEOUT = 300
@@ -27,7 +28,7 @@ COMMAND_TIMEOUT = 300
 
 def platform_marker(platform: str) -> Path:
     """Where `up` notes what it installed, for a later `mlflow-matrix down --platform`."""
-    from harness.run.envs import cache_root
+    from harness.system.cache import cache_root
 
     return cache_root() / "platforms" / f"{platform}.json"
 
@@ -41,6 +42,11 @@ class SnapClusterProvisioner(KubernetesProvisioner):
 
     kind: ClassVar[str]
     snap: ClassVar[str]
+
+    @classmethod
+    def ci_needs(cls, settings: Any) -> CiNeeds:
+        cluster = f"{cls.snap}:{getattr(settings, 'channel', '') or 'latest/stable'}:classic"
+        return CiNeeds(snaps=(cluster, JUJU_SNAP))
 
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)

@@ -1,9 +1,5 @@
-"""The matrix as CI sees it: the real matrix.yaml, and the same with the three cloud platforms.
-
-The cloud kinds (eks, aks, gke) come with the cloud platforms issue; until their provisioners are
-registered, a cloud platform is added here the way matrix.yaml will hold it (kind, region,
-create/delete timeouts), so the generator and the workflow are checked against it today.
-"""
+"""The matrix as CI sees it: the real matrix.yaml, and the same with three cloud platforms whose
+regions and create/delete timeouts the tests choose (the kinds' own traits, other settings)."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ import pytest
 import yaml
 
 from harness.config.matrix import Matrix, Platform, load_matrix
+from harness.config.registry import load_provisioner_class
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -27,10 +24,15 @@ class CloudSettings:
     down_timeout: int = 0
 
 
+def _cloud(name: str, kind: str, settings: CloudSettings) -> Platform:
+    traits = load_provisioner_class(kind).traits(settings)
+    return Platform(name, kind, settings, kind.upper(), traits)
+
+
 CLOUD_PLATFORMS = {
-    "eks-1.32": Platform("eks-1.32", "eks", CloudSettings("eu-west-1", 2400, 2700), "EKS"),
-    "aks-1.32": Platform("aks-1.32", "aks", CloudSettings("westeurope", 1800, 1200), "AKS"),
-    "gke-1.32": Platform("gke-1.32", "gke", CloudSettings("europe-west1-b", 1800, 1200), "GKE"),
+    "eks-1.32": _cloud("eks-1.32", "eks", CloudSettings("eu-west-1", 2400, 2700)),
+    "aks-1.32": _cloud("aks-1.32", "aks", CloudSettings("westeurope", 1800, 1200)),
+    "gke-1.32": _cloud("gke-1.32", "gke", CloudSettings("europe-west1-b", 1800, 1200)),
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.commands.ci_matrix import CLOUD_OF_KIND, list_data, select
+from harness.commands.ci_matrix import list_data, select
 
 SHA_PIN = re.compile(r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*v\d+(\.\d+)*\s*$")
 AUTH_ACTION = {"aws": "aws-actions/configure-aws-credentials", "azure": "azure/login",
@@ -92,7 +92,7 @@ def _platform_job_problems(name: str, job: dict | None, output: str, *, cloud: b
             problems.append(f"{name}: a queued night could cancel a running cloud job "
                             "(cancel-in-progress must be false)")
         uses = " ".join(str(s.get("uses", "")) for s in _steps(job))
-        for cloud_name in sorted(set(CLOUD_OF_KIND.values())):
+        for cloud_name in sorted(AUTH_ACTION):
             action = AUTH_ACTION[cloud_name]
             step = next((s for s in _steps(job) if action in str(s.get("uses", ""))), None)
             if step is None:
@@ -241,7 +241,7 @@ def test_every_platform_of_matrix_yaml_has_a_job_through_the_generator(nightly, 
     skipped = {s["platform"]: s["reason"] for s in result["skipped"]}
     for name, platform in cloud_matrix.platforms.items():
         assert name in covered or skipped.get(name), f"{name} has no job and no reason"
-        if platform.kind in CLOUD_OF_KIND:
+        if platform.traits.ci.cloud:
             assert covered[name] == "cloud_jobs", f"{name} must run with its cloud's credentials"
     assert {"local", "local-mysql", "local-proxied", "microk8s-1.32", "canonical-k8s-1.32",
             "eks-1.32", "aks-1.32", "gke-1.32"} <= set(covered)

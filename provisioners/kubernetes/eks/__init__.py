@@ -23,20 +23,23 @@ Endpoints: botocore's own `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` (how
 it at moto on loopback); nothing here knows about them.
 """
 
-from provisioners.kubernetes.eks.cluster import EksCluster
-from provisioners.kubernetes.eks.provisioner import EksProvisioner
-from provisioners.kubernetes.eks.settings import (
-    CLUSTER_ADMIN_POLICY,
-    EBS_CSI_ADDON,
-    POD_IDENTITY_ADDON,
-    SERVICE_ACCOUNT,
-    TOKEN_PREFIX,
-    EksSettings,
-    Names,
-)
-from provisioners.kubernetes.eks.stack import stack_template
-from provisioners.kubernetes.eks.token import kubeconfig_text, presigned_token
+from __future__ import annotations
 
-__all__ = ["CLUSTER_ADMIN_POLICY", "EBS_CSI_ADDON", "POD_IDENTITY_ADDON", "SERVICE_ACCOUNT",
-           "TOKEN_PREFIX", "EksCluster", "EksProvisioner", "EksSettings", "Names",
-           "kubeconfig_text", "presigned_token", "stack_template"]
+from typing import Any
+
+# Loaded on first use: `mlflow-matrix list` reads this kind's traits without importing boto3.
+_EXPORTS = {
+    "EksCluster": "cluster", "EksProvisioner": "provisioner", "stack_template": "stack",
+    "kubeconfig_text": "token", "presigned_token": "token",
+    **dict.fromkeys(("CLUSTER_ADMIN_POLICY", "EBS_CSI_ADDON", "POD_IDENTITY_ADDON",
+                     "SERVICE_ACCOUNT", "TOKEN_PREFIX", "EksSettings", "Names"), "settings"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

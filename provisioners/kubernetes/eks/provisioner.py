@@ -6,30 +6,41 @@ import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provisioners.api import RunContext, Substrate, SweptResource
 from provisioners.kubernetes.base import KubernetesProvisioner
-from provisioners.kubernetes.eks.cluster import EksCluster
 from provisioners.kubernetes.eks.settings import EksSettings
+
+if TYPE_CHECKING:
+    from provisioners.kubernetes.eks.cluster import EksCluster
+
+
+def _cluster_class() -> type[EksCluster]:
+    """boto3 loads with the cluster, when a run uses EKS, never for `list` or another kind."""
+    from provisioners.kubernetes.eks.cluster import EksCluster
+
+    return EksCluster
 
 
 class EksProvisioner(KubernetesProvisioner):
     """`eks`: the cluster of `EksCluster`; the base releases Juju first and deploys the bundle."""
 
     kind: ClassVar[str] = "eks"
+    cluster_timeouts: ClassVar[tuple[int, int]] = (2400, 2700)
+    ci_cloud: ClassVar[str | None] = "aws"
     Settings = EksSettings
 
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
-        self.cluster = EksCluster(self.settings, context.run_id, state=context.state,
+        self.cluster = _cluster_class()(self.settings, context.run_id, state=context.state,
                                   work_dir=context.work_dir,
                                   log=lambda text: print(text, file=sys.stderr, flush=True))
 
     @classmethod
     def preflight(cls, settings: Any, options: Mapping[str, Any]) -> None:
         """Credentials and region via STS GetCallerIdentity (seconds), before anything exists."""
-        EksCluster(settings, "preflight", log=lambda _: None).check_credentials()
+        _cluster_class()(settings, "preflight", log=lambda _: None).check_credentials()
 
     def create_cluster(self) -> Substrate:
         self.cluster.check_credentials()
@@ -80,12 +91,12 @@ class EksProvisioner(KubernetesProvisioner):
     def sweep(cls, settings: Any, *, older_than: timedelta | None, dry_run: bool,
               progress: Callable[[str], None]) -> list[SweptResource]:
         """`janitor --cloud eks`: see `EksCluster.sweep`."""
-        return EksCluster.sweep(settings, older_than=older_than, dry_run=dry_run,
+        return _cluster_class().sweep(settings, older_than=older_than, dry_run=dry_run,
                                 progress=progress)
 
     @classmethod
     def release_cluster_resource(cls, resource: Mapping[str, Any]) -> bool:
         if resource.get("type") != "eks-cluster":
             return False
-        EksCluster.release_recorded(resource)
+        _cluster_class().release_recorded(resource)
         return True

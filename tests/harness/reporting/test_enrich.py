@@ -90,7 +90,8 @@ def test_environment_properties_describe_each_cell(reports):
 def test_kubernetes_and_juju_versions_are_reported_when_present(reports):
     cell_dir = reports / "local/2.22-stable"
     cell = cell_json(reports, "local/2.22-stable")
-    cell.update(platform="microk8s-1.32", platform_kind="microk8s", database="",
+    cell.update(platform="microk8s-1.32", platform_kind="microk8s", on_kubernetes=True,
+                database="mysql",
                 versions={**cell["versions"], "kubernetes": "v1.32.3", "juju": "3.6.8"})
     (cell_dir / "cell.json").write_text(json.dumps(cell), encoding="utf-8")
     (cell_dir / "diagnostics" / "platform" / "platform.json").unlink()

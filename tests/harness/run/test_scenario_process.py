@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from harness.config.matrix import Selection, expand_cells, load_matrix
-from harness.run.envs import MlflowEnv
 from harness.run.runner import RunOptions
 from harness.run.scenario_process import ScenarioProcess
+from harness.system.cache import MlflowEnv
 from harness.system.endpoint import Credentials, Endpoint
 from harness.system.state import RunState
 

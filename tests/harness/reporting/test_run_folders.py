@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.run.run_folders import earlier_runs, finish_run, start_run
+from harness.reporting.run_folders import earlier_runs, finish_run, start_run
 from harness.system.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
