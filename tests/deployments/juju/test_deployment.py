@@ -807,7 +807,7 @@ def test_the_2_15_to_2_22_guide_runs_its_two_refreshes_as_written(
     from harness.config.matrix import load_matrix
 
     guide = next(g for g in load_matrix().guides if g.id == "upgrade-2.15-to-2.22")
-    dep, old = _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch,
+    dep, _old = _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch,
                            local_channel("2.15/stable"))
     target = {"TARGET_SERVER_CHANNEL": "2.22/stable", "TARGET_MINIO_CHANNEL": "ckf-1.10/stable"}
     fake_run.handle(STATUS, status("status-refreshing", **target),
