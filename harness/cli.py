@@ -151,6 +151,10 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upgrade", action="append", default=[], metavar="FROM:TO",
                    help="upgrade path, e.g. 2.15/stable:2.22/stable; repeatable; bare "
                         "versions (2.22.0:3.1.0) on local platforms only")
+    p.add_argument("--guides", action="store_true",
+                   help="also the backup → destroy → restore cells of the backup and restore "
+                        "guides (their paths in matrix.yaml `upgrade_guides:`); nightly CI runs "
+                        "them")
     p.add_argument("--scenario", action="append", default=[], metavar="SUITE",
                    help=f"scenario suite ({', '.join(suites())}); repeatable; default: all")
     p.add_argument("--mlflow-version", action="append", default=[], metavar="V",

@@ -22,6 +22,7 @@ from harness.config.model import PlatformTraits
 from harness.system.errors import InfrastructureError
 
 if TYPE_CHECKING:
+    from harness.config.guides import Guide, GuideStep, Remedy
     from harness.config.model import Cell, Channel, Platform
     from harness.system.cache import MlflowEnv
     from harness.system.endpoint import Endpoint
@@ -248,6 +249,30 @@ class Upgradable(Protocol):
     """Capability of a deployment: move to another channel exactly as the charm would."""
 
     def upgrade(self, channel: Channel) -> Endpoint: ...
+
+
+@runtime_checkable
+class GuideRunner(Protocol):
+    """Capability of a deployment: execute Charmed MLflow's documented procedures step by step
+    (matrix.yaml `upgrade_guides:`): on Juju the guide's commands, elsewhere each step's
+    process-level equivalent, which `guide_step_plan` states."""
+
+    def guide_step_plan(self, guide: Guide, step: GuideStep, cell: Cell) -> list[str]:
+        """What `run_guide_step` runs for the step, for `mlflow-matrix plan`; no side effects."""
+
+    def run_guide_step(self, guide: Guide, step: GuideStep, target: Channel) -> Endpoint | None:
+        """Run one step; the endpoint when the server answers after it, None when the step
+        leaves it stopped by design (the charm blocked without its database)."""
+
+    def run_remedy(self, remedy: Remedy, target: Channel) -> Endpoint:
+        """Apply a documented remedy after a step hit its known defect; the server answers."""
+
+    def destroy(self) -> None:
+        """Remove the deployment but keep what the backup guide saved (restore paths)."""
+
+    def refuse_rollback(self, source: Channel) -> str:
+        """Move the server back to `source` after a one-way upgrade and return how that was
+        refused; raise when the old server serves the migrated store."""
 
 
 @runtime_checkable

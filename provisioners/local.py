@@ -26,7 +26,7 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from harness.config.model import Cell, Channel, CiNeeds, PlatformTraits
 from harness.system.cache import MlflowEnv
@@ -45,6 +45,9 @@ from provisioners.api import (
     Substrate,
 )
 from provisioners.local_prometheus import LocalPrometheus, prometheus_binary
+
+if TYPE_CHECKING:
+    from harness.config.guides import Guide, GuideStep, Remedy
 
 MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server)"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
@@ -178,7 +181,9 @@ class LocalDeployment:
         self.db: SqlStore | None = None
         self.server: MlflowServer | None = None
         self.prometheus: LocalPrometheus | None = None
-        self.channel: Channel | None = None
+        self.channel: Channel | None = None  # the server's channel (the charm's revision)
+        self.related = True  # the server↔database relation exists (guides remove and re-add it)
+        self.backup: tuple[Path, str] | None = None  # the backup guide's copy and its state id
 
     def deploy(self, channel: Channel) -> Endpoint:
         self.work = make_owned_dir(self.context.run_id)
@@ -187,12 +192,10 @@ class LocalDeployment:
         self.db = db = (SqliteStore(self.work / "db") if self.settings.database == "sqlite"
                         else MariaDbStore(self.work / "db", self.context, self.timeout))
         _all_at_once([lambda: (s3.start(), s3.create_bucket(self.settings.bucket)), db.start])
-        env = self.context.env_for(channel)
-        self.server = MlflowServer(env, self.work / "mlflow", self.context, self.settings,
-                                   self.s3, self.db.uri, self.timeout)
         self.prometheus = LocalPrometheus(self.work / "prometheus", self.context, self.timeout)
-        self.channel = channel
-        return self._ready(self.server.start())
+        self.channel, self.related = channel, True
+        self.server = None
+        return self._start(channel)
 
     def _ready(self, endpoint: Endpoint) -> Endpoint:
         """The endpoint of the server that just started, with the canary and the cell's
@@ -229,25 +232,100 @@ class LocalDeployment:
         return self._ready(self.server.start())
 
     def upgrade(self, channel: Channel) -> Endpoint:
-        """Stop the server, migrate the DB only if the target charm does, start the new server."""
+        """Stop the server, migrate the DB only if the target charm does, start the new server
+        (a path no published guide covers)."""
         assert self.server and self.db, "deploy() first"
-        self.server.stop()
-        env = self.context.env_for(channel)
-        if channel.migrates_db_on_upgrade:
-            log = self.work / "mlflow" / "db-upgrade.log"  # type: ignore[operator]
-            proc = run([env.executable("mlflow"), "db", "upgrade", self.db.uri],
-                       timeout=self.timeout, check=False, clean_env=True,
-                       env={"PATH": f"{env.bin_dir}:{_path()}",
-                            "TMPDIR": str(private_tmp(self.work))})
-            log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
-            if proc.returncode != 0:
-                raise InfrastructureError(
-                    f"`mlflow db upgrade` of MLflow {channel.mlflow_version} failed:\n  "
-                    + "\n  ".join(redact(proc.stderr).strip().splitlines()[-6:]))
-        self.server = MlflowServer(env, self.work / "mlflow", self.context,  # type: ignore[operator]
-                                   self.settings, self.s3, self.db.uri, self.timeout,
-                                   port=self.server.port)
+        self.stop_server()
         self.channel = channel
+        return self.start_as_charm()
+
+    # -- the documented procedures (harness/config/guides.py), step by step: local_guides.py
+
+    def guide_step_plan(self, guide: Guide, step: GuideStep, cell: Cell) -> list[str]:
+        from provisioners.local_guides import step_plan
+
+        target = cell.upgrade_to or cell.channel
+        return [step_plan(guide, step, target, self.settings.database)]
+
+    def run_guide_step(self, guide: Guide, step: GuideStep, target: Channel) -> Endpoint | None:
+        from provisioners.local_guides import run_step
+
+        return run_step(self, guide, step, target)
+
+    def run_remedy(self, remedy: Remedy, target: Channel) -> Endpoint:
+        """`mlflow db upgrade <backend-store-uri>` with the target's MLflow, then the server
+        started again: the one remedy the matrix documents (MLflow's own upgrade page)."""
+        assert self.db
+        self.stop_server()
+        self._migrate(self.context.env_for(target), target, reason="remedy")
+        return self._start(target)
+
+    def destroy(self) -> None:
+        """Everything but the backup: processes stopped, stores deleted."""
+        self._stop_all()
+
+    def refuse_rollback(self, source: Channel) -> str:
+        """The source channel's server on the migrated store (its charm runs no migration)
+        must refuse to start; the refusal in the server's own words."""
+        self.stop_server()
+        try:
+            self._start(source)
+        except InfrastructureError as exc:
+            return exc.message.splitlines()[0]
+        raise InfrastructureError(
+            f"MLflow {source.mlflow_version} started and serves the store migrated to MLflow "
+            f"{self.channel.mlflow_version if self.channel else '?'}: the guide says the upgrade "
+            "is one-way, yet nothing refused the way back")
+
+    def current_endpoint(self) -> Endpoint | None:
+        """The running server's endpoint (None when it is stopped)."""
+        if self.server is None or self.server.service is None or \
+                self.server.service.exited() is not None or self.channel is None:
+            return None
+        return self._ready(self.server.endpoint(self.channel.mlflow_version))
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def start_as_charm(self) -> Endpoint:
+        """What the charm does when its workload (re)starts: migrate first only if it does."""
+        assert self.channel is not None
+        self._migrate(self.context.env_for(self.channel), self.channel)
+        return self._start(self.channel)
+
+    def restart_s3(self) -> None:
+        """The MinIO refresh's equivalent: the S3 server restarted on the same data and ports."""
+        assert self.s3 is not None and self.s3.service is not None
+        self.s3.service.stop(timeout=30)  # a pod's grace: the data must be flushed, not killed
+        self.s3.start(same_ports=True)
+
+    def db_store(self) -> SqlStore:
+        assert self.db is not None, "deploy() first"
+        return self.db
+
+    def _migrate(self, env: MlflowEnv, channel: Channel, reason: str = "") -> None:
+        if not (channel.migrates_db_on_upgrade or reason):
+            return
+        assert self.db and self.work
+        log = self.work / "mlflow" / "db-upgrade.log"
+        proc = run([env.executable("mlflow"), "db", "upgrade", self.db.uri],
+                   timeout=self.timeout, check=False, clean_env=True,
+                   env={"PATH": f"{env.bin_dir}:{_path()}",
+                        "TMPDIR": str(private_tmp(self.work))})
+        with log.open("a", encoding="utf-8") as out:
+            out.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise InfrastructureError(
+                f"`mlflow db upgrade` of MLflow {channel.mlflow_version} failed:\n  "
+                + "\n  ".join(redact(proc.stderr).strip().splitlines()[-6:]))
+
+    def _start(self, channel: Channel) -> Endpoint:
+        assert self.work and self.db and self.s3
+        port = self.server.port if self.server else 0
+        self.server = MlflowServer(self.context.env_for(channel), self.work / "mlflow",
+                                   self.context, self.settings, self.s3, self.db.uri,
+                                   self.timeout, port=port)
         return self._ready(self.server.start())
 
     def collect(self, dest: Path) -> None:
@@ -260,7 +338,13 @@ class LocalDeployment:
                         (dest / log.name).write_text(redact(text), encoding="utf-8")
 
     def teardown(self) -> None:
-        """Short grace, all parts at once: every store's data is deleted next."""
+        """Short grace, all parts at once: every store's data is deleted next; then the backup."""
+        from provisioners.local_guides import release_backup
+
+        self._stop_all()
+        release_backup(self)
+
+    def _stop_all(self) -> None:
         _all_at_once([partial(part.stop, grace=TEARDOWN_GRACE)
                       for part in (self.server, self.db, self.s3, self.prometheus)
                       if part is not None])
@@ -330,6 +414,7 @@ class SeaweedS3:
         register_secret(self.access_key)
         register_secret(self.secret_key)
         self.port = 0
+        self.ports: tuple[int, ...] = ()
         self.service: Service | None = None
 
     @property
@@ -343,7 +428,9 @@ class SeaweedS3:
     def logs(self) -> list[Path]:
         return [self.root / "weed.log"]
 
-    def start(self) -> None:
+    def start(self, same_ports: bool = False) -> None:
+        """`same_ports`: a restart on the same data (MinIO's refresh), where the MLflow server
+        keeps the S3 endpoint it was given, as the charm's keeps the Service name."""
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
         config = self.root / "s3-identities.json"
@@ -354,8 +441,9 @@ class SeaweedS3:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}), encoding="utf-8")
         for attempt in range(1, START_ATTEMPTS + 1):
-            master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = \
-                free_ports(8)
+            if not (same_ports and self.ports):
+                self.ports = tuple(free_ports(8))
+            master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
             self.port = s3
             # -logtostderr: glog would write its files (key ids included) into $TMPDIR, shared
             # and world-readable; its own TMPDIR keeps weed's sockets in the cell's dir too
@@ -447,6 +535,14 @@ class SqliteStore:
     def stop(self, grace: float = 0) -> None:
         """The file goes with the deployment's temp dir."""
 
+    def drop_relation_user(self) -> None:
+        """A file has no users: removing the relation leaves it as it is."""
+
+    def new_relation_user(self) -> None:
+        """A file has no users: a new relation opens the same file."""
+
+    grant_relation_user = new_relation_user
+
 
 # The store lives for one cell and mariadbd is never killed under the server, so InnoDB's
 # fsyncs buy nothing here; without them MLflow's schema migrations on a fresh database take
@@ -465,6 +561,7 @@ class MariaDbStore:
         self.timeout = timeout
         self.password = secrets.token_urlsafe(18)
         register_secret(self.password)
+        self.user = "mlflow"
         self.port = 0
         self.service: Service | None = None
 
@@ -472,7 +569,7 @@ class MariaDbStore:
     def uri(self) -> str:
         """No password in it: the URI is on the server's command line (`ps` shows it to every
         user); pymysql reads the password from the 0600 defaults file."""
-        return (f"mysql+pymysql://mlflow@127.0.0.1:{self.port}/mlflow"
+        return (f"mysql+pymysql://{self.user}@127.0.0.1:{self.port}/mlflow"
                 f"?read_default_file={self.defaults_file}")
 
     @property
@@ -482,7 +579,33 @@ class MariaDbStore:
     def _write_defaults_file(self) -> None:
         fd = os.open(self.defaults_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(f"[client]\nuser=mlflow\npassword={self.password}\n")
+            out.write(f"[client]\nuser={self.user}\npassword={self.password}\n")
+
+    # The relation's user, as mysql-k8s manages it: created with the database's privileges when
+    # the relation is created, dropped when it is removed (the database itself stays).
+
+    def drop_relation_user(self) -> None:
+        self._sql(f"DROP USER IF EXISTS '{self.user}'@'127.0.0.1';")
+
+    def new_relation_user(self) -> None:
+        self.user = "relation_" + secrets.token_hex(4)
+        self.password = secrets.token_urlsafe(18)
+        register_secret(self.password)
+        self._sql(f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';")
+        self._write_defaults_file()
+        self.grant_relation_user()
+
+    def grant_relation_user(self) -> None:
+        """ALL PRIVILEGES on the database: what a relation gets (and what a restore needs
+        again after the dump recreated the database)."""
+        self._sql(f"GRANT ALL PRIVILEGES ON mlflow.* TO '{self.user}'@'127.0.0.1';")
+
+    def client_argv(self, tool: str) -> list[str]:
+        """`mariadb` or `mariadb-dump` as root over the private socket."""
+        client = shutil.which(tool) or shutil.which(tool.replace("mariadb", "mysql"))
+        if not client:
+            raise InfrastructureError(f"`{tool}` is missing", hint=MARIADB_HINT)
+        return [client, "--no-defaults", f"--socket={self.socket}", "-uroot"]
 
     @property
     def socket(self) -> Path:
@@ -570,6 +693,7 @@ class MlflowServer:
         self.port = port
         self.service: Service | None = None
         self.starts = 0
+        self.version = ""
 
     def logs(self) -> list[Path]:
         return sorted(self.root.glob("mlflow-server*.log")) + sorted(self.root.glob("db-*.log"))
@@ -617,6 +741,10 @@ class MlflowServer:
         version = wait_for(lambda: _read_version(self.url), what=f"{self.url}/version",
                            timeout=self.timeout)  # an empty answer is no version: the
         # deploy's check_server_version refuses it rather than assume the env's release
+        self.version = version
+        return self.endpoint(version)
+
+    def endpoint(self, version: str) -> Endpoint:
         return Endpoint(
             tracking_uri=self.url,
             mlflow_version=version,

@@ -60,6 +60,7 @@ from harness.system.waits import CANCEL, DeadlineExceeded, NotYet, Terminal, wai
 
 if TYPE_CHECKING:
     from deployments.juju.controller import JujuController
+    from harness.config.guides import Guide, GuideStep, Remedy
     from harness.config.model import Cell, Channel
     from harness.system.kube import Kube
     from provisioners.api import Component, RunContext, Substrate
@@ -91,6 +92,9 @@ class JujuDeployment:
         self.endpoint: Endpoint | None = None
         self.mlflow_port = 5000  # the charm's mlflow_port, read with the endpoint
         self.cos: CosReport | None = None
+        self.backup_id = ""  # the backup guide's `create-backup` result, for its restore
+        self.backup_dir: Path | None = None  # the bucket's copy (deployments/juju/guide.py)
+        self.backup_rid: str | None = None
 
     @staticmethod
     def plan_for(context: RunContext, cell: Cell) -> list[str]:
@@ -161,6 +165,46 @@ class JujuDeployment:
         self.endpoint = self._endpoint()
         return self.endpoint
 
+    # -- the documented procedures, step by step (deployments/juju/guide.py)
+
+    def guide_step_plan(self, guide: Guide, step: GuideStep, cell: Cell) -> list[str]:
+        from deployments.juju.guide import step_commands
+
+        return step_commands(self.context, guide, step, cell)
+
+    def run_guide_step(self, guide: Guide, step: GuideStep, target: Channel) -> Endpoint | None:
+        from deployments.juju.guide import run_step
+
+        return run_step(self, guide, step, target)
+
+    def run_remedy(self, remedy: Remedy, target: Channel) -> Endpoint:
+        from deployments.juju.guide import run_remedy
+
+        return run_remedy(self, remedy, target)
+
+    def refuse_rollback(self, source: Channel) -> str:
+        from deployments.juju.guide import refuse_rollback
+
+        return refuse_rollback(self, source)
+
+    def destroy(self) -> None:
+        """The model destroyed as at teardown; the bucket's backup copy stays for the restore."""
+        kept, self.backup_dir = self.backup_dir, None
+        try:
+            self.teardown()
+        finally:
+            self.backup_dir = kept
+
+    def target_channels(self, channel: Channel) -> dict[str, str]:
+        return self._target_channels(channel)
+
+    def settle(self, what: str) -> None:
+        self._wait(what, BUNDLE_APPS)
+
+    def find_endpoint(self) -> Endpoint:
+        self.endpoint = self._endpoint()
+        return self.endpoint
+
     def collect(self, dest: Path) -> None:
         from deployments.juju.diagnostics import collect_deployment
 
@@ -168,6 +212,11 @@ class JujuDeployment:
 
     def teardown(self) -> None:
         """Destroy the model within the teardown deadline; force it if that fails. Idempotent."""
+        if self.backup_dir is not None:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            if self.backup_rid:
+                self.context.state.release(self.backup_rid)
+            self.backup_dir = self.backup_rid = None
         if self._kube is not None:
             self._kube.close()
             self._kube = None

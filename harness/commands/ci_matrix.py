@@ -162,6 +162,9 @@ def list_data(matrix: Matrix) -> dict[str, Any]:
             "kind": platform.kind,
             "description": platform.description,
             "default": platform.name in defaults.platforms,
+            # the guides' backup → destroy → restore cells run where the harness deploys MLflow
+            # itself (on Juju the backup needs an s3-integrator the bundle lacks)
+            "restores": platform.traits.self_deploying,
             "suites": suites,
             "budget_s": raw,
             "ci": {**runner_needs(platform), "cells": len(cells),
@@ -179,6 +182,8 @@ def list_data(matrix: Matrix) -> dict[str, Any]:
         "scenarios": [{"name": s.name, "description": s.description,
                        "platforms": list(s.platforms) if s.platforms is not None else None}
                       for s in matrix.suites.values()],
+        # backup → destroy → restore paths of the guides: nightly runs them (`--guides`)
+        "restores": list(matrix.restore_paths()),
         "defaults": {"platforms": list(defaults.platforms), "channels": list(defaults.channels),
                      "upgrades": list(defaults.upgrades), "scenarios": list(defaults.scenarios),
                      "parallel": defaults.parallel},
@@ -215,6 +220,9 @@ class _Request:
     suites: list[str]
     cells_per_suite: tuple[int, int]    # (channels, upgrade paths) a platform runs
     args: str
+    # the guides' backup → destroy → restore cells, outside the default selection: the scheduled
+    # run adds them where the backup needs nothing the bundle lacks (Juju: an s3-integrator)
+    restores: int = 0
 
 
 def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
@@ -263,7 +271,8 @@ def _request(data: Mapping[str, Any], platforms: str, channels: str, upgrades: s
     args = [*(a for n in channel_names for a in ("--channel", n)),
             *(a for n in upgrade_names for a in ("--upgrade", n)),
             *(a for n in suite_names for a in ("--scenario", n))]
-    return _Request(chosen, suite_names, counts, " ".join(args))
+    restores = 0 if explicit else len(data.get("restores", []))
+    return _Request(chosen, suite_names, counts, " ".join(args), restores)
 
 
 def _job(platform: Mapping[str, Any], request: _Request) -> tuple[dict[str, Any] | None, str]:
@@ -273,13 +282,16 @@ def _job(platform: Mapping[str, Any], request: _Request) -> tuple[dict[str, Any]
         return None, ci["reason"]
     suites = request.suites or platform["suites"]
     plain = request.cells_per_suite[0] if any(s != "upgrade" for s in suites) else 0
-    upgrade = request.cells_per_suite[1] if "upgrade" in suites else 0
+    guides = bool(request.restores and "upgrade" in suites and platform.get("restores"))
+    upgrade = (request.cells_per_suite[1] + (request.restores if guides else 0)
+               if "upgrade" in suites else 0)
     if plain + upgrade == 0:
         return None, "the selection has no cell on it"
     timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
     entry = {"platform": platform["name"], "kind": platform["kind"], "cloud": ci["cloud"] or "",
              "region": ci["region"], "snaps": " ".join(ci["snaps"]), "apt": " ".join(ci["apt"]),
-             "args": request.args, "cells": plain + upgrade, **timeouts}
+             "args": f"{request.args} --guides".strip() if guides else request.args,
+             "cells": plain + upgrade, **timeouts}
     if ci["cloud"]:
         # an assumed role must outlive the job: STS allows at most 12 h
         entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))

@@ -23,7 +23,7 @@ from harness.run.cell_steps import (
 )
 from harness.run.scheduling import Sizing
 from harness.system.state import RunState
-from provisioners.api import DeploymentPlan, Provisioner, RunContext, Substrate
+from provisioners.api import DeploymentPlan, GuideRunner, Provisioner, RunContext, Substrate
 
 RUN_ID = "<run-id>"
 
@@ -86,14 +86,21 @@ def _cell_plan(matrix: Matrix, cell: Cell, provisioner: Provisioner, cell_dir: P
         yield (f"environment: after deploy, the MLflow virtualenv of the version GET /version "
                f"reports ({_version(DETECT)}; uv, cached; deadline timeouts.env_build = "
                f"{matrix.timeouts.env_build}s)")
-    for step in cell_steps(cell, deployment):
-        yield from _step_plan(cell, step, plan, cell_dir, scenarios_dir, pytest_args, workers)
+    guides = matrix.guides_for(cell)
+    if cell.upgrade_to:
+        yield ("procedure: " + ("; ".join(f"{g.title} ({g.url}, read {g.read})" for g in guides)
+                                or "no published guide: the charm's refresh as the harness "
+                                   "knows it"))
+    for step in cell_steps(cell, deployment, guides):
+        yield from _step_plan(cell, step, plan, cell_dir, scenarios_dir, pytest_args, workers,
+                              deployment)
     yield from plan.close or (f"diagnostics → {cell_dir}/diagnostics/; then the deployment's "
                               "teardown (per-cell steps above)",)
 
 
 def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
-               scenarios_dir: Path, pytest_args: Sequence[str], workers: int) -> Iterator[str]:
+               scenarios_dir: Path, pytest_args: Sequence[str], workers: int,
+               deployment: object = None) -> Iterator[str]:
     if step.action in ("skip", "note"):
         yield f"{'skipped: ' if step.action == 'skip' else ''}{step.reason}"
     elif step.action == "restart":
@@ -104,6 +111,25 @@ def _step_plan(cell: Cell, step: Step, plan: DeploymentPlan, cell_dir: Path,
         when = " (only if every before-upgrade check passed)" if step.only_if_passed else ""
         yield f"upgrade to {target.name} (MLflow {target.mlflow_version}){when}:"
         yield from (f"  {line}" for line in plan.upgrade)
+    elif step.action == "guide":
+        assert isinstance(deployment, GuideRunner) and step.guide and step.guide_step
+        guide, gs = step.guide, step.guide_step
+        when = " (only if every before-upgrade check passed)" if step.only_if_passed else ""
+        yield f"[{guide.kind}/{gs.id}] the guide: {gs.text}{when}"
+        yield from (f"  runs: {line}" for line in deployment.guide_step_plan(guide, gs, cell))
+        if gs.wait:
+            yield ("  then wait until " + ", ".join(f"{app} is {status}"
+                                                   for app, status in gs.wait.items()))
+        if gs.remedy:
+            yield (f"  if it fails as known defect {gs.remedy.defect}: [remedy/{gs.id}] "
+                   f"{gs.remedy.command} ({gs.remedy.link}), then the guide goes on")
+    elif step.action in ("destroy", "redeploy"):
+        yield f"[{step.action}] {step.reason}" + (
+            ": the deploy steps above, at the target channel" if step.action == "redeploy" else
+            ": teardown as below, the backup kept")
+    elif step.action == "rollback":
+        yield (f"[rollback] move the server back to {cell.channel.name}: must be refused or "
+               f"detected ({step.reason[:160]})")
     else:
         version = {"server": cell.channel.mlflow_version,
                    "source": cell.channel.mlflow_version,

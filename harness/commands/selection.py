@@ -94,8 +94,9 @@ def select(args: argparse.Namespace,
     if version_given:
         _check_bare_versions(matrix, others, version_given, args, release_exists, notes)
     scenarios = unique(args.scenario, "scenario", notes) or defaults.scenarios
+    restores = matrix.restore_paths() if getattr(args, "guides", False) else ()
     selection = Selection(platforms=others, channels=channels, upgrades=upgrades,
-                          scenarios=scenarios)
+                          scenarios=scenarios, restores=restores)
     cells = expand_cells(matrix, selection) if others else []
     if external:
         detect = matrix.channels[channels[0]] if args.mlflow_version else adhoc_channel(DETECT)

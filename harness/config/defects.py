@@ -19,6 +19,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 PHASES = ("provision", "environment", "deploy", "upgrade", "restart", "collect", "teardown")
+# A step of a documented procedure is a phase of its own: `upgrade/<step id>` (the guide's step
+# ids, matrix.yaml `upgrade_guides:`), `backup/…`, `restore/…`, `remedy/…`.
+STEP_PHASES = ("upgrade", "backup", "restore", "remedy")
 DATABASES = ("sqlite", "mysql")
 ARTIFACT_MODES = ("direct", "proxied")
 TEXT_LIMIT = 2000  # characters of the actual failure kept next to the expected signature
@@ -202,11 +205,13 @@ def check_entry(defect: KnownDefect) -> list[tuple[str, str, str]]:
         problems.append(("", "names neither `tests` nor `phases`",
                          "list the test ids or lifecycle phases this defect breaks"))
     for i, phase in enumerate(defect.phases):
-        if phase not in PHASES:
+        family, _, step = phase.partition("/")
+        if phase not in PHASES and not (step and family in STEP_PHASES):
             close = difflib.get_close_matches(phase, PHASES, n=1)
             problems.append((f"phases[{i}]", f"unknown lifecycle phase {phase!r}",
                              (f"did you mean `{close[0]}`? " if close else "")
-                             + f"use one of: {', '.join(PHASES)}"))
+                             + f"use one of: {', '.join(PHASES)}, or a guide step as "
+                             "upgrade/<step id>"))
     for key, values, allowed in (("databases", defect.databases, DATABASES),
                                  ("artifacts", defect.artifacts, ARTIFACT_MODES)):
         for i, value in enumerate(values):

@@ -19,6 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness.config.defects import KnownDefect, check_entry
+from harness.config.guides import Guide, check_guide
 from harness.config.model import (
     DETECT,
     PLATFORM_NAME,
@@ -226,6 +227,7 @@ class _Loader:
         "install_pins": False,
         "known_defects": False,
         "timeouts": False,
+        "upgrade_guides": False,
     }
 
     def __init__(self, path: Path) -> None:
@@ -274,8 +276,9 @@ class _Loader:
         defects = self.load_defects(raw.get("known_defects") or [])
         timeouts = self.typed(raw.get("timeouts") or {}, Timeouts, "timeouts")
         defaults = self.load_defaults(raw["defaults"], channels, platforms, suites, upgrades)
+        guides = self.load_guides(raw.get("upgrade_guides") or [], channels, defects)
         return Matrix(self.path, channels, platforms, suites, upgrades, pins, defects, defaults,
-                      timeouts)
+                      timeouts, guides)
 
     def load_channels(self, value: Any) -> dict[str, Channel]:
         value = self.mapping(value, "channels")
@@ -408,6 +411,23 @@ class _Loader:
             for where, problem, hint in check_entry(defect):
                 self.fail(_join(key, where), problem, hint=hint)
         return defects
+
+    def load_guides(self, value: Any, channels: Mapping[str, Channel],
+                    defects: tuple[KnownDefect, ...]) -> tuple[Guide, ...]:
+        guides: tuple[Guide, ...] = self.typed(value, tuple[Guide, ...], "upgrade_guides")
+        ids = tuple(d.id for d in defects)
+        covered: dict[tuple[str, str], str] = {}
+        for i, guide in enumerate(guides):
+            key = f"upgrade_guides[{i}]"
+            for where, problem, hint in check_guide(guide, channels, ids):
+                self.fail(_join(key, where), problem, hint=hint)
+            for path in guide.paths:
+                if (guide.kind, path) in covered:
+                    self.fail(f"{key}.paths", f"{path} already follows guide "
+                              f"{covered[(guide.kind, path)]!r}",
+                              hint="a path follows one guide of each kind; remove one")
+                covered[(guide.kind, path)] = guide.id
+        return guides
 
     def load_defaults(self, value: Any, channels: Mapping[str, Channel],
                       platforms: Mapping[str, Platform], suites: Mapping[str, Suite],
@@ -625,6 +645,11 @@ def expand_cells(matrix: Matrix, selection: Selection) -> list[Cell]:
             if upgrade_suites:
                 cells.append(Cell(platform, matrix.channels[source], upgrade_suites,
                                   upgrade_to=matrix.channels[target]))
+        restore_suites = _suites_for(matrix, selection, platform, upgrade=True)
+        for label in selection.restores if restore_suites else ():
+            source, _, target = label.partition(":")
+            cells.append(Cell(platform, matrix.channels[source], restore_suites,
+                              upgrade_to=matrix.channels[target], procedure="restore"))
     return cells
 
 

@@ -8,12 +8,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from harness.config.defects import Facts, KnownDefect, applies
+
+if TYPE_CHECKING:
+    from harness.config.guides import Guide
+
 
 SUITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PLATFORM_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
@@ -56,6 +60,9 @@ class Channel:
     name: str
     mlflow_version: str
     migrates_db_on_upgrade: bool = False
+    # where `migrates_db_on_upgrade` was read (a charm revision's source, a guide): a verdict
+    # that rests on it names it
+    migration_source: str = ""
     experimental: bool = False
     bundle: str | None = None
     constraints: tuple[str, ...] = ()
@@ -111,6 +118,7 @@ class Selection:
     channels: tuple[str, ...]
     upgrades: tuple[str, ...] = ()
     scenarios: tuple[str, ...] = ()
+    restores: tuple[str, ...] = ()  # FROM:TO backup → destroy → restore paths (`--guides`)
     parallel: int = 1  # cells at once; 0: from cores and memory (harness/run/scheduling.py)
     workers: int = 0   # pytest-xdist workers per cell; 0: from cores and parallel, 1: serial
 
@@ -132,12 +140,20 @@ class Cell:
     channel: Channel
     scenarios: tuple[str, ...]
     upgrade_to: Channel | None = None
+    # "upgrade": the channel's upgrade to `upgrade_to`; "restore": the backup guide on
+    # `channel`, the deployment destroyed, the restore guide on a fresh `upgrade_to`
+    procedure: str = "upgrade"
 
     @property
     def id(self) -> str:
         if self.upgrade_to:
-            return f"upgrade-{self.channel.slug}-to-{self.upgrade_to.slug}"
+            return f"{self.procedure}-{self.channel.slug}-to-{self.upgrade_to.slug}"
         return self.channel.slug
+
+    @property
+    def path(self) -> str:
+        """FROM:TO of an upgrade or restore cell, "" otherwise."""
+        return f"{self.channel.name}:{self.upgrade_to.name}" if self.upgrade_to else ""
 
     @property
     def channel_label(self) -> str:
@@ -167,6 +183,20 @@ class Matrix:
     known_defects: tuple[KnownDefect, ...]
     defaults: Selection
     timeouts: Timeouts = field(default_factory=Timeouts)
+    guides: tuple[Guide, ...] = ()
+
+    def guides_for(self, cell: Cell) -> tuple[Guide, ...]:
+        """The documented procedure a cell follows, in order: an upgrade path's guide, or the
+        backup then the restore guide; () when no published guide covers the path."""
+        if not cell.upgrade_to:
+            return ()
+        kinds = ("upgrade",) if cell.procedure == "upgrade" else ("backup", "restore")
+        return tuple(g for kind in kinds for g in self.guides
+                     if g.kind == kind and cell.path in g.paths)
+
+    def restore_paths(self) -> tuple[str, ...]:
+        """FROM:TO paths the restore guide is run on (`--guides`)."""
+        return tuple(p for g in self.guides if g.kind == "restore" for p in g.paths)
 
     def requirements_for(self, channel: Channel) -> tuple[str, ...]:
         """Install pins for an MLflow version: the data-driven table plus the channel's own."""

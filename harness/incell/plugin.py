@@ -60,7 +60,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if os.environ.get(COLLECT_ALL_ENV):
         return  # counting a cell's tests before deploy (harness.commands.collection)
     if phase:
-        kept = [i for i in items if _phase_of(i) == phase]
+        # `data-check@<step>`: one run of the `data-check` tests after a guide step
+        kept = [i for i in items if _phase_of(i) == phase.split("@", 1)[0]]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept  # a phased run is serial (scheduling.xdist_args): file order holds
     else:

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,7 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
         "started": cell.get("started"),
         "run_id": str(cell.get("run_id", "")),
         "versions": cell_versions(cell, cell_dir),
+        "procedure": _procedure(cell),
         "counts": dict(sorted(counts.items(), key=lambda kv: ORDER.index(kv[0]))),
         "tests": len(scenario_tests),
         "known_defects": counts.get("known-defect", 0),
@@ -219,6 +220,24 @@ def cell_logs(reports: Path, cell_dir: Path) -> list[dict[str, str]]:
     if (cell_dir / "diagnostics").is_dir():
         found.append(cell_dir / "diagnostics")
     return [{"name": path.name, "href": path.relative_to(reports).as_posix()} for path in found]
+def _procedure(cell: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The documented procedure an upgrade or restore cell followed (guides, with their
+    pages), or "no published guide"; None for a channel cell."""
+    body = cell.get("procedure") or {}
+    if not body:
+        return None
+    guides = [{"title": str(g.get("title", "")), "url": str(g.get("url", ""))}
+              for g in body.get("guides") or []]
+    return {"guides": guides, "note": str(body.get("note", "")),
+            "migration": str(body.get("migration", ""))}
+
+
+def _procedure_text(procedure: Mapping[str, Any] | None, esc: Callable[[str], str]) -> str:
+    if not procedure:
+        return "—"
+    if not procedure["guides"]:
+        return esc(procedure["note"] or "no published guide")
+    return " + ".join(f"[{esc(g['title'])}]({g['url']})" for g in procedure["guides"])
 
 
 def _summarise(entry: dict[str, Any]) -> None:
@@ -349,6 +368,9 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
     for row in model["version_rows"]:
         out.append(f"| *{row['title']}* | "
                    + " | ".join(esc(c["versions"].get(row["key"], "—")) for c in columns) + " |")
+    if any(c.get("procedure") for c in columns):
+        out.append("| *guide followed* | " + " | ".join(_procedure_text(c.get("procedure"), esc)
+                                                     for c in columns) + " |")
     status_cells = []
     for c in columns:
         text = f"{ICONS[c['display_status']]} {LABELS[c['display_status']]} · {c['duration']}"

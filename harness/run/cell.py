@@ -27,9 +27,13 @@ from harness.reporting.allure_results import (
     write_phase_result,
 )
 from harness.reporting.enrich import enrich_cell
+from harness.run import guided
 from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
 from harness.run.cell_steps import cell_steps
+from harness.run.guided import procedure_summary
 from harness.run.kept import keep_endpoint
+from harness.run.phases import PhaseFailed as _PhaseFailed
+from harness.run.phases import collect_to as _collect_to
 from harness.run.scenario_process import defect_dict
 from harness.run.verdicts import cell_verdict, check_server_version, judge_phase
 from harness.system import hints
@@ -49,6 +53,7 @@ from harness.system.redact import redact, redact_tree
 from harness.system.waits import CANCEL
 from provisioners.api import (
     Deployment,
+    GuideRunner,
     Provisioner,
     Restartable,
     Substrate,
@@ -78,6 +83,7 @@ class CellOutcome:
     endpoint: Endpoint | None = None  # the latest the cell reached (after restarts, upgrades)
     ran_scenarios: bool = False  # a scenario run started (so "no test ran" can be told)
     log: Path | None = None  # the file to open first when the cell is not green
+    procedure: dict[str, object] = field(default_factory=dict)  # guides followed (guided.py)
 
     def worsen(self, status: str, message: str = "", log: Path | None = None) -> None:
         if worse(self.status, status):
@@ -313,7 +319,9 @@ class CellRun:
         """Execute `cell_steps()`: the same list `mlflow-matrix plan` prints."""
         cell = outcome.cell
         server_env: MlflowEnv | None = None
-        for step in cell_steps(cell, deployment):
+        guides = self.matrix.guides_for(cell)
+        outcome.procedure = procedure_summary(cell, guides)
+        for step in cell_steps(cell, deployment, guides):
             if step.action == "skip":
                 raise CellSkipped(step.reason)
             if step.action == "note":
@@ -338,6 +346,25 @@ class CellRun:
                                        attach=lambda: _collect_to(deployment, cell_dir))
                 outcome.versions["mlflow_server"] = endpoint.mlflow_version
                 outcome.endpoint = endpoint
+            elif step.action == "guide":
+                assert isinstance(deployment, GuideRunner)
+                if step.only_if_passed and outcome.status != "passed":
+                    self.progress(f"{cell.title}  seeding failed; not following the guide")
+                    return
+                endpoint = outcome.endpoint = guided.run_step(self, outcome, deployment, step,
+                                                              endpoint, cell_dir)
+            elif step.action == "destroy":
+                assert isinstance(deployment, GuideRunner)
+                self._phase(outcome, "destroy", deployment.destroy, label=step.reason)
+            elif step.action == "redeploy":
+                assert cell.upgrade_to is not None
+                target = cell.upgrade_to
+                endpoint = outcome.endpoint = self._phase(outcome, "redeploy", partial(
+                    _redeployed, deployment, target), label=step.reason)
+                outcome.versions["mlflow_server"] = endpoint.mlflow_version
+            elif step.action == "rollback":
+                assert isinstance(deployment, GuideRunner)
+                guided.rollback(self, outcome, deployment, step, cell_dir)
             else:
                 if step.client == "server":
                     server_env = server_env or self._client_env(outcome, endpoint)
@@ -428,6 +455,7 @@ class CellRun:
             "started": outcome.started,
             "duration_s": round(outcome.finished - outcome.started, 1),
             "versions": outcome.versions,
+            "procedure": outcome.procedure,
             "database": cell.platform.database,
             "strict": self.options.strict,
             "selection": list(self.options.selection),
@@ -440,17 +468,9 @@ class CellRun:
         (cell_dir / "cell.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
 
 
-class _PhaseFailed(Exception):
-    """A lifecycle phase failed and was recorded; the cell stops here."""
-
-
-def _collect_to(deployment: Deployment, cell_dir: Path) -> list[Path]:
-    target = cell_dir / "diagnostics"
-    try:
-        deployment.collect(target)
-    except Exception:
-        return []
-    return sorted(p for p in target.rglob("*") if p.is_file())
+def _redeployed(deployment: Deployment, target: Channel) -> Endpoint:
+    """A fresh deployment of the target channel (restore paths), held to its MLflow release."""
+    return check_server_version(deployment.deploy(target), target, "redeploy")
 
 
 def _upgraded(deployment: Upgradable, target: Channel) -> Endpoint:

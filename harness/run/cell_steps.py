@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.config.guides import SERVER_APP, Guide, GuideStep
 from harness.config.matrix import Cell, Matrix
-from provisioners.api import Restartable, Upgradable
+from provisioners.api import GuideRunner, Restartable, Upgradable
 
 RESTART_SUITE = "persistence"
 # Suites that measure server-wide state (request counters): they run on their own, after the
@@ -23,6 +24,9 @@ SERIAL_SUITES = ("observability",)
 # the after-restart phase too, when selected beside the restart suite.
 RESTART_WATCHERS = ("observability",)
 UPGRADE_MANIFEST = "upgrade-manifest.json"
+# the upgrade suite's read-back of the seed after a guide step that can lose data (the phase
+# run is `data-check@<step id>`; the tests are marked `data-check`)
+DATA_CHECK = "data-check"
 RESTART_MANIFEST = "persistence-manifest.json"
 
 
@@ -31,7 +35,8 @@ class Step:
     """One thing a cell does after deploy. `client`: whose MLflow version the client has —
     the server's reported version, the upgrade's source or its target."""
 
-    action: Literal["pytest", "restart", "upgrade", "skip", "note"]
+    action: Literal["pytest", "restart", "upgrade", "guide", "destroy", "redeploy", "rollback",
+                    "skip", "note"]
     suites: tuple[str, ...] = ()
     phase: str | None = None
     client: Literal["server", "source", "target"] = "server"
@@ -41,18 +46,24 @@ class Step:
     serial: bool = False  # alone against the server, one client process (SERIAL_SUITES)
     with_phase: str | None = None  # an unphased run that also runs this phase's tests
     reason: str = ""
+    guide: Guide | None = None          # "guide": the documented procedure and its step
+    guide_step: GuideStep | None = None
 
 
-def cell_steps(cell: Cell, deployment: object) -> tuple[Step, ...]:
-    """What follows deploy, from the cell and what its deployment can do."""
+def cell_steps(cell: Cell, deployment: object, guides: tuple[Guide, ...] = ()) -> tuple[Step, ...]:
+    """What follows deploy, from the cell, the guides its path follows (Matrix.guides_for) and
+    what its deployment can do."""
     if cell.upgrade_to:
+        if guides and isinstance(deployment, GuideRunner):
+            return _guided(cell, guides)
+        if cell.procedure != "upgrade":
+            return (Step("skip", reason=f"{cell.platform.name} cannot run the {cell.procedure} "
+                                        "guides"),)
         if not isinstance(deployment, Upgradable):
             return (Step("skip", reason=f"{cell.platform.name} cannot upgrade a deployment"),)
         return (Step("pytest", cell.scenarios, "before-upgrade", "source", UPGRADE_MANIFEST),
                 Step("upgrade", only_if_passed=True),
-                Step("pytest", cell.scenarios, "after-upgrade", "target", UPGRADE_MANIFEST),
-                Step("pytest", cell.scenarios, "old-client", "source", UPGRADE_MANIFEST,
-                     informational=True))
+                *_after(cell))
     shared = tuple(s for s in cell.scenarios if s not in SERIAL_SUITES)
     alone = tuple(s for s in cell.scenarios if s in SERIAL_SUITES)
     restarts = RESTART_SUITE in cell.scenarios and isinstance(deployment, Restartable)
@@ -73,6 +84,52 @@ def cell_steps(cell: Cell, deployment: object) -> tuple[Step, ...]:
                               reason=f"restart SKIPPED: {cell.platform.name} cannot restart the "
                                      f"MLflow server, so the {RESTART_SUITE} checks across a "
                                      "restart did not run"))
+    return tuple(steps)
+
+
+def _after(cell: Cell) -> tuple[Step, ...]:
+    """Every check of the seed with the new client, then (informational) the old one, when
+    the path changes the MLflow release."""
+    after = Step("pytest", cell.scenarios, "after-upgrade", "target", UPGRADE_MANIFEST)
+    if cell.upgrade_to and cell.upgrade_to.mlflow_version == cell.channel.mlflow_version:
+        return (after,)
+    return (after, Step("pytest", cell.scenarios, "old-client", "source", UPGRADE_MANIFEST,
+                        informational=True))
+
+
+def _guided(cell: Cell, guides: tuple[Guide, ...]) -> tuple[Step, ...]:
+    """The seed, each guide step as written (a restore path: the backup guide, the deployment
+    destroyed and deployed fresh at the target, the restore guide), the seed read back after
+    every step that can lose data while a server runs, then every after-upgrade check."""
+    steps = [Step("pytest", cell.scenarios, "before-upgrade", "source", UPGRADE_MANIFEST)]
+    client: Literal["source", "target"] = "source"
+    serving = True  # the server runs (its store related) after the step
+    last = guides[-1].steps[-1]
+    for guide in guides:
+        if guide.kind == "restore":
+            steps += [Step("destroy", reason="the deployment destroyed (backup kept)"),
+                      Step("redeploy", reason=f"a fresh {cell.upgrade_to.name} deployment"
+                           if cell.upgrade_to else "")]
+            client = "target"
+        for step in guide.steps:
+            steps.append(Step("guide", only_if_passed=len(steps) == 1, guide=guide,
+                              guide_step=step))
+            if step.do == "remove-relation":
+                serving = False
+            elif step.do == "integrate":
+                serving = True
+            if step.do == "refresh" and guide.bundle_app(step.app) == SERVER_APP:
+                client = "target"
+            if step.check_data and step is not last:
+                steps.append(Step("pytest", cell.scenarios, f"{DATA_CHECK}@{step.id}", client,
+                                  UPGRADE_MANIFEST) if serving else
+                             Step("note", reason=f"no data check after {step.id}: the server "
+                                  "is stopped there, as the charm is blocked"))
+    steps += _after(cell)
+    one_way = next((g for g in guides if g.one_way), None)
+    if one_way is not None:
+        steps.append(Step("rollback", guide=one_way,
+                          reason=f"{one_way.title}: \"{one_way.one_way}\""))
     return tuple(steps)
 
 

@@ -104,7 +104,10 @@ def test_the_scheduled_run_gives_every_platform_a_job_or_a_reason(cloud_matrix):
     assert {"local", "local-mysql", "local-proxied", "microk8s-1.32",
             "canonical-k8s-1.32"} <= set(jobs)
     assert set(skipped) == {"external", "existing"} and all(skipped.values())
-    assert all(j["args"] == "" for j in [*jobs.values(), *clouds.values()])  # README command
+    # the README command; local platforms add the guides' backup → destroy → restore cells
+    assert {n: j["args"] for n, j in jobs.items() if j["kind"] == "local"} == {
+        "local": "--guides", "local-mysql": "--guides", "local-proxied": "--guides"}
+    assert all(j["args"] == "" for j in [*jobs.values(), *clouds.values()] if j["kind"] != "local")
     assert all(j["cloud"] == "" for j in jobs.values())
     assert clouds["eks-1.32"]["credential_seconds"] == clouds["eks-1.32"]["timeout_minutes"] * 60
     assert [(c["kind"], c["cloud"], c["platforms"]) for c in result["clouds"]] == [
@@ -123,7 +126,8 @@ def test_dispatch_inputs_follow_the_cli(matrix):
     assert both["jobs"][0]["cells"] == 1
     assert select(data, channels="latest/edge", upgrades="none")["jobs"][0]["cells"] == 1
     # only the upgrade suite: channel cells have nothing to run, upgrade cells do
-    assert select(data, platforms="local", scenarios="upgrade")["jobs"][0]["cells"] == 2
+    # (+ the 3 backup → destroy → restore paths of the guides, which the scheduled run adds)
+    assert select(data, platforms="local", scenarios="upgrade")["jobs"][0]["cells"] == 2 + 3
 
 
 @pytest.mark.parametrize(("inputs", "message"), [

@@ -772,3 +772,43 @@ def test_a_blocked_cos_agent_is_settled_but_a_blocked_bundle_unit_is_not():
     clock["now"] = 111
     with pytest.raises(Terminal, match="mlflow-server/0 has been blocked"):
         watch.error(stuck)
+
+
+# ---------------------------------------------------------------- documented procedures
+
+
+def _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch, source):
+    old = {"SERVER_CHANNEL": source.name,
+           "MINIO_CHANNEL": "ckf-1.9/stable" if source.name == "2.15/stable" else "ckf-1.10/stable"}
+    dep = _deployed(fake_run, context_for, substrate, tmp_path, bundle_dir,
+                    [status("status-healthy", **old)])
+    monkeypatch.setattr(jdeployment.JujuDeployment, "_endpoint", lambda self: "endpoint")
+    dep.deploy(source)
+    return dep, old
+
+
+def test_the_2_15_to_2_22_guide_runs_its_two_refreshes_as_written(
+        fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch):
+    """Each guide step is its own command: MinIO to the guide's channel, then the server to the
+    target bundle's channel, each followed by the bundle settling (deployments/juju/guide.py)."""
+    from harness.config.matrix import load_matrix
+
+    guide = next(g for g in load_matrix().guides if g.id == "upgrade-2.15-to-2.22")
+    dep, _old = _upgradable(fake_run, context_for, substrate, tmp_path, bundle_dir, monkeypatch,
+                           local_channel("2.15/stable"))
+    target = {"TARGET_SERVER_CHANNEL": "2.22/stable", "TARGET_MINIO_CHANNEL": "ckf-1.10/stable"}
+    fake_run.handle(STATUS, status("status-refreshing", **target),
+                    status("status-refreshed", **target))
+    refresh_minio = ["juju", "refresh", "--model", REF, "mlflow-minio", "--channel",
+                     "ckf-1.10/stable"]
+    refresh_server = ["juju", "refresh", "--model", REF, "mlflow-server", "--channel",
+                      "2.22/stable"]
+    fake_run.handle(refresh_minio, "")
+    fake_run.handle(refresh_server, "")
+    before = len(fake_run.calls)
+    minio, server = guide.steps
+    assert dep.run_guide_step(guide, minio, local_channel("2.22/stable")) == "endpoint"
+    assert dep.run_guide_step(guide, server, local_channel("2.22/stable")) == "endpoint"
+    refreshes = [a for a in fake_run.argvs()[before:] if a[1] == "refresh"]
+    assert refreshes == [refresh_minio, refresh_server]
+    assert fake_run.argvs()[before:].index(refresh_server) > 1  # the bundle settled in between

@@ -28,8 +28,13 @@ def test_juju_upgrade_cell_shows_juju_refresh_and_no_local_steps_or_restart(caps
     assert "juju refresh --model" in block
     assert "stop the server" not in block and "start the new server" not in block
     assert "restart" not in block
-    assert block.index("[before-upgrade]") < block.index("upgrade to 2.22/stable") \
-        < block.index("[after-upgrade]") < block.index("[old-client]")
+    # the guide's steps, in its order, each as the command it runs
+    assert "procedure: Upgrade from 2.15 to 2.22 (https://documentation.ubuntu.com/" in block
+    assert block.index("[before-upgrade]") < block.index("[upgrade/refresh-minio]") \
+        < block.index("mlflow-minio --channel ckf-1.10/stable") \
+        < block.index("[data-check@refresh-minio]") < block.index("[upgrade/refresh-server]") \
+        < block.index("[remedy/refresh-server]") < block.index("[after-upgrade]") \
+        < block.index("[old-client]")
 
 
 def test_restart_only_where_it_runs(capsys):
@@ -100,3 +105,23 @@ def test_plan_sizes_workers_per_cell_by_how_its_server_answers(capsys):
 
     assert "-n 2 " in main_run("2.22-stable")
     assert "-n 4 " in main_run("latest-edge")
+
+
+def test_juju_plan_shows_the_mlflow_3_guide_as_commands_with_the_bundles_app_names(capsys):
+    out = _plan(capsys, "--platform", "microk8s-1.32", "--upgrade", "2.22/stable:latest/edge",
+                "--scenario", "upgrade")
+    block = _cell_block(out, "upgrade-2.22-stable-to-latest-edge")
+    model = "mm-<run-id>-microk8s-1-32:mm-<run-id>-upgrade-2-22-stable-to-latest-edge"
+    expected = [
+        "[upgrade/backup-db]", f"juju run --model {model} mlflow-mysql/leader create-backup",
+        "[upgrade/remove-db-relation] the guide: juju remove-relation "
+        "mlflow-server:relational-db mysql-k8s:database",
+        f"juju remove-relation --model {model} mlflow-server:relational-db mlflow-mysql:database",
+        "then wait until mlflow-server is blocked, mysql-k8s is active",
+        "[upgrade/refresh-server] the guide: juju refresh mlflow-server --channel=3.15/edge",
+        f"juju refresh --model {model} mlflow-server --channel <mlflow-server's channel in the "
+        "latest/edge bundle>",
+        f"juju integrate --model {model} mlflow-mysql:database mlflow-server:relational-db",
+        "[after-upgrade]", "[rollback] move the server back to 2.22/stable: must be refused"]
+    positions = [block.index(line) for line in expected]
+    assert positions == sorted(positions)
