@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("leftovers", ROOT / "tests/fakes/leftovers.py")
 leftovers = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+sys.modules["leftovers"] = leftovers  # its dataclasses look their module up
 _spec.loader.exec_module(leftovers)  # type: ignore[union-attr]
 
 ARGS = ["--platform", "local", "--channel", "2.22/stable", "--scenario", "tracking"]
