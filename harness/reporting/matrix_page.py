@@ -131,8 +131,9 @@ def build_model(reports: Path, matrix: Matrix | None = None) -> dict[str, Any]:
     }
 
 
-def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
-            suites_seen: dict[str, None]) -> dict[str, Any]:
+def _suites(cell_dir: Path, cell: Mapping[str, Any],
+            suites_seen: dict[str, None]) -> dict[str, dict[str, Any]]:
+    """A cell's results by suite, each summarised (the page's sub-rows)."""
     results = read_statuses(cell_dir / "allure-results")
     suites: dict[str, dict[str, Any]] = {}
     for result in sorted(results, key=lambda r: (r.get("suite", ""), r.get("name", ""))):
@@ -157,6 +158,12 @@ def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
         if name == HARNESS_SUITE and entry["display_status"] == "broken" \
                 and cell.get("status") == "failed":
             entry["display_status"] = "failed"  # "no test ran" and the like: as the cell says
+    return suites
+
+
+def _column(reports: Path, cell_dir: Path, cell: Mapping[str, Any],
+            suites_seen: dict[str, None]) -> dict[str, Any]:
+    suites = _suites(cell_dir, cell, suites_seen)
     scenario_tests = [t for s, e in suites.items() if s not in (PHASE_SUITE, HARNESS_SUITE)
                       for t in e["tests"] if not t["informational"]]
     counts = Counter(t["display_status"] for t in scenario_tests)
@@ -371,21 +378,7 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
     if any(c.get("procedure") for c in columns):
         out.append("| *guide followed* | " + " | ".join(_procedure_text(c.get("procedure"), esc)
                                                      for c in columns) + " |")
-    status_cells = []
-    for c in columns:
-        text = f"{ICONS[c['display_status']]} {LABELS[c['display_status']]} · {c['duration']}"
-        if c["display_status"] != "passed" and c["message"]:
-            text += f": {esc(c['message'])}"
-        if c["known_defects"]:
-            text += f" · 🐞 {c['known_defects']} known defect(s)" + (
-                f" ({', '.join(c['defects'])})" if c["defects"] else "")
-        if c["skips_total"]:
-            text += f" · ⏭️ {c['skips_total']} skipped"
-        if c["not_applicable"]:
-            text += f" · 🚫 {c['not_applicable']} not applicable"
-        if c["partial"]:
-            text += f" · {esc(c['partial'])}"
-        status_cells.append(link(text, c["link"]))
+    status_cells = [link(_status_markdown(c, esc), c["link"]) for c in columns]
     out.append("| **cell** | " + " | ".join(status_cells) + " |")
     for row in model["rows"]:
         cells = []
@@ -416,6 +409,23 @@ def render_markdown(model: Mapping[str, Any], base_url: str | None = None) -> st
         out += [f"Earlier runs (not on this page): {runs} · all in "
                 f"{link(f'{RUNS_DIR}/{INDEX}', f'{RUNS_DIR}/{INDEX}')}.", ""]
     return "\n".join(out)
+
+
+def _status_markdown(c: Mapping[str, Any], esc: Callable[[str], str]) -> str:
+    """A column's cell status: what happened, defects, skips, not applicable, partial."""
+    text = f"{ICONS[c['display_status']]} {LABELS[c['display_status']]} · {c['duration']}"
+    if c["display_status"] != "passed" and c["message"]:
+        text += f": {esc(c['message'])}"
+    if c["known_defects"]:
+        text += f" · 🐞 {c['known_defects']} known defect(s)" + (
+            f" ({', '.join(c['defects'])})" if c["defects"] else "")
+    if c["skips_total"]:
+        text += f" · ⏭️ {c['skips_total']} skipped"
+    if c["not_applicable"]:
+        text += f" · 🚫 {c['not_applicable']} not applicable"
+    if c["partial"]:
+        text += f" · {esc(c['partial'])}"
+    return text
 
 
 def _regression_markdown(regressions: Mapping[str, Any] | None, link: Any, esc: Any) -> list[str]:

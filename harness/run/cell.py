@@ -29,7 +29,7 @@ from harness.reporting.allure_results import (
 from harness.reporting.enrich import enrich_cell
 from harness.run import guided
 from harness.run.cell_steps import RESTART_SUITE as RESTART_SUITE  # re-exported
-from harness.run.cell_steps import cell_steps
+from harness.run.cell_steps import Step, cell_steps
 from harness.run.guided import procedure_summary
 from harness.run.kept import keep_endpoint
 from harness.run.phases import PhaseFailed as _PhaseFailed
@@ -325,10 +325,7 @@ class CellRun:
             if step.action == "skip":
                 raise CellSkipped(step.reason)
             if step.action == "note":
-                if step.phase:  # a check this platform cannot run: a visible skipped result
-                    outcome.phases.append(PhaseResult(step.phase, "skipped", now_ms(), now_ms(),
-                                                      step.reason))
-                self.progress(f"{cell.title}  {step.reason}")
+                self._note(outcome, step)
             elif step.action == "restart":
                 assert isinstance(deployment, Restartable)
                 endpoint = outcome.endpoint = self._phase(
@@ -368,16 +365,31 @@ class CellRun:
             else:
                 if step.client == "server":
                     server_env = server_env or self._client_env(outcome, endpoint)
-                    env = server_env
-                else:
-                    channel = cell.channel if step.client == "source" else cell.upgrade_to
-                    assert channel is not None
-                    env = self.env_for(channel)
-                self.scenarios.run(outcome, env, endpoint, cell_dir, step.suites,
-                                   phase=step.phase, deployment=deployment,
-                                   manifest=cell_dir / step.manifest if step.manifest else None,
-                                   informational=step.informational, serial=step.serial,
-                                   with_phase=step.with_phase, workers=self.workers)
+                self._scenarios(outcome, step, server_env, endpoint, deployment, cell_dir)
+
+    def _note(self, outcome: CellOutcome, step: Step) -> None:
+        if step.phase:  # a check this platform cannot run: a visible skipped result
+            outcome.phases.append(PhaseResult(step.phase, "skipped", now_ms(), now_ms(),
+                                              step.reason))
+        self.progress(f"{outcome.cell.title}  {step.reason}")
+
+    def _scenarios(self, outcome: CellOutcome, step: Step, server_env: MlflowEnv | None,
+                   endpoint: Endpoint, deployment: Deployment, cell_dir: Path) -> None:
+        """One scenario step, with the client the step names (the server's, or an upgrade's
+        source or target release)."""
+        if step.client == "server":
+            assert server_env is not None
+            env = server_env
+        else:
+            cell = outcome.cell
+            channel = cell.channel if step.client == "source" else cell.upgrade_to
+            assert channel is not None
+            env = self.env_for(channel)
+        self.scenarios.run(outcome, env, endpoint, cell_dir, step.suites,
+                           phase=step.phase, deployment=deployment,
+                           manifest=cell_dir / step.manifest if step.manifest else None,
+                           informational=step.informational, serial=step.serial,
+                           with_phase=step.with_phase, workers=self.workers)
 
     def _collect(self, outcome: CellOutcome, deployment: Deployment | None, slot: PlatformSlot,
                  cell_dir: Path) -> None:
