@@ -38,7 +38,7 @@ def slow_scenarios(tmp_path: Path) -> Path:
         "import os, time, pathlib\n\n"
         "def test_blocks(mlflow_client):\n"
         "    assert mlflow_client.search_experiments()\n"
-        "    pathlib.Path(os.environ['SLOW_SCENARIO_MARKER']).write_text('started')\n"
+        "    pathlib.Path(os.environ['MLFLOW_MATRIX_TEST_SLOW_MARKER']).write_text('started')\n"
         "    time.sleep(300)\n",
         encoding="utf-8")
     return root

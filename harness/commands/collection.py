@@ -110,7 +110,10 @@ def collect(env: Env, suites: Sequence[str], args: Sequence[str], scenarios_dir:
             shim: Path) -> list[str]:
     """The node ids pytest collects for these suites and arguments (every phase kept)."""
     python = str(env.python)
-    argv = [python, "-m", "pytest", *[str(scenarios_dir / f"test_{s}.py") for s in suites],
+    files = [path for s in suites if (path := scenarios_dir / f"test_{s}.py").is_file()]
+    if not files:  # no suite file in this scenarios dir: nothing to collect
+        return []
+    argv = [python, "-m", "pytest", *map(str, files),
             "-p", "harness.incell.plugin", "-c", str(scenarios_dir / "pytest.ini"),
             "--rootdir", str(scenarios_dir), "-p", "no:cacheprovider", "--collect-only", "-q",
             *args]

@@ -67,6 +67,8 @@ def run(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = 
 def _run_watched(argv: list[str], *, timeout: float, env: dict[str, str] | None,
                  cwd: Path | None, check: bool, input: str | None, state: RunState | None,
                  cancel: threading.Event | None) -> subprocess.CompletedProcess[str]:
+    if cancel is not None and cancel.is_set():  # interrupted already: start nothing
+        raise Interrupted()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.PIPE if input is not None else

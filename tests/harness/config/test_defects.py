@@ -213,6 +213,14 @@ FACES: dict[str, tuple[Failure, Failure]] = {
                    "outside the artifact root (1 of 1 probes)"),
         _f(ASSERT, "GHSA-5cvj-7rg6-jggj: MLflow 2.22.0 did not refuse the detection request "
                    "with HTTP 400 INVALID_PARAMETER_VALUE (1 of 1 probes): HTTP 500")),
+    "juju-refresh-across-bases": (
+        _f(PHASE, "mlflow-server runs on ubuntu@20.04, and 2.22/stable is published for "
+                  "ubuntu@24.04 only (juju/juju#20830)"),
+        _f(PHASE, "juju refresh mlflow-server failed: ERROR cannot acquire lock file")),
+    "mlflow-dataset-inputs-shared-across-experiments": (
+        _f(ASSERT, "experiments/search-datasets misses datasets this experiment's runs logged: "
+                   "['mm-ds']"),
+        _f(ASSERT, "experiments/search-datasets lists a dataset this experiment never used")),
     "mlflow-fastapi-cors-allows-any-origin": (
         _f(ASSERT, "CORS: MLflow 3.5.1 grants the foreign origin http://mm-cors-probe.invalid:"
                    "\n  GET experiments/search (HTTP 200)"),
