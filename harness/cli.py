@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="upgrade path, e.g. 2.15/stable:2.22/stable; repeatable; bare "
                             "versions (2.22.0:3.1.0) on local platforms only")
         p.add_argument("--scenario", action="append", default=[], metavar="SUITE",
-                       help="scenario suite from the matrix file's `scenarios:` (tracking, "
-                            "traces, logged_models …; `list` shows all); repeatable; default: all")
+                       help="scenario suite (tracking, artifacts, registry, persistence, "
+                            "upgrade); repeatable; default: all")
         p.add_argument("--mlflow-version", action="append", default=[], metavar="V",
                        help="test upstream MLflow V (a release on PyPI) instead of a channel; "
                             "local platforms, or external to require the server runs V; "
