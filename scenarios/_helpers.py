@@ -1,13 +1,10 @@
 """Helpers shared by the scenario suites (imported as a plain module: pytest puts scenarios/ on
 sys.path). Runs inside the cell's MLflow virtualenv: MLflow, boto3, numpy, packaging, stdlib.
 
-Things live here because every suite needs them the same way:
+Two things live here because every suite needs them the same way:
 - where an artifact's bytes land in the bucket (`bucket_location`): the one place that maps an
   MLflow artifact URI to a bucket key, for both artifact modes the charm can run in;
-- how a model is logged (`log_model`): the one place that knows MLflow 3 renamed `artifact_path`;
-- how a paged list or search is walked (`walk_pages`, `assert_walk`, `expect_page_refusals`): so
-  every collection is read past its first page and judged the same way;
-- whether a release has an API at all (`require_api`): not applicable, never passed.
+- how a model is logged (`log_model`): the one place that knows MLflow 3 renamed `artifact_path`.
 """
 
 from __future__ import annotations
@@ -15,15 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import mlflow
-from _rules import not_applicable, rule, source
 from packaging.version import Version
 
 MIB = 1024 * 1024
@@ -122,10 +116,9 @@ def _record_http_status() -> None:
     _LastStatus.installed = True
 
 
-def expect_refusal(action: Any, code: str | tuple[str, ...], *, by_server: bool = False) -> Any:
+def expect_refusal(action: Any, code: str | tuple[str, ...]) -> Any:
     """`action` must be refused with MLflow error `code` (or one of several) and a 4xx response;
-    a 500, or any other error code, is a failure. `by_server`: the refusal must be an HTTP answer
-    (not the client's own check before sending). Returns the MlflowException."""
+    a 500, or any other error code, is a failure. Returns the MlflowException."""
     import pytest
     from mlflow.exceptions import MlflowException
 
@@ -134,11 +127,6 @@ def expect_refusal(action: Any, code: str | tuple[str, ...], *, by_server: bool 
     with pytest.raises(MlflowException) as info:
         action()
     status = _LastStatus.status
-    if status is None:  # a 5xx the client gave up on raises before any response is returned
-        import re
-
-        gave_up = re.search(r"too many (\d{3}) error responses", info.value.message)
-        status = int(gave_up.group(1)) if gave_up else None
     codes = (code,) if isinstance(code, str) else code
     assert info.value.error_code in codes, (
         f"refused with {info.value.error_code} (HTTP {status}), expected {' or '.join(codes)}: "
@@ -146,121 +134,7 @@ def expect_refusal(action: Any, code: str | tuple[str, ...], *, by_server: bool 
     assert status is None or 400 <= status < 500, (
         f"refused with HTTP {status}, expected a 4xx ({info.value.error_code}): "
         f"{info.value.message[:300]}")
-    assert status is not None or not by_server, (
-        f"the client refused before asking the server ({info.value.error_code}): "
-        f"{info.value.message[:300]}")
     return info.value
-
-
-# ---------------------------------------------------------------- releases and their APIs
-
-
-def require_api(name: str, version: Version | str) -> None:
-    """Not applicable unless the release has the API (rule `api_<name>` in _rules.py)."""
-    if not rule(f"api_{name}", version):
-        not_applicable(f"MLflow {version} has no {name.replace('_', ' ')} API "
-                       f"(added later: {source(f'api_{name}', version)})")
-
-
-def rest(endpoint: Any, method: str, path: str, **kwargs: Any) -> Any:
-    """One raw HTTP request to the tracking server (path from its root, e.g.
-    /api/2.0/mlflow/...): for what the client does not expose, and to see status codes."""
-    import requests
-
-    return requests.request(method, endpoint.tracking_uri.rstrip("/") + path, timeout=60, **kwargs)
-
-
-# ---------------------------------------------------------------- paging
-
-
-@dataclass(frozen=True)
-class Walk:
-    """One walk through a paged list or search: every page, as the server returned it."""
-
-    pages: tuple[tuple[Any, ...], ...]
-    page_size: int
-
-    @property
-    def items(self) -> list[Any]:
-        return [item for page in self.pages for item in page]
-
-    @property
-    def sizes(self) -> list[int]:
-        return [len(page) for page in self.pages]
-
-
-def walk_pages(fetch: Callable[[int, str | None], Any], page_size: int, limit: int = 500) -> Walk:
-    """Follow page tokens from the first page to the last. `fetch(max_results, page_token)`
-    returns one page: an MLflow PagedList (a list with `.token`), or `(items, token)` for raw
-    REST. Fails on a page larger than asked for, on a token handed out twice (a walk that would
-    never end) and past `limit` pages."""
-    pages: list[tuple[Any, ...]] = []
-    token: str | None = None
-    seen: set[str] = set()
-    while True:
-        page = fetch(page_size, token)
-        items, token = page if isinstance(page, tuple) else (tuple(page), page.token)
-        items = tuple(items)
-        assert len(items) <= page_size, (
-            f"page {len(pages) + 1} has {len(items)} items, asked for at most {page_size}: "
-            "max_results is ignored")
-        pages.append(items)
-        if not token:
-            return Walk(tuple(pages), page_size)
-        assert token not in seen, f"page token {token!r} handed out twice: the walk never ends"
-        seen.add(token)
-        assert len(pages) < limit, f"still a next page after {limit} pages of {page_size}"
-
-
-def page_sizes(written: int, page_size: int) -> list[int]:
-    """The pages a walk over exactly `written` items must return (`written` is not a multiple
-    of `page_size`, so no release may end on an empty page)."""
-    assert written % page_size, "write a number of items that is not a multiple of the page"
-    return [page_size] * (written // page_size) + [written % page_size]
-
-
-def assert_walk(walk: Walk, expected: Sequence[Any], key: Callable[[Any], Any], *, what: str,
-                ordered: bool = True) -> None:
-    """The walk returned exactly `expected` (by `key`), each once, in that order when the API
-    promises one, on full pages but the last. The walk must span more than one page."""
-    got = [key(item) for item in walk.items]
-    twice = sorted(str(k) for k, n in Counter(got).items() if n > 1)
-    assert not twice, f"{what}: {twice} came back on more than one page (pages {walk.sizes})"
-    missing = [k for k in expected if k not in set(got)]
-    foreign = [k for k in got if k not in set(expected)]
-    assert not missing, f"{what}: {len(missing)} written items never came back: {missing[:5]}"
-    assert not foreign, f"{what}: items that were not written came back: {foreign[:5]}"
-    if ordered:
-        assert got == list(expected), f"{what}: not in the promised order: {got} != {list(expected)}"
-    assert len(walk.pages) > 1, f"{what}: everything came back on one page of {walk.page_size}"
-    assert walk.sizes == page_sizes(len(expected), walk.page_size), (
-        f"{what}: pages of {walk.sizes} for {len(expected)} items in pages of {walk.page_size}")
-
-
-def expect_page_refusals(fetch: Callable[[int, str | None], Any], limit_rule: str,
-                         version: Version | str, code: str = "INVALID_PARAMETER_VALUE") -> None:
-    """An invalid page token, and a max_results over the API's documented limit (rule
-    `limit_rule`, if the release documents one), are refused by the server with `code`.
-    The client does not retry here: a refusal is one answer, and a 5xx shows as what it is
-    instead of as minutes of the client's backoff."""
-    previous = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    try:
-        expect_refusal(lambda: fetch(1, "not-a-page-token"), code, by_server=True)
-        limit = rule(limit_rule, version)
-        if limit is not None:
-            expect_refusal(lambda: fetch(limit + 1, None), code, by_server=True)
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
-        else:
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = previous
-
-
-def traces_logged_synchronously() -> None:
-    """Traces are exported when their root span ends, not by a background queue (the default
-    since 2.2x), so a read right after a write sees them. Set before the first trace."""
-    os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
 
 
 # ---------------------------------------------------------------- bucket reads

@@ -17,10 +17,6 @@ import pytest
 from packaging.version import Version
 
 VALIDATION = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/utils/validation.py"
-HANDLERS = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/server/handlers.py"
-CLIENT = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/tracking/client.py"
-RELEASE = "https://github.com/mlflow/mlflow/releases/tag/v{v}"
-STORE_LIMITS = "https://github.com/mlflow/mlflow/blob/v{v}/mlflow/store/{kind}/__init__.py"
 PROMETHEUS_EXPORTER = ("https://github.com/mlflow/mlflow/blob/v2.15.1/mlflow/server/"
                        "prometheus_exporter.py")
 
@@ -61,76 +57,6 @@ RULES: dict[str, tuple[Change, ...]] = {
         Change("0", False, "https://github.com/mlflow/mlflow/issues/20546"),
         Change("3.10", True, "https://github.com/mlflow/mlflow/blob/v3.10.0/mlflow/store/"
                              "tracking/sqlalchemy_store.py")),
-    # ------------------------------------------------------------ APIs, by the release that added them
-    # True from the first release with the API; a test of an API its release lacks calls
-    # not_applicable(). Read in the wheels of the releases named (the one before has no handler
-    # or client method for it).
-    # tracing: start_span/@trace logged to the server, search_traces, set_trace_tag, delete_traces
-    "api_traces": (Change("0", False, RELEASE.format(v="2.14.0")),
-                   Change("2.14", True, RELEASE.format(v="2.14.0"))),
-    # MLflow 3 names a trace `trace_id` (2.x: `request_id`; TraceInfoV3, /api/3.0/mlflow/traces)
-    "trace_id_name": (Change("0", "request_id", CLIENT.format(v="2.22.0")),
-                      Change("3.0", "trace_id", CLIENT.format(v="3.0.0"))),
-    # run inputs: log_inputs / mlflow.log_input, and the UI's experiments/search-datasets
-    "api_dataset_inputs": (Change("0", False, RELEASE.format(v="2.4.0")),
-                           Change("2.4", True, RELEASE.format(v="2.4.0"))),
-    # GenAI evaluation datasets (create/get/search/delete_dataset); 3.3.0 has no handler
-    "api_evaluation_datasets": (Change("0", False, HANDLERS.format(v="3.4.0")),
-                                Change("3.4", True, HANDLERS.format(v="3.4.0"))),
-    # prompt registry: register_prompt, load_prompt, prompt aliases (registered models tagged
-    # mlflow.prompt.is_prompt)
-    "api_prompt_registry": (Change("0", False, RELEASE.format(v="2.21.0")),
-                            Change("2.21", True, RELEASE.format(v="2.21.0"))),
-    # search_prompts (2.22.0's client has none)
-    "api_search_prompts": (Change("0", False, CLIENT.format(v="3.0.0")),
-                           Change("3.0", True, CLIENT.format(v="3.0.0"))),
-    # LoggedModel: create/get/search/finalize/delete_logged_model, log_model returns one
-    "api_logged_models": (Change("0", False, RELEASE.format(v="3.0.0")),
-                          Change("3.0", True, RELEASE.format(v="3.0.0"))),
-    # registry webhooks (WebhookService); 3.2.0 has no handler
-    "api_webhooks": (Change("0", False, HANDLERS.format(v="3.3.0")),
-                     Change("3.3", True, HANDLERS.format(v="3.3.0"))),
-    # where the server says what it is (store type …); None: no such endpoint
-    "server_info_path": (Change("0", None, HANDLERS.format(v="3.8.1")),
-                         Change("3.9", "/server-info", HANDLERS.format(v="3.9.0")),
-                         Change("3.10", "/api/3.0/mlflow/server-info", HANDLERS.format(v="3.10.0"))),
-    # metrics/get-history honours max_results and page_token on the server (before: one answer
-    # with the whole history; the client asks for pages of 25000 either way)
-    "metric_history_server_pages": (Change("0", False, HANDLERS.format(v="3.1.0")),
-                                    Change("3.2", True, HANDLERS.format(v="3.2.0"))),
-    # metrics/get-history refuses max_results <= 0 (HasField fix, mlflow/mlflow#23917); before,
-    # 0 reads as "pages of none"
-    "metric_history_refuses_non_positive_max_results": (
-        Change("0", False, HANDLERS.format(v="3.13.0")),
-        Change("3.14", True, "https://github.com/mlflow/mlflow/pull/23917")),
-    # ------------------------------------------------------------ max_results, per list/search API
-    # The largest max_results each API accepts; one more is refused with INVALID_PARAMETER_VALUE
-    # (HTTP 400). None: the release documents no upper limit for that API.
-    "max_results_search_runs": (
-        Change("0", 50000, STORE_LIMITS.format(v="2.15.1", kind="tracking")),),
-    "max_results_search_experiments": (
-        Change("0", 50000, STORE_LIMITS.format(v="2.15.1", kind="tracking")),),
-    "max_results_search_traces": (
-        Change("0", 50000, STORE_LIMITS.format(v="2.15.1", kind="tracking")),),
-    "max_results_search_registered_models": (
-        Change("0", 1000, STORE_LIMITS.format(v="2.15.1", kind="model_registry")),),
-    "max_results_search_model_versions": (
-        Change("0", 200_000, STORE_LIMITS.format(v="2.15.1", kind="model_registry")),),
-    # search_prompts is search_registered_models with the prompt tag added
-    "max_results_search_prompts": (
-        Change("0", 1000, STORE_LIMITS.format(v="3.0.0", kind="model_registry")),),
-    "max_results_list_webhooks": (
-        Change("0", 1000, "https://github.com/mlflow/mlflow/blob/v3.3.0/mlflow/store/"
-                          "model_registry/sqlalchemy_store.py"),),
-    # SqlAlchemyStore.search_logged_models takes any max_results (no check in 3.0 … 3.17)
-    "max_results_search_logged_models": (
-        Change("0", None, "https://github.com/mlflow/mlflow/blob/v3.14.0/mlflow/store/"
-                          "tracking/sqlalchemy_store.py"),),
-    "max_results_search_evaluation_datasets": (
-        Change("0", 50000, "https://github.com/mlflow/mlflow/blob/v3.4.0/mlflow/store/"
-                           "tracking/sqlalchemy_store.py"),),
-    # metrics/get-history-bulk-interval: max_results between 1 and MAX_RESULTS_PER_RUN
-    "max_results_get_history_bulk_interval": (Change("0", 2500, HANDLERS.format(v="2.15.1")),),
     # The server's Prometheus metrics (`--expose-prometheus`): prometheus_flask_exporter with
     # defaults_prefix="mlflow" and group_by=mlflow_version (mlflow/server/prometheus_exporter.py),
     # the names the charm's dashboard and alert rules query. Read the same in the 2.15.1, 2.22.0

@@ -28,7 +28,6 @@ from _helpers import (
     bucket_location,
     bucket_object,
     mlflow_tree,
-    rest,
     sha256_bytes,
     sha256_file,
     tree_digest,
@@ -182,54 +181,6 @@ def test_log_artifacts_nested_directories_listed_at_every_level(endpoint, mlflow
     assert level("no-such-dir") == []
     _assert_bucket_mirrors_run(s3, endpoint, mlflow_client, run,
                                {f"tree/{p}": v for p, v in tree.items()})
-
-
-# One more file than an S3 listing page (ListObjectsV2 returns at most 1000 keys per page).
-MANY = 1_001
-
-
-def test_directory_larger_than_one_listing_page(endpoint, mlflow_client, run, s3, tmp_path):
-    """1,001 tiny files logged with one log_artifacts: listed whole (the client, the bucket, the
-    tracking server's artifacts/list and, when proxied, the artifacts service's own listing) and
-    downloaded whole."""
-    source = tmp_path / "many"
-    source.mkdir()
-    expected = {}
-    for i in range(MANY):
-        data = f"file {i}\n".encode()
-        (source / f"f{i:04d}.txt").write_bytes(data)
-        expected[f"f{i:04d}.txt"] = (len(data), sha256_bytes(data))
-    run_id = run.info.run_id
-    with allure.step(f"log_artifacts of {MANY} files"):
-        mlflow_client.log_artifacts(run_id, str(source), "many")
-    with allure.step("list them through MLflow"):
-        listed = [(a.path, _size(a)) for a in mlflow_client.list_artifacts(run_id, "many")]
-    assert len(listed) == len(set(listed)), "a file is listed twice"
-    assert sorted(listed) == sorted((f"many/{p}", s) for p, (s, _) in expected.items()), (
-        f"MLflow lists {len(listed)} of {MANY} files")
-    location = _location(endpoint, run, "many")
-    assert bucket_listing(s3, location) == {p: s for p, (s, _) in expected.items()}
-    with allure.step("list them through the tracking server (artifacts/list)"):
-        response = rest(endpoint, "GET", "/api/2.0/mlflow/artifacts/list",
-                        params={"run_id": run_id, "path": "many"})
-        assert response.status_code == 200, response.text[:300]
-        body = response.json()
-        assert not body.get("next_page_token"), "artifacts/list answered with a page token"
-        files = sorted((f["path"], int(f.get("file_size", 0))) for f in body.get("files", []))
-        assert files == sorted((f"many/{p}", s) for p, (s, _) in expected.items()), (
-            f"artifacts/list lists {len(files)} of {MANY} files")
-    if location.mode == PROXIED:
-        with allure.step("list them through the artifacts service (mlflow-artifacts/artifacts)"):
-            response = rest(endpoint, "GET", "/api/2.0/mlflow-artifacts/artifacts",
-                            params={"path": location.key})
-            assert response.status_code == 200, response.text[:300]
-            files = response.json().get("files", [])
-            assert sorted((f["path"], int(f.get("file_size", 0))) for f in files) == sorted(
-                (p, s) for p, (s, _) in expected.items())
-    with allure.step("download the directory whole"):
-        got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="many",
-                                                  dst_path=str(tmp_path / "down"))
-    assert tree_digest(got) == expected
 
 
 @pytest.mark.parametrize("how", ["run_id", "runs_uri", "client"])

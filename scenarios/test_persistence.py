@@ -1,10 +1,8 @@
 """Persistence: everything written before the MLflow server restarts reads back identical after.
 
 The runner runs this suite in phases on platforms that can restart the server (Restartable):
-  before-restart  write experiments, runs, metrics, artifacts, registered models and the newer
-                  entities (a trace of nested spans, a dataset input, a prompt with two
-                  versions and an alias, a logged model: _entities.py), read them back, and record
-                  what the server returned in the manifest (JSON); these
+  before-restart  write experiments, runs, metrics, artifacts and registered models, read them
+                  back, and record what the server returned in the manifest (JSON); these
                   tests run in the cell's main (parallel) run, beside the other suites;
   (restart)       the runner restarts the MLflow server on the same stores;
   after-restart   read everything again: the server must return exactly what was recorded, the
@@ -20,7 +18,6 @@ import math
 import time
 from pathlib import Path
 
-import _entities
 import mlflow
 import numpy as np
 import pandas as pd
@@ -34,14 +31,13 @@ from _helpers import (
     manifest_read,
     manifest_record,
     mlflow_tree,
-    require_api,
     sha256_file,
     tree_digest,
     write_random,
 )
 from mlflow.entities import Metric, Param, RunTag
 
-SECTIONS = ("tracking", "artifacts", "registry", *_entities.ENTITIES)
+SECTIONS = ("tracking", "artifacts", "registry")
 INPUT = pd.DataFrame({"x": [0.5, 2.0, -3.0]})
 # Values a float column must keep exactly: thirds, tiny and huge magnitudes, negative zero-ish.
 METRIC_VALUES = [0.1, 1 / 3, 1e-12, -2.5, 123456789.123456789, 6.02214076e23, 0.0, 42.0]
@@ -243,9 +239,6 @@ def verify_registry(client, endpoint, s3, record):
 
 
 def _seed(section, client, endpoint, s3, prefix, workdir):
-    if section in _entities.API:
-        require_api(_entities.API[section], endpoint.mlflow_version)
-        return _entities.seed(section, client, prefix, endpoint, s3)
     if section == "tracking":
         return seed_tracking(client, prefix)
     if section == "artifacts":
@@ -254,9 +247,7 @@ def _seed(section, client, endpoint, s3, prefix, workdir):
 
 
 def _verify(section, client, endpoint, s3, record, workdir):
-    if section in _entities.API:
-        _entities.verify(section, client, record, endpoint, s3, "after the restart")
-    elif section == "tracking":
+    if section == "tracking":
         verify_tracking(client, record)
     elif section == "artifacts":
         verify_artifacts(client, endpoint, s3, record, workdir)
@@ -291,8 +282,6 @@ def test_write_before_restart(mlflow_client, endpoint, s3, unique_name, tmp_path
 @pytest.mark.phase("after-restart")
 @pytest.mark.parametrize("section", SECTIONS)
 def test_identical_after_restart(mlflow_client, endpoint, s3, tmp_path, manifest_path, section):
-    if section in _entities.API:
-        require_api(_entities.API[section], endpoint.mlflow_version)
     _verify(section, mlflow_client, endpoint, s3, _recorded(manifest_path, section), tmp_path)
 
 

@@ -17,19 +17,15 @@ from _helpers import (
     MLFLOW_3,
     AddN,
     assert_in_bucket,
-    assert_walk,
     bucket_listing,
     bucket_location,
-    expect_page_refusals,
     expect_refusal,
     log_model,
     model_storage_uri,
     tree_digest,
-    walk_pages,
 )
 from _rules import not_applicable
 from mlflow import MlflowClient
-from packaging.version import Version
 
 INPUT = pd.DataFrame({"x": [1.0, 2.5, -4.0]})
 SKLEARN_EXPECTED = [3.0, 6.0, -7.0]          # 2x + 1
@@ -292,35 +288,6 @@ def test_search_model_versions_returns_aliases(mlflow_client, experiment_id, mod
     assert found == {"1": [], "2": ["canary", "prod"]}, (
         "search_model_versions lists version 2 without its aliases"
         if found == {"1": [], "2": []} else f"search_model_versions: {found}")
-
-
-def test_search_model_versions_pages(mlflow_client, experiment_id, model_name, endpoint):
-    """Seven versions walked in pages of three, by version number both ways; bad pages refused."""
-    version = Version(endpoint.mlflow_version)
-    run = mlflow_client.create_run(experiment_id)
-    mlflow_client.create_registered_model(model_name)
-    for _ in range(7):
-        mlflow_client.create_model_version(model_name, f"{run.info.artifact_uri}/m",
-                                           run_id=run.info.run_id)
-    other = f"{model_name}-other"
-    mlflow_client.create_registered_model(other)
-    mlflow_client.create_model_version(other, f"{run.info.artifact_uri}/m", run_id=run.info.run_id)
-
-    def fetch(max_results, token, order="ASC"):
-        return mlflow_client.search_model_versions(f"name = '{model_name}'",
-                                                   max_results=max_results,
-                                                   order_by=[f"version_number {order}"],
-                                                   page_token=token)
-
-    numbers = [str(n) for n in range(1, 8)]
-    assert_walk(walk_pages(fetch, 3), numbers, lambda v: v.version, what="search_model_versions")
-    assert_walk(walk_pages(lambda n, t: fetch(n, t, "DESC"), 3), numbers[::-1],
-                lambda v: v.version, what="search_model_versions DESC")
-    expect_page_refusals(fetch, "max_results_search_model_versions", version)
-    expect_page_refusals(lambda n, t: mlflow_client.search_registered_models(
-        max_results=n, page_token=t), "max_results_search_registered_models", version)
-    mlflow_client.delete_registered_model(other)
-    mlflow_client.delete_registered_model(model_name)
 
 
 # ---------------------------------------------------------------- delete and rename

@@ -20,8 +20,8 @@ from typing import TypeVar
 import allure
 import mlflow
 import pytest
-from _helpers import assert_walk, expect_page_refusals, expect_refusal, rest, walk_pages
-from _rules import CLIENT_CONSTANTS, not_applicable, rule, source
+from _helpers import expect_refusal
+from _rules import CLIENT_CONSTANTS, rule, source
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from packaging.version import Version
@@ -107,11 +107,16 @@ def search_all_runs(client, experiment_ids: list[str], filter_string: str = "",
             return runs
 
 
-def run_pages(client, experiment_ids: list[str], page_size: int, **kwargs) -> list[list]:
-    """Every page of a search_runs, following page tokens until there is none."""
-    walk = walk_pages(lambda n, token: client.search_runs(experiment_ids, max_results=n,
-                                                          page_token=token, **kwargs), page_size)
-    return [list(page) for page in walk.pages]
+def walk_pages(client, experiment_ids: list[str], page_size: int, **kwargs) -> list[list]:
+    """Every page of a search, following page tokens until there is none."""
+    pages, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, max_results=page_size, page_token=token, **kwargs)
+        pages.append(list(page))
+        token = page.token
+        if not token:
+            return pages
+        assert len(pages) < 100, "search_runs kept returning page tokens"
 
 
 def ids(runs: Iterable) -> list[str]:
@@ -871,13 +876,13 @@ def test_search_runs_pages_cover_every_run_once(mlflow_client, unique_name):
             mlflow_client.log_metric(run_id, "idx", idx, timestamp=1_000, step=0)
             created.append(run_id)
     with allure.step("walk pages of 4 in the default order"):
-        pages = run_pages(mlflow_client, [experiment_id], 4)
+        pages = walk_pages(mlflow_client, [experiment_id], 4)
     walked = [run_id for page in pages for run_id in ids(page)]
     assert [len(p) for p in pages] == [4, 4, 3]
     assert len(walked) == len(set(walked)), "a run came back on two pages"
     assert set(walked) == set(created)
     with allure.step("walk pages of 4 ordered by metric, descending"):
-        pages = run_pages(mlflow_client, [experiment_id], 4, order_by=["metrics.idx DESC"])
+        pages = walk_pages(mlflow_client, [experiment_id], 4, order_by=["metrics.idx DESC"])
     assert [run_id for page in pages for run_id in ids(page)] == created[::-1]
 
 
@@ -885,7 +890,7 @@ def test_search_runs_last_page_when_results_fill_it_exactly(mlflow_client, uniqu
     exact = rule("run_search_has_exact_last_page", version)
     experiment_id = mlflow_client.create_experiment(unique_name())
     created = {mlflow_client.create_run(experiment_id).info.run_id for _ in range(6)}
-    pages = run_pages(mlflow_client, [experiment_id], 3)
+    pages = walk_pages(mlflow_client, [experiment_id], 3)
     assert {run_id for page in pages for run_id in ids(page)} == created
     expected = [3, 3] if exact else [3, 3, 0]
     assert [len(p) for p in pages] == expected, (
@@ -929,122 +934,3 @@ def test_deleted_and_restored_runs_by_view_type(mlflow_client, unique_name):
                        "ALL": {"a", "b", "c", "d"}}
     assert views("metrics.score >= 99") == {"ACTIVE_ONLY": {"c"}, "DELETED_ONLY": {"d"},
                                             "ALL": {"c", "d"}}
-
-
-# ================================================================ collections past their first page
-
-# The client reads a metric history in pages of GET_METRIC_HISTORY_MAX_RESULTS (25000, every
-# release): one point more makes it follow a page token.
-HISTORY_POINTS = 25_001
-RAW_PAGE = 10_000
-
-
-def _raw_history(endpoint, run_id: str, key: str, max_results: int | None, token: str | None):
-    params = {"run_id": run_id, "metric_key": key}
-    if max_results is not None:
-        params["max_results"] = max_results
-    if token:
-        params["page_token"] = token
-    response = rest(endpoint, "GET", "/api/2.0/mlflow/metrics/get-history", params=params)
-    assert response.status_code == 200, f"get-history: HTTP {response.status_code} {response.text[:300]}"
-    body = response.json()
-    points = tuple((int(m.get("step", 0)), int(m["timestamp"]), m["value"])
-                   for m in body.get("metrics", []))
-    return points, body.get("next_page_token")
-
-
-def test_metric_history_longer_than_a_page(mlflow_client, endpoint, unique_name, version):
-    """25,001 points read back whole through the client (two of its pages) and the raw endpoint:
-    pages of 10,000 where the release pages on the server, one answer where it does not."""
-    experiment_id = mlflow_client.create_experiment(unique_name())
-    run_id = mlflow_client.create_run(experiment_id).info.run_id
-    t0 = 1_700_000_000_000
-    sent = [(step, t0 + step, step / 7.0) for step in range(HISTORY_POINTS)]
-    with allure.step(f"log {HISTORY_POINTS} points with log_batch"):
-        mlflow_client.log_batch(run_id, metrics=[Metric("loss", v, ts, s) for s, ts, v in sent])
-    with allure.step("read them back through the client"):
-        assert history(mlflow_client, run_id, "loss") == sent
-    if rule("metric_history_server_pages", version):
-        with allure.step(f"read them back through metrics/get-history, pages of {RAW_PAGE}"):
-            walk = walk_pages(lambda n, t: _raw_history(endpoint, run_id, "loss", n, t), RAW_PAGE)
-            assert_walk(walk, sent, lambda p: p, what="get-history pages", ordered=False)
-    else:
-        with allure.step("metrics/get-history ignores max_results: one answer, no token"):
-            points, token = _raw_history(endpoint, run_id, "loss", RAW_PAGE, None)
-            assert (len(points), token) == (HISTORY_POINTS, None), (
-                f"MLflow {version} answers get-history whole; got {len(points)} points, "
-                f"token {token!r} ({source('metric_history_server_pages', version)})")
-    with allure.step("read them back through metrics/get-history without max_results"):
-        points, token = _raw_history(endpoint, run_id, "loss", None, None)
-        assert (len(points), token) == (HISTORY_POINTS, None), (
-            f"get-history without max_results returned {len(points)} of {HISTORY_POINTS} "
-            f"points and next_page_token {token!r}: not the whole history")
-        assert sorted(points) == sent
-
-
-def test_metric_history_refuses_bad_pages(mlflow_client, endpoint, unique_name, version):
-    if not rule("metric_history_server_pages", version):
-        not_applicable(f"MLflow {version} does not page get-history on the server "
-                       f"({source('metric_history_server_pages', version)})")
-    experiment_id = mlflow_client.create_experiment(unique_name())
-    run_id = mlflow_client.create_run(experiment_id).info.run_id
-    mlflow_client.log_metric(run_id, "m", 1.0)
-    bad = [("page_token", "not-a-page-token")]
-    if rule("metric_history_refuses_non_positive_max_results", version):
-        bad.append(("max_results", -1))
-    for name, value in bad:
-        response = rest(endpoint, "GET", "/api/2.0/mlflow/metrics/get-history",
-                        params={"run_id": run_id, "metric_key": "m", name: value})
-        assert response.status_code == 400, f"{name}={value!r}: HTTP {response.status_code}"
-        assert response.json().get("error_code") == INVALID, response.text[:300]
-
-
-def test_get_history_bulk_interval(mlflow_client, endpoint, unique_name, version):
-    """The UI's chart endpoint: every point of two runs when they fit, a step window, a limit."""
-    experiment_id = mlflow_client.create_experiment(unique_name())
-    runs = {}
-    for offset in (0.0, 100.0):
-        run_id = mlflow_client.create_run(experiment_id).info.run_id
-        mlflow_client.log_batch(run_id, metrics=[Metric("acc", offset + s, 1_000 + s, s)
-                                                 for s in range(30)])
-        runs[run_id] = offset
-    path = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
-
-    def fetch(**extra):
-        response = rest(endpoint, "GET", path,
-                        params={"run_ids": list(runs), "metric_key": "acc", **extra})
-        return response
-
-    response = fetch(max_results=50)
-    assert response.status_code == 200, response.text[:300]
-    got = sorted((m["run_id"], int(m.get("step", 0)), m["value"])
-                 for m in response.json()["metrics"])
-    assert got == sorted((r, s, off + s) for r, off in runs.items() for s in range(30))
-    response = fetch(start_step=10, end_step=12)
-    got = sorted((m["run_id"], int(m.get("step", 0))) for m in response.json()["metrics"])
-    assert got == sorted((r, s) for r in runs for s in (10, 11, 12))
-    limit = rule("max_results_get_history_bulk_interval", version)
-    for bad in (0, limit + 1):
-        response = fetch(max_results=bad)
-        assert response.status_code == 400, f"max_results={bad}: HTTP {response.status_code}"
-        assert response.json().get("error_code") == INVALID, response.text[:300]
-
-
-def test_server_info(endpoint, version):
-    path = rule("server_info_path", version)
-    if path is None:
-        not_applicable(f"MLflow {version} has no server-info endpoint "
-                       f"({source('server_info_path', Version('3.10'))})")
-    response = rest(endpoint, "GET", path)
-    assert response.status_code == 200, f"GET {path}: HTTP {response.status_code}"
-    assert response.json().get("store_type") == "SqlStore", (
-        f"GET {path}: {response.text[:300]} (every platform runs a SQL tracking store)")
-
-
-def test_search_experiments_and_runs_refuse_bad_pages(mlflow_client, unique_name, version):
-    experiment_id = mlflow_client.create_experiment(unique_name())
-    expect_page_refusals(lambda n, t: mlflow_client.search_experiments(max_results=n, page_token=t),
-                         "max_results_search_experiments", version)
-    expect_page_refusals(lambda n, t: mlflow_client.search_runs([experiment_id], max_results=n,
-                                                                page_token=t),
-                         "max_results_search_runs", version)

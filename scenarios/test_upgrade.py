@@ -1,9 +1,7 @@
 """Upgrades: everything written before an upgrade is all there after it, field by field.
 
 Runs in three phases of one upgrade cell (see harness/run/runner.py):
-  before-upgrade  the old client writes a rich, deterministic data set and a manifest of it,
-                  with the newer entities its release has (a trace of nested spans, a dataset
-                  input, a prompt with two versions and an alias, a logged model: _entities.py)
+  before-upgrade  the old client writes a rich, deterministic data set and a manifest of it
   after-upgrade   the new client checks every manifest entry, then that new writes still work
   old-client      the old client reads through the new server (informational: MLflow supports
                   same-major client/server pairs only)
@@ -18,10 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import _entities
 import pytest
-from _helpers import manifest_record, require_api
-from _rules import not_applicable, rule, source
 
 SEED = "before-upgrade"
 VERIFY = "after-upgrade"
@@ -290,32 +285,6 @@ def _verify_models(client, manifest, when: str = "after the upgrade") -> None:
                 problems.check(mv.tags.get(key) == value,
                                f"{label} v{version['version']} tag {key!r}")
     problems.raise_if_any("registry fields", when)
-
-
-@pytest.mark.phase(SEED)
-@pytest.mark.parametrize("entity", _entities.ENTITIES)
-def test_seed_newer_entities(mlflow_client, endpoint, manifest_path, s3, entity):
-    """After test_seed_data_set (file order; the phase is serial), which writes the manifest."""
-    require_api(_entities.API[entity], endpoint.mlflow_version)
-    record = _entities.seed(entity, mlflow_client, f"mm-upgrade-{uuid.uuid4().hex[:8]}",
-                            endpoint, s3)
-    manifest_record(manifest_path, f"entity:{entity}", record)
-
-
-@pytest.mark.phase(VERIFY)
-@pytest.mark.parametrize("entity", _entities.ENTITIES)
-def test_newer_entities_survive(mlflow_client, endpoint, manifest_path, s3, entity):
-    manifest = _load(manifest_path)
-    record = manifest.get(f"entity:{entity}")
-    written_by = manifest.get("written_by")
-    api = f"api_{_entities.API[entity]}"
-    if record is None and written_by and not rule(api, written_by):
-        not_applicable(f"MLflow {written_by}, the release upgraded from, has no "
-                       f"{_entities.API[entity].replace('_', ' ')} API ({source(api, written_by)})")
-    if record is None:
-        pytest.fail(f"the before-upgrade phase recorded no {entity!r}: its seed failed or did "
-                    "not run, so there is nothing to check after the upgrade")
-    _entities.verify(entity, mlflow_client, record, endpoint, s3, "across the upgrade")
 
 
 @pytest.mark.phase(VERIFY)

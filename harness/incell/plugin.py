@@ -39,11 +39,6 @@ FEATURES = {
     "upgrade": "Upgrades",
     "security": "Security advisories",
     "observability": "Observability",
-    "logged_models": "Logged models",
-    "traces": "Traces",
-    "datasets": "Datasets",
-    "prompts": "Prompt registry",
-    "webhooks": "Webhooks",
 }
 
 

@@ -217,10 +217,6 @@ FACES: dict[str, tuple[Failure, Failure]] = {
         _f(PHASE, "mlflow-server runs on ubuntu@20.04, and 2.22/stable is published for "
                   "ubuntu@24.04 only (juju/juju#20830)"),
         _f(PHASE, "juju refresh mlflow-server failed: ERROR cannot acquire lock file")),
-    "mlflow-dataset-inputs-shared-across-experiments": (
-        _f(ASSERT, "experiments/search-datasets misses datasets this experiment's runs logged: "
-                   "['mm-ds']"),
-        _f(ASSERT, "experiments/search-datasets lists a dataset this experiment never used")),
     "mlflow-fastapi-cors-allows-any-origin": (
         _f(ASSERT, "CORS: MLflow 3.5.1 grants the foreign origin http://mm-cors-probe.invalid:"
                    "\n  GET experiments/search (HTTP 200)"),
