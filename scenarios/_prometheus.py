@@ -98,6 +98,23 @@ class Prometheus:
             time.sleep(0.2)
 
 
+def longest_zero_run(values: list[tuple[float, float]], step: float = 1.0
+                     ) -> tuple[float, float] | None:
+    """First and last timestamp of the longest run of consecutive 0 samples of a range query
+    (a restart's outage; a lone failed scrape of a busy server is a run of one)."""
+    best: tuple[float, float] | None = None
+    start = prev = None
+    for t, v in values:
+        if v == 0:
+            start = t if start is None or prev is None or t - prev > step * 1.5 else start
+            prev = t
+            if best is None or t - start > best[1] - best[0]:
+                best = (start, t)
+        else:
+            start = prev = None
+    return best
+
+
 def rfc3339(stamp: str | None) -> float:
     """Prometheus's timestamps (nanoseconds, 'Z') as epoch seconds; 0 for none."""
     if not stamp or stamp.startswith("0001-"):

@@ -68,6 +68,13 @@ def test_an_unknown_variable_is_an_error_not_an_empty_string():
         "rate(x[4s])"
 
 
+def test_the_outage_is_the_longest_run_of_failed_scrapes():
+    values = [(1, 1), (2, 0), (3, 1), (4, 0), (5, 0), (6, 0), (7, 1), (9, 0)]
+    assert P.longest_zero_run(values) == (4, 6)
+    assert P.longest_zero_run([(1, 1), (2, 1)]) is None
+    assert P.longest_zero_run([(1, 0), (5, 0), (6, 0)]) == (5, 6), "a gap ends a run"
+
+
 def test_rfc3339_with_nanoseconds():
     assert P.rfc3339("2026-12-08T00:45:38.520225505Z") == pytest.approx(1796690738.520225505)
     assert P.rfc3339("0001-01-01T00:00:00Z") == 0.0
