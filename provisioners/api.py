@@ -88,6 +88,9 @@ class Provisioner(Protocol):
 
     kind: ClassVar[str]
     Settings: ClassVar[type]
+
+    def __init__(self, context: RunContext) -> None:
+        """One instance per platform per run."""
     """Frozen dataclass of the platform's settings in matrix.yaml (validated field by field)."""
     cli_options: ClassVar[tuple[str, ...]]
     """The command-line options this kind reads (`tracking_uri`, `kubeconfig`, `controller` …).

@@ -212,6 +212,19 @@ def _pick(kind: str, wanted: Sequence[str], known: Sequence[str]) -> list[str]:
     return list(wanted)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """A workflow_dispatch selection, checked against matrix.yaml: what every job runs."""
+
+    chosen: list[str]
+    suites: list[str]
+    cells_per_suite: tuple[int, int]    # (channels, upgrade paths) a platform runs
+    args: str
+    # the guides' backup → destroy → restore paths: the scheduled run adds them (`--guides`)
+    # where the backup needs nothing the bundle lacks (on Juju: an s3-integrator)
+    restores: int = 0
+
+
 def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
            upgrades: str = "", scenarios: str = "") -> dict[str, Any]:
     """Job matrices for a nightly run: `jobs` (no cloud credentials), `cloud_jobs`, `clouds`
@@ -221,8 +234,29 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
     defaults of matrix.yaml (the job then runs exactly the README's command). Channels and upgrade
     paths follow the CLI: naming either replaces both defaults; `none` selects no upgrade path.
     """
-    by_name = {p["name"]: p for p in data["platforms"]}
-    chosen = _pick("platform", _names(platforms), list(by_name)) if platforms.strip() else []
+    request = _request(data, platforms, channels, upgrades, scenarios)
+    jobs: list[dict[str, Any]] = []
+    cloud_jobs: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for platform in data["platforms"]:
+        if request.chosen and platform["name"] not in request.chosen:
+            continue
+        entry, reason = _job(platform, request)
+        if entry is None:
+            skipped.append({"platform": platform["name"], "reason": reason})
+        else:
+            (cloud_jobs if entry["cloud"] else jobs).append(entry)
+    if request.chosen and not jobs and not cloud_jobs:
+        raise SelectionError("no platform of the selection can run in CI: " + "; ".join(
+            f"{s['platform']}: {s['reason']}" for s in skipped))
+    return {"jobs": jobs, "cloud_jobs": cloud_jobs, "clouds": _janitors(cloud_jobs),
+            "skipped": skipped}
+
+
+def _request(data: Mapping[str, Any], platforms: str, channels: str, upgrades: str,
+             scenarios: str) -> _Request:
+    chosen = (_pick("platform", _names(platforms), [p["name"] for p in data["platforms"]])
+              if platforms.strip() else [])
     upgrade_names = _names(upgrades)
     no_upgrades = upgrade_names == ["none"]
     channel_names = _pick("channel", _names(channels), [c["name"] for c in data["channels"]])
@@ -230,71 +264,49 @@ def select(data: Mapping[str, Any], *, platforms: str = "", channels: str = "",
         "upgrade path", upgrade_names, [u["label"] for u in data["upgrades"]])
     suite_names = _pick("scenario suite", _names(scenarios), [s["name"] for s in data["scenarios"]])
     explicit = bool(channel_names or upgrade_names or no_upgrades)
-    if explicit:
-        n_channels, n_upgrades = len(channel_names), len(upgrade_names)
-    else:
-        n_channels, n_upgrades = len(data["defaults"]["channels"]), len(data["defaults"]["upgrades"])
-    args: list[str] = []
-    for name in channel_names:
-        args += ["--channel", name]
-    for name in upgrade_names:
-        args += ["--upgrade", name]
-    for name in suite_names:
-        args += ["--scenario", name]
     if explicit and not channel_names and not upgrade_names:
         raise SelectionError("`upgrades: none` with no channel selects no cell; name a channel")
-    # the guides' backup → destroy → restore cells, outside the default selection: the scheduled
-    # run adds them where the backup needs nothing the bundle lacks (Juju: an s3-integrator)
+    counts = ((len(channel_names), len(upgrade_names)) if explicit else
+              (len(data["defaults"]["channels"]), len(data["defaults"]["upgrades"])))
+    args = [*(a for n in channel_names for a in ("--channel", n)),
+            *(a for n in upgrade_names for a in ("--upgrade", n)),
+            *(a for n in suite_names for a in ("--scenario", n))]
     restores = 0 if explicit else len(data.get("restores", []))
+    return _Request(chosen, suite_names, counts, " ".join(args), restores)
 
-    jobs: list[dict[str, Any]] = []
-    cloud_jobs: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    for name, platform in by_name.items():
-        ci = platform["ci"]
-        if chosen and name not in chosen:
-            continue
-        if not ci["runs"]:
-            skipped.append({"platform": name, "reason": ci["reason"]})
-            continue
-        suites = suite_names or platform["suites"]
-        has_plain = any(s != "upgrade" for s in suites)
-        has_upgrade = "upgrade" in suites
-        plain = n_channels if has_plain else 0
-        guides = bool(restores and has_upgrade and platform.get("restores"))
-        upgrade = (n_upgrades + (restores if guides else 0)) if has_upgrade else 0
-        if plain + upgrade == 0:
-            skipped.append({"platform": name, "reason": "the selection has no cell on it"})
-            continue
-        timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
-        entry = {
-            "platform": name,
-            "kind": platform["kind"],
-            "cloud": ci["cloud"] or "",
-            "region": ci["region"],
-            "snaps": " ".join(ci["snaps"]),
-            "apt": " ".join(ci["apt"]),
-            "args": " ".join([*args, "--guides"] if guides else args),
-            "cells": plain + upgrade,
-            **timeouts,
-        }
-        if ci["cloud"]:
-            # an assumed role must outlive the job: STS allows at most 12 h
-            entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))
-            cloud_jobs.append(entry)
-        else:
-            jobs.append(entry)
+
+def _job(platform: Mapping[str, Any], request: _Request) -> tuple[dict[str, Any] | None, str]:
+    """One platform's job, or None and why no job runs it."""
+    ci = platform["ci"]
+    if not ci["runs"]:
+        return None, ci["reason"]
+    suites = request.suites or platform["suites"]
+    plain = request.cells_per_suite[0] if any(s != "upgrade" for s in suites) else 0
+    guides = bool(request.restores and "upgrade" in suites and platform.get("restores"))
+    upgrade = (request.cells_per_suite[1] + (request.restores if guides else 0)
+               if "upgrade" in suites else 0)
+    if plain + upgrade == 0:
+        return None, "the selection has no cell on it"
+    timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
+    entry = {"platform": platform["name"], "kind": platform["kind"], "cloud": ci["cloud"] or "",
+             "region": ci["region"], "snaps": " ".join(ci["snaps"]), "apt": " ".join(ci["apt"]),
+             "args": " ".join(filter(None, (request.args, "--guides" if guides else ""))),
+             "cells": plain + upgrade, **timeouts}
+    if ci["cloud"]:
+        # an assumed role must outlive the job: STS allows at most 12 h
+        entry["credential_seconds"] = min(43200, max(900, timeouts["timeout_minutes"] * 60))
+    return entry, ""
+
+
+def _janitors(cloud_jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One janitor job per cloud kind, over the platforms of that kind the run used."""
     clouds: dict[str, dict[str, Any]] = {}
     for entry in cloud_jobs:
         kind = entry["kind"]
         found = clouds.setdefault(kind, {"kind": kind, "cloud": entry["cloud"],
                                          "region": entry["region"], "platforms": ""})
         found["platforms"] = " ".join([*found["platforms"].split(), entry["platform"]])
-    if chosen and not jobs and not cloud_jobs:
-        raise SelectionError("no platform of the selection can run in CI: " + "; ".join(
-            f"{s['platform']}: {s['reason']}" for s in skipped))
-    return {"jobs": jobs, "cloud_jobs": cloud_jobs, "clouds": list(clouds.values()),
-            "skipped": skipped}
+    return list(clouds.values())
 
 
 def github_output(result: Mapping[str, Any]) -> str:

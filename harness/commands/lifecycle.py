@@ -7,9 +7,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from harness.commands.options import provisioner_options
+from harness.config.model import Matrix, Platform
 from harness.config.registry import load_provisioner_class
+from harness.run.cell_steps import context_options
 from harness.system.durations import parse_duration
 from harness.system.errors import EXIT_INFRASTRUCTURE, EXIT_OK, ConfigError
 from harness.system.procs import same_process, stop_group
@@ -19,18 +22,19 @@ from provisioners.api import Provisioner, RunContext, Sweepable
 
 def _provisioner(args: argparse.Namespace, name: str, state: RunState, *,
                  preflight: bool = False) -> Provisioner:
-    platform = _platform(args, name)
+    matrix, platform = _platform(args, name)
+    # the run's deadlines too: `down` gives teardown the matrix's timeouts.teardown, as a run does
     context = RunContext(run_id=state.run_id, platform=platform,
                          work_dir=Path(tempfile.gettempdir()), state=state,
                          env_for=lambda c: None,  # type: ignore[arg-type,return-value]
-                         options=provisioner_options(args))
+                         options=context_options(matrix, provisioner_options(args)))
     cls = load_provisioner_class(platform.kind)
     if preflight:
         cls.preflight(platform.settings, context.options)
-    return cls(context)  # type: ignore[call-arg]
+    return cls(context)
 
 
-def _platform(args: argparse.Namespace, name: str):  # type: ignore[no-untyped-def]
+def _platform(args: argparse.Namespace, name: str) -> tuple[Matrix, Platform]:
     """The platform named on the command line; an unknown one is bad input before any state."""
     from harness.config.kinds import unknown_platform_error
     from harness.config.matrix import load_matrix
@@ -38,14 +42,14 @@ def _platform(args: argparse.Namespace, name: str):  # type: ignore[no-untyped-d
     matrix = load_matrix(args.matrix)
     if name not in matrix.platforms:
         raise unknown_platform_error(name, matrix.platforms, matrix.path)
-    return matrix.platforms[name]
+    return matrix, matrix.platforms[name]
 
 
 def platform_up(args: argparse.Namespace) -> int:
     if len(args.platform) != 1:
         raise ConfigError("`up` takes exactly one --platform",
                           hint="bring platforms up one at a time")
-    platform = _platform(args, args.platform[0])  # checked before a state file exists
+    _, platform = _platform(args, args.platform[0])  # checked before a state file exists
     load_provisioner_class(platform.kind).preflight(platform.settings, provisioner_options(args))
     run_id = new_run_id()
     state = RunState(args.reports_dir.resolve() / "state" / f"{run_id}.json", run_id)
@@ -128,7 +132,7 @@ def release_state(path: Path, *, force: bool, dry_run: bool = False) -> int:
     return code
 
 
-def _release(resource: dict) -> None:
+def _release(resource: dict[str, Any]) -> None:
     kind = resource["type"]
     if kind == "process":
         if same_process(resource["pid"], resource.get("started")) or (resource.get("started") \

@@ -45,16 +45,12 @@ def flag(option: str) -> str:
 
 def takes_bare_versions(matrix: Matrix, platform: str) -> bool:
     """Whether `--mlflow-version V` means something on a platform (its kind declares it)."""
-    from harness.config.registry import load_provisioner_class
-
-    return load_provisioner_class(matrix.platforms[platform].kind).takes_mlflow_version
+    return matrix.platforms[platform].traits.takes_mlflow_version
 
 
 def option_applies(matrix: Matrix, option: str, platform: str) -> bool:
     """Which platforms read which command-line option: each kind declares the ones it reads."""
-    from harness.config.registry import load_provisioner_class
-
-    return option in load_provisioner_class(matrix.platforms[platform].kind).cli_options
+    return option in matrix.platforms[platform].traits.cli_options
 
 
 def unique(values: Iterable[str], option: str, notes: list[str]) -> tuple[str, ...]:

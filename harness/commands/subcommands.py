@@ -126,8 +126,8 @@ def cmd_list(args: argparse.Namespace, pytest_args: list[str]) -> int:
         print(f"  {u.source}:{u.target}{default}")
     print("\nscenario suites:")
     for s in matrix.suites.values():
-        where = "all platforms" if s.platforms is None else ", ".join(s.platforms)
-        print(f"  {s.name:<12} {s.description} [{where}]")
+        scope = "all platforms" if s.platforms is None else ", ".join(s.platforms)
+        print(f"  {s.name:<12} {s.description} [{scope}]")
     if matrix.known_defects:
         print("\nknown defects:")
         for d in matrix.known_defects:

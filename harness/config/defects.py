@@ -75,9 +75,10 @@ class KnownDefect:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KnownDefect:
-        values = dict(data)
-        values["signature"] = Signature(**values.get("signature") or {})
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items()}
+        values["signature"] = Signature(**data.get("signature") or {})
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ never sees a traceback for a typo.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
-    def _path_of(self, target) -> str:  # type: ignore[no-untyped-def]
-        def walk(node, path):  # type: ignore[no-untyped-def]
+    def _path_of(self, target: yaml.Node) -> str:
+        def walk(node: yaml.Node, path: str) -> str | None:
             if node is target:
                 return path
             if isinstance(node, yaml.MappingNode):
@@ -276,8 +277,10 @@ class _Loader:
             except ConfigError as exc:
                 self.fail(f"{key}.kind", exc.message, hint=exc.hint)
             settings = self.typed(body, cls.Settings, key)
-            platforms[str(name)] = Platform(str(name), kind, settings, description,
-                                            cls.traits(settings))
+            traits = dataclasses.replace(cls.traits(settings),
+                                         takes_mlflow_version=cls.takes_mlflow_version,
+                                         cli_options=tuple(cls.cli_options))
+            platforms[str(name)] = Platform(str(name), kind, settings, description, traits)
         return platforms
 
     def load_upgrades(self, value: Any, channels: Mapping[str, Channel]) -> tuple[UpgradePath, ...]:
@@ -297,13 +300,13 @@ class _Loader:
         return tuple(paths)
 
     def load_pins(self, value: Any) -> tuple[InstallPin, ...]:
-        pins = self.typed(value, tuple[InstallPin, ...], "install_pins")
+        pins: tuple[InstallPin, ...] = self.typed(value, tuple[InstallPin, ...], "install_pins")
         for i, pin in enumerate(pins):
             self.specifier(pin.mlflow, f"install_pins[{i}].mlflow")
         return pins
 
     def load_defects(self, value: Any) -> tuple[KnownDefect, ...]:
-        defects = self.typed(value, tuple[KnownDefect, ...], "known_defects")
+        defects: tuple[KnownDefect, ...] = self.typed(value, tuple[KnownDefect, ...], "known_defects")
         seen = set()
         for i, defect in enumerate(defects):
             key = f"known_defects[{i}]"
@@ -338,7 +341,7 @@ class _Loader:
     def load_defaults(self, value: Any, channels: Mapping[str, Channel],
                       platforms: Mapping[str, Platform], suites: Mapping[str, Suite],
                       upgrades: tuple[UpgradePath, ...]) -> Selection:
-        selection = self.typed(value, Selection, "defaults")
+        selection: Selection = self.typed(value, Selection, "defaults")
         for key in ("parallel", "workers"):
             if getattr(selection, key) < 0:
                 self.fail(f"defaults.{key}", "must be 0 (sized to this machine) or more",
@@ -364,81 +367,102 @@ class _Loader:
 
 
 def _convert(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
+    """`value` from the YAML as the type `hint` of a settings dataclass, or a file/key/fix error."""
+    if dataclasses.is_dataclass(hint):
+        return _to_dataclass(loader, value, hint, key)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        value = loader.mapping(value, key)
-        hints = typing.get_type_hints(hint)
-        fields = {f.name: f for f in dataclasses.fields(hint)}
-        allowed = {name: (f.default is dataclasses.MISSING
-                          and f.default_factory is dataclasses.MISSING)
-                   for name, f in fields.items()}
-        display = {name: req for name, req in allowed.items() if name != "name"}
-        for name in value:
-            if name not in fields:
-                close = _closest(str(name), display)
-                loader.fail(_join(key, name), "unknown key",
-                            hint=(f"did you mean `{close}`? " if close else "")
-                            + f"allowed keys here: {', '.join(display) or '(none)'}")
-        for name, required in allowed.items():
-            if required and name not in value:
-                loader.fail(_join(key, name), "missing required key",
-                            hint=f"add `{name}:` under `{key}`")
-        kwargs = {name: _convert(loader, v, hints[name], _join(key, name))
-                  for name, v in value.items()}
-        try:
-            return hint(**kwargs)
-        except (ValueError, TypeError) as exc:
-            loader.fail(key, str(exc))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(loader, value, inner[0], key)
+        present = [a for a in args if a is not type(None)]
+        return _convert(loader, value, present[0], key)
     if origin is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            loader.fail(key, f"must be a list, got {_kind(value)}",
-                        hint="write `[a, b]` or one `- item` per line")
-        return tuple(_convert(loader, v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        return _to_tuple(loader, value, args[0], key)
     if origin in (dict, Mapping) or hint in (dict, Mapping):
         value = loader.mapping(value, key)
         inner = args[1] if args else str
         return {str(k): _convert(loader, v, inner, _join(key, k)) for k, v in value.items()}
-    if typing.get_origin(hint) is typing.Literal:
+    if origin is typing.Literal:
         if value not in args:
             loader.fail(key, f"must be one of {', '.join(map(str, args))} (got {value!r})",
                         hint=f"pick one of: {', '.join(map(str, args))}")
         return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            loader.fail(key, f"must be true or false, got {_kind(value)} {value!r}",
-                        hint="write `true` or `false` without quotes")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            loader.fail(key, f"must be a whole number, got {_kind(value)} {value!r}",
-                        hint="write a number without quotes, e.g. `600`")
-        _check_sign(loader, key, value)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            loader.fail(key, f"must be a number, got {_kind(value)} {value!r}",
-                        hint="write a number without quotes, e.g. `5`")
-        _check_sign(loader, key, value)
-        return float(value)
-    if hint is str:
-        if isinstance(value, (dict, list)) or value is None:
-            loader.fail(key, f"must be text, got {_kind(value)}",
-                        hint="write a single value; quote it if it has special characters")
-        if isinstance(value, float):
-            loader.fail(key, f"must be text, got the number {value!r}",
-                        hint=f"quote it: \"{value}\" (YAML reads 2.20 as the number 2.2)")
-        return str(value)
     if hint is Any:
         return value
+    if hint in _SCALARS:
+        return _SCALARS[hint](loader, value, key)
     raise TypeError(f"unsupported settings type {hint!r} at {key}")
+
+
+def _to_dataclass(loader: _Loader, value: Any, hint: Any, key: str) -> Any:
+    value = loader.mapping(value, key)
+    hints = typing.get_type_hints(hint)
+    fields = {f.name: f for f in dataclasses.fields(hint)}
+    allowed = {name: (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+               for name, f in fields.items()}
+    display = {name: req for name, req in allowed.items() if name != "name"}
+    for name in value:
+        if name not in fields:
+            close = _closest(str(name), display)
+            loader.fail(_join(key, name), "unknown key",
+                        hint=(f"did you mean `{close}`? " if close else "")
+                        + f"allowed keys here: {', '.join(display) or '(none)'}")
+    for name, required in allowed.items():
+        if required and name not in value:
+            loader.fail(_join(key, name), "missing required key",
+                        hint=f"add `{name}:` under `{key}`")
+    kwargs = {name: _convert(loader, v, hints[name], _join(key, name)) for name, v in value.items()}
+    try:
+        return hint(**kwargs)
+    except (ValueError, TypeError) as exc:
+        loader.fail(key, str(exc))
+
+
+def _to_tuple(loader: _Loader, value: Any, item: Any, key: str) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        loader.fail(key, f"must be a list, got {_kind(value)}",
+                    hint="write `[a, b]` or one `- item` per line")
+    return tuple(_convert(loader, v, item, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _to_bool(loader: _Loader, value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        loader.fail(key, f"must be true or false, got {_kind(value)} {value!r}",
+                    hint="write `true` or `false` without quotes")
+    return value
+
+
+def _to_int(loader: _Loader, value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        loader.fail(key, f"must be a whole number, got {_kind(value)} {value!r}",
+                    hint="write a number without quotes, e.g. `600`")
+    _check_sign(loader, key, value)
+    return value
+
+
+def _to_float(loader: _Loader, value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        loader.fail(key, f"must be a number, got {_kind(value)} {value!r}",
+                    hint="write a number without quotes, e.g. `5`")
+    _check_sign(loader, key, value)
+    return float(value)
+
+
+def _to_str(loader: _Loader, value: Any, key: str) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        loader.fail(key, f"must be text, got {_kind(value)}",
+                    hint="write a single value; quote it if it has special characters")
+    if isinstance(value, float):
+        loader.fail(key, f"must be text, got the number {value!r}",
+                    hint=f"quote it: \"{value}\" (YAML reads 2.20 as the number 2.2)")
+    return str(value)
+
+
+_SCALARS: dict[Any, Callable[[_Loader, Any, str], Any]] = {
+    bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def _check_sign(loader: _Loader, key: str, value: float) -> None:

@@ -47,6 +47,8 @@ class PlatformTraits:
     self_deploying: bool = False        # MLflow as the harness's own processes: deploy = a start
     fixed_server: bool = False          # tests the one MLflow a server runs: no channels
     needs_option: str = ""              # a CLI option this platform cannot run without
+    takes_mlflow_version: bool = False  # `--mlflow-version V` means something here
+    cli_options: tuple[str, ...] = ()   # the command-line options this platform reads
     cluster_timeouts: tuple[int, int] = (0, 0)  # create, delete seconds (CI budgets)
     ci: CiNeeds = field(default_factory=CiNeeds)
 

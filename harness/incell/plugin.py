@@ -11,7 +11,9 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any
 
 import allure
 import pytest
@@ -37,6 +39,9 @@ FEATURES = {
     "security": "Security advisories",
     "observability": "Observability",
 }
+
+
+DEFECTS_KEY = pytest.StashKey[list[KnownDefect]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,32 +70,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _expect_defects(item: pytest.Item, defects: list[KnownDefect]) -> None:
+    for defect in defects:
+        item.user_properties.append(("known_defect", defect.to_dict()))
+    item.stash[DEFECTS_KEY] = defects
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Accept the test's failure only if it looks like one of its defects (the signature).
 
     Not a plain strict xfail, which would accept any failure: a connection error or a KeyError in
     a test marked for a defect would pass as "defect reproduced". A failure that matches becomes
     an xfail; any other failure, and a pass (XPASS), fail the test with both texts side by side.
     """
-    for defect in defects:
-        item.user_properties.append(("known_defect", defect.to_dict()))
-    original = item.runtest
+    defects = item.stash.get(DEFECTS_KEY, None)
+    if not defects:
+        return (yield)
     what = item.nodeid.split("::", 1)[-1]
-
-    def runtest() -> None:
-        try:
-            original()
-        except (pytest.skip.Exception, pytest.xfail.Exception, KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            judgement = judge(defects, Failure.of(exc), what)
-            if judgement.status != "known-defect":
-                raise DefectSignatureMismatch(judgement.message) from exc
-            allure.dynamic.tag("known-defect")
-            pytest.xfail(judgement.message)
-        else:
-            pytest.fail(judge(defects, None, what).message, pytrace=False)
-
-    item.runtest = runtest  # type: ignore[method-assign]
+    try:
+        yield
+    except (pytest.skip.Exception, pytest.xfail.Exception, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        judgement = judge(defects, Failure.of(exc), what)
+        if judgement.status != "known-defect":
+            raise DefectSignatureMismatch(judgement.message) from exc
+        allure.dynamic.tag("known-defect")
+        pytest.xfail(judgement.message)
+    pytest.fail(judge(defects, None, what).message, pytrace=False)
 
 
 class DefectSignatureMismatch(AssertionError):
@@ -125,7 +132,7 @@ def cell() -> CellInfo:
 
 
 @pytest.fixture(scope="session")
-def mlflow_client(endpoint: Endpoint):
+def mlflow_client(endpoint: Endpoint) -> Any:
     import mlflow
     from mlflow import MlflowClient
 
@@ -134,7 +141,7 @@ def mlflow_client(endpoint: Endpoint):
 
 
 @pytest.fixture(scope="session")
-def s3(endpoint: Endpoint):
+def s3(endpoint: Endpoint) -> Any:
     """A boto3 client for the deployment's bucket store, to check artifacts where they land."""
     if not endpoint.s3_endpoint_url or not endpoint.s3_credentials:
         pytest.skip("this platform exposes no S3 endpoint to the harness")
@@ -150,7 +157,7 @@ def s3(endpoint: Endpoint):
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest):
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
     """Names that never collide across tests, parallel workers and repeated runs on one server."""
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40].strip("-")
     token = uuid.uuid4().hex[:8]
@@ -199,7 +206,7 @@ def _allure_labels(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """On a failure, attach the tail of the MLflow server's log: the other half of the story."""
     outcome = yield
     report = outcome.get_result()

@@ -188,7 +188,8 @@ def _latest_executor(cells: Sequence[tuple[Path, Mapping[str, Any]]]) -> dict[st
                               reverse=True):
         path = cell_dir / "allure-results" / "executor.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            executor: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return executor
         except (OSError, ValueError):
             continue
     run_id = next((str(c.get("run_id")) for _, c in cells if c.get("run_id")), "")

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.config.matrix import Cell
 from harness.system.redact import redact
@@ -32,7 +33,7 @@ class PhaseResult:
     message: str = ""
     trace: str = ""
     attachments: list[Path] = field(default_factory=list)
-    known_defect: dict | None = None
+    known_defect: dict[str, Any] | None = None
 
 
 def now_ms() -> int:
@@ -102,9 +103,9 @@ def write_phase_result(results_dir: Path, cell: Cell, result: PhaseResult) -> Pa
     return out
 
 
-def read_statuses(results_dir: Path) -> list[dict]:
+def read_statuses(results_dir: Path) -> list[dict[str, Any]]:
     """Status, name and suite of every result in a directory (scenarios and phases)."""
-    results = []
+    results: list[dict[str, Any]] = []
     if not results_dir.is_dir():
         return results
     for path in sorted(results_dir.glob("*-result.json")):

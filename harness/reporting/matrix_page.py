@@ -222,7 +222,7 @@ def _summarise(entry: dict[str, Any]) -> None:
 def _row(suite: str, columns: Sequence[Mapping[str, Any]], *, lifecycle: bool = False
          ) -> dict[str, Any]:
     """One suite across all columns, and its tests (union over columns) as sub-rows."""
-    cells = []
+    cells: list[dict[str, Any]] = []
     tests: dict[str, str] = {}
     for column in columns:
         entry = column["suites"].get(suite)
@@ -247,7 +247,7 @@ def _row(suite: str, columns: Sequence[Mapping[str, Any]], *, lifecycle: bool = 
             PHASE_ORDER.index(kv[1]) if kv[1] in PHASE_ORDER else len(PHASE_ORDER), kv[1])))
     test_rows = []
     for key, title in tests.items():
-        row_cells = []
+        row_cells: list[dict[str, Any]] = []
         for column in columns:
             matches = [t for t in column["suites"].get(suite, {}).get("tests", [])
                        if _test_key(t, lifecycle) == key]

@@ -43,7 +43,8 @@ def _finished(cell: dict[str, Any]) -> float:
     return float(cell.get("started") or 0) + float(cell.get("duration_s") or 0)
 
 
-def _inputs(inputs: Sequence[Path], out: Path) -> list[tuple[Path, list[tuple[Path, dict]]]]:
+def _inputs(inputs: Sequence[Path], out: Path,
+            ) -> list[tuple[Path, list[tuple[Path, dict[str, Any]]]]]:
     found = []
     for folder in inputs:
         folder = folder.resolve()

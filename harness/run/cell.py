@@ -276,8 +276,9 @@ class CellRun:
         return [d for d in self.matrix.defects_for(outcome.cell, facts) if phase in d.phases]
 
     def _environment(self, outcome: CellOutcome, channel: Channel) -> MlflowEnv:
-        return self._phase(outcome, "environment", lambda: self.env_for(channel),
-                           label=f"MLflow {channel.mlflow_version} environment")
+        env: MlflowEnv = self._phase(outcome, "environment", lambda: self.env_for(channel),
+                                     label=f"MLflow {channel.mlflow_version} environment")
+        return env
 
     def _client_env(self, outcome: CellOutcome, endpoint: Endpoint) -> MlflowEnv:
         """The client must match the server: use the version the server reports."""

@@ -25,12 +25,13 @@ from harness.config.registry import load_provisioner_class
 from harness.reporting.run_folders import finish_run
 from harness.run.cell import KNOWN_DEFECT, RESTART_SUITE, STATUS_EXIT, CellOutcome, CellRun, PlatformSlot
 from harness.run.cell_steps import context_options
-from harness.run.envs import MlflowEnv, ensure_env
+from harness.run.envs import ensure_env
 from harness.run.progress import Progress
 from harness.run.scenario_process import SCENARIOS_DIR, SCENARIOS_DIR_ENV, ScenarioProcess, scenarios_root
 from harness.run.scheduling import EnvPrebuilder, Sizing, channels_of
 from harness.run.summary import CellLine, log_for
 from harness.run.summary import render as render_summary
+from harness.system.cache import MlflowEnv
 from harness.system.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted
 from harness.system.state import RunState, new_run_id
 from harness.system.waits import CANCEL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 ENDPOINT_ENV = "MLFLOW_MATRIX_ENDPOINT"
@@ -80,6 +81,6 @@ class CellInfo:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> CellInfo:
-        environ = os.environ if environ is None else environ
-        return cls(**json.loads(environ[CELL_ENV]))
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CellInfo:
+        source = os.environ if environ is None else environ
+        return cls(**json.loads(source[CELL_ENV]))

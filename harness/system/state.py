@@ -83,7 +83,8 @@ class RunState:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    body: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return body
 
 
 def new_run_id() -> str:
