@@ -323,7 +323,7 @@ class _Loader:
 
     def load_guides(self, value: Any, channels: Mapping[str, Channel],
                     defects: tuple[KnownDefect, ...]) -> tuple[Guide, ...]:
-        guides = self.typed(value, tuple[Guide, ...], "upgrade_guides")
+        guides: tuple[Guide, ...] = self.typed(value, tuple[Guide, ...], "upgrade_guides")
         ids = tuple(d.id for d in defects)
         covered: dict[tuple[str, str], str] = {}
         for i, guide in enumerate(guides):

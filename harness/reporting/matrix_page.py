@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +195,7 @@ def _procedure(cell: Mapping[str, Any]) -> dict[str, Any] | None:
             "migration": str(body.get("migration", ""))}
 
 
-def _procedure_text(procedure: Mapping[str, Any] | None, esc: Any) -> str:
+def _procedure_text(procedure: Mapping[str, Any] | None, esc: Callable[[str], str]) -> str:
     if not procedure:
         return "—"
     if not procedure["guides"]:

@@ -328,10 +328,9 @@ class CellRun:
                 assert isinstance(deployment, GuideRunner)
                 self._phase(outcome, "destroy", deployment.destroy, label=step.reason)
             elif step.action == "redeploy":
-                target = cell.upgrade_to
-                assert target is not None
+                assert cell.upgrade_to is not None
                 endpoint = self._phase(outcome, "redeploy", partial(
-                    _redeployed, deployment, target), label=step.reason)
+                    _redeployed, deployment, cell.upgrade_to), label=step.reason)
                 outcome.versions["mlflow_server"] = endpoint.mlflow_version
             elif step.action == "rollback":
                 assert isinstance(deployment, GuideRunner)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from harness.config.guides import SERVER_APP, Guide, GuideStep
 from harness.run.phases import PhaseFailed as _PhaseFailed
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from harness.run.cell import CellOutcome, CellRun
     from harness.run.cell_steps import Step
     from harness.system.endpoint import Endpoint
-    from provisioners.api import GuideRunner
+    from provisioners.api import Deployment, GuideRunner
 
 
 def procedure_summary(cell: Cell, guides: tuple[Guide, ...]) -> dict[str, object]:
@@ -51,7 +51,7 @@ def run_step(run: CellRun, outcome: CellOutcome, deployment: GuideRunner, step: 
     the next steps use."""
     guide, gs, target = step.guide, step.guide_step, outcome.cell.upgrade_to
     assert guide is not None and gs is not None and target is not None
-    attach = partial(_collect_to, deployment, cell_dir)
+    attach = partial(_collect_to, cast("Deployment", deployment), cell_dir)
     label = f"{guide.title} · {gs.id}: {gs.text[:90]}"
     try:
         result = run._phase(outcome, f"{guide.kind}/{gs.id}",
@@ -70,8 +70,9 @@ def run_step(run: CellRun, outcome: CellOutcome, deployment: GuideRunner, step: 
                             attach=attach)
     if result is None:
         return endpoint
-    outcome.versions["mlflow_server"] = result.mlflow_version
-    return result
+    moved: Endpoint = result
+    outcome.versions["mlflow_server"] = moved.mlflow_version
+    return moved
 
 
 def _guide_step(deployment: GuideRunner, guide: Guide, step: GuideStep,
@@ -111,11 +112,11 @@ def rollback(run: CellRun, outcome: CellOutcome, deployment: GuideRunner, step: 
              cell_dir: Path) -> None:
     """A one-way guide: moving back to the source channel must be refused (or detected)."""
     cell = outcome.cell
+    attach = partial(_collect_to, cast("Deployment", deployment), cell_dir)
     try:
         refusal = run._phase(outcome, "rollback", partial(deployment.refuse_rollback, cell.channel),
                              label=f"rollback to {cell.channel.name} ({step.reason[:120]}): "
-                                   "must be refused", attach=partial(_collect_to, deployment,
-                                                                     cell_dir))
+                                   "must be refused", attach=attach)
     except _PhaseFailed:
         return
     outcome.phases[-1].message = f"refused, as the guide says: {refusal}"
