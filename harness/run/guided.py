@@ -84,7 +84,9 @@ def _guide_step(deployment: GuideRunner, guide: Guide, step: GuideStep,
         if raised is exc:
             raise
         raise raised from exc
-    server_moved = step.do in ("refresh", "integrate") or step.action == "restore"
+    # the server's release is checked where the step moved the server (not after MinIO's refresh)
+    server_moved = (step.do == "refresh" and guide.bundle_app(step.app) == SERVER_APP) \
+        or step.do == "integrate" or step.action == "restore"
     if endpoint is not None and server_moved and guide.kind != "backup":
         return check_server_version(endpoint, target, f"{guide.kind}/{step.id}")
     return endpoint
