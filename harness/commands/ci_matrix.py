@@ -220,8 +220,8 @@ class _Request:
     suites: list[str]
     cells_per_suite: tuple[int, int]    # (channels, upgrade paths) a platform runs
     args: str
-    # the guides' backup → destroy → restore cells, outside the default selection: the scheduled
-    # run adds them where the backup needs nothing the bundle lacks (Juju: an s3-integrator)
+    # the guides' backup → destroy → restore paths: the scheduled run adds them (`--guides`)
+    # where the backup needs nothing the bundle lacks (on Juju: an s3-integrator)
     restores: int = 0
 
 
@@ -290,7 +290,7 @@ def _job(platform: Mapping[str, Any], request: _Request) -> tuple[dict[str, Any]
     timeouts = job_timeouts(platform["budget_s"], plain, upgrade)
     entry = {"platform": platform["name"], "kind": platform["kind"], "cloud": ci["cloud"] or "",
              "region": ci["region"], "snaps": " ".join(ci["snaps"]), "apt": " ".join(ci["apt"]),
-             "args": f"{request.args} --guides".strip() if guides else request.args,
+             "args": " ".join(filter(None, (request.args, "--guides" if guides else ""))),
              "cells": plain + upgrade, **timeouts}
     if ci["cloud"]:
         # an assumed role must outlive the job: STS allows at most 12 h

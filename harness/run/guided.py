@@ -73,8 +73,9 @@ def run_step(run: CellRun, outcome: CellOutcome, deployment: GuideRunner, step: 
                             attach=attach)
     if result is None:
         return endpoint
-    outcome.versions["mlflow_server"] = result.mlflow_version
-    return result
+    moved: Endpoint = result
+    outcome.versions["mlflow_server"] = moved.mlflow_version
+    return moved
 
 
 def _guide_step(deployment: GuideRunner, guide: Guide, step: GuideStep,
@@ -86,7 +87,9 @@ def _guide_step(deployment: GuideRunner, guide: Guide, step: GuideStep,
         if raised is exc:
             raise
         raise raised from exc
-    server_moved = step.do in ("refresh", "integrate") or step.action == "restore"
+    # the server's release is checked where the step moved the server (not after MinIO's refresh)
+    server_moved = (step.do == "refresh" and guide.bundle_app(step.app) == SERVER_APP) \
+        or step.do == "integrate" or step.action == "restore"
     if endpoint is not None and server_moved and guide.kind != "backup":
         return check_server_version(endpoint, target, f"{guide.kind}/{step.id}")
     return endpoint
@@ -115,11 +118,11 @@ def rollback(run: CellRun, outcome: CellOutcome, deployment: GuideRunner, step: 
     """A one-way guide: moving back to the source channel must be refused (or detected)."""
     cell = outcome.cell
     assert isinstance(deployment, Deployment)
+    attach = partial(_collect_to, deployment, cell_dir)
     try:
         refusal = run._phase(outcome, "rollback", partial(deployment.refuse_rollback, cell.channel),
                              label=f"rollback to {cell.channel.name} ({step.reason[:120]}): "
-                                   "must be refused", attach=partial(_collect_to, deployment,
-                                                                     cell_dir))
+                                   "must be refused", attach=attach)
     except _PhaseFailed:
         return
     outcome.phases[-1].message = f"refused, as the guide says: {refusal}"
