@@ -53,6 +53,7 @@ MARIADB_HINT = "install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-ser
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/libexec")
 START_ATTEMPTS = 3
 CANARY_NAME = "mlflow-matrix-canary.txt"
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
 PORT_GRACE = 10.0  # seconds a running part may refuse connections before it counts as dead
 TEARDOWN_GRACE = 3.0  # seconds a process gets at teardown: its data is deleted right after
 # MLflow 3 serves with uvicorn, whose supervisor SIGKILLs a worker that misses a 5 s health ping.
@@ -618,6 +619,10 @@ class MariaDbStore:
         mariadbd, install_db = find_sbin("mariadbd"), find_sbin("mariadb-install-db")
         if not mariadbd or not install_db:
             raise CellSkipped("MariaDB is not installed", hint=MARIADB_HINT)
+        if len(os.fsencode(self.socket)) > SOCKET_PATH_MAX:
+            raise InfrastructureError(f"MariaDB's socket path {self.socket} is over "
+                                      f"{SOCKET_PATH_MAX} bytes (the kernel's limit)",
+                                      hint="set TMPDIR to a shorter directory, e.g. /tmp")
         data = self.root / "data"
         self.root.mkdir(parents=True, exist_ok=True)
         user = getpass.getuser()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,8 +73,15 @@ def _files(root: Path) -> dict[Path, bytes]:
 
 @pytest.mark.skipif(not Path("/usr/sbin/mariadbd").exists(), reason="MariaDB is not installed")
 def test_no_secret_reaches_reports_temp_dirs_command_lines_or_components(tmp_path):
-    tmp, reports = tmp_path / "tmp", tmp_path / "reports"
-    tmp.mkdir()
+    # a short TMPDIR of its own: MariaDB's socket path must stay under the 107-byte limit
+    tmp, reports = Path(tempfile.mkdtemp(prefix="sweep-", dir="/tmp")), tmp_path / "reports"
+    try:
+        _sweep(tmp, reports)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep(tmp: Path, reports: Path) -> None:
     env = {**os.environ, **GIVEN, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--platform", "local-mysql", "--channel",
