@@ -78,7 +78,7 @@ def _expect_defects(item: pytest.Item, defects: list[KnownDefect]) -> None:
     item.stash[DEFECTS_KEY] = defects
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)  # inside allure-pytest: it sees the xfail
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Accept the test's failure only if it looks like one of its defects (the signature).
 

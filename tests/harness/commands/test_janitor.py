@@ -20,7 +20,7 @@ def test_janitor_releases_what_a_killed_run_left(tmp_path, slow_scenarios):
     reports = tmp_path / "reports"
     marker = tmp_path / "started"
     env = {**os.environ, "MLFLOW_MATRIX_SCENARIOS_DIR": str(slow_scenarios),
-           "MLFLOW_MATRIX_TEST_SLOW_MARKER": str(marker)}
+           "SLOW_SCENARIO_MARKER": str(marker)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--platform", "local", "--channel",
          "2.22/stable", "--scenario", "tracking", "--reports-dir", str(reports)],

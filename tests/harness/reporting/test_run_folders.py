@@ -111,7 +111,7 @@ def test_plan_is_what_runs_and_each_run_gets_its_own_folder(tmp_path, scenarios)
     # the closing summary names the red cell, why, and the log to open
     summary = second.stderr[second.stderr.index("summary of run"):]
     assert "1 failed" in summary
-    failed = re.search(r"FAILED\s+local · 2\.22/stable: scenarios persistence "
+    failed = re.search(r"FAILED\s+local · 2\.22/stable: (?:partial: [^;]+; )?scenarios persistence "
                        r"\[\+before-restart\]: (.+)", summary)
     assert failed and "1 failed" in failed.group(1)
     log = re.search(r"log: (\S+)", summary).group(1)

@@ -43,7 +43,7 @@ def test_signal_during_scenarios_releases_everything(tmp_path, slow_scenarios, s
     reports = tmp_path / "reports"
     marker = tmp_path / "started"
     env = {**os.environ, "MLFLOW_MATRIX_SCENARIOS_DIR": str(slow_scenarios),
-           "MLFLOW_MATRIX_TEST_SLOW_MARKER": str(marker)}
+           "SLOW_SCENARIO_MARKER": str(marker)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", *ARGS, "--reports-dir", str(reports)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -122,7 +122,7 @@ def test_ctrl_c_through_tox_tears_everything_down(tmp_path, slow_scenarios):
     marker = tmp_path / "started"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TOX_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update(MLFLOW_MATRIX_SCENARIOS_DIR=str(slow_scenarios), MLFLOW_MATRIX_TEST_SLOW_MARKER=str(marker))
+    env.update(MLFLOW_MATRIX_SCENARIOS_DIR=str(slow_scenarios), SLOW_SCENARIO_MARKER=str(marker))
     workdir = ROOT / ".tox" / "interrupt-test"  # built once (~1 min), reused afterwards
     proc = subprocess.Popen(
         ["tox", "--workdir", str(workdir), "-e", "matrix", "--", *ARGS,
