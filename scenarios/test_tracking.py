@@ -21,7 +21,7 @@ import allure
 import mlflow
 import pytest
 from _helpers import expect_refusal
-from _rules import CLIENT_CONSTANTS, rule, source
+from _rules import CLIENT_CONSTANTS, not_applicable, rule, source
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from packaging.version import Version
