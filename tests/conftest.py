@@ -51,3 +51,11 @@ def run_harness(args: list[str], env: dict[str, str] | None = None, timeout: flo
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})},
                           cwd=ROOT)
+
+
+@pytest.fixture(autouse=True)
+def _outside_tox(monkeypatch):
+    """The harness words its hints for the shell it runs in (harness/system/hints.py): under
+    `tox -e unit` that would be tox's. Tests see a plain shell; test_hints sets tox's own."""
+    for name in [k for k in os.environ if k.startswith("TOX_")]:
+        monkeypatch.delenv(name)

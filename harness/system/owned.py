@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,17 @@ def cmdline_digest(pid: int) -> str | None:
 
 
 def identity(pid: int) -> dict[str, Any]:
-    """What to record of a process the harness just started (after exec: Popen has returned)."""
-    return {"pid": pid, "pgid": pid, "started": start_time(pid), "cmdline": cmdline_digest(pid)}
+    """What to record of a process the harness just started (after exec: Popen has returned).
+
+    Right after exec the kernel can still show an empty command line for a moment (seen under
+    load): read again, briefly, rather than record an entry the janitor must refuse."""
+    started, digest = start_time(pid), cmdline_digest(pid)
+    for _ in range(40):
+        if started and digest:
+            break
+        time.sleep(0.025)
+        started, digest = started or start_time(pid), digest or cmdline_digest(pid)
+    return {"pid": pid, "pgid": pid, "started": started, "cmdline": digest}
 
 
 def recorded_group(resource: Mapping[str, Any]) -> int | None:
