@@ -300,6 +300,7 @@ class LocalDeployment:
         assert self.s3 is not None and self.s3.service is not None
         self.s3.service.stop(timeout=30)  # a pod's grace: the data must be flushed, not killed
         self.s3.start(same_ports=True)
+        self.s3.wait_serving(self.settings.bucket)
 
     def db_store(self) -> SqlStore:
         assert self.db is not None, "deploy() first"
@@ -480,6 +481,29 @@ class SeaweedS3:
             return  # any HTTP answer (403 without credentials) means the gateway is serving
         except OSError as exc:
             raise NotYet(f"S3 gateway not answering yet ({exc})") from None
+
+    def wait_serving(self, bucket: str) -> None:
+        """After a restart the gateway answers before its volumes serve reads (InternalError):
+        ready once the bucket's first object reads back, as a MinIO pod is once Ready."""
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
+                              aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                              config=Config(retries={"max_attempts": 1}, connect_timeout=3,
+                                            read_timeout=10))
+
+        def serving() -> None:
+            try:
+                listed = client.list_objects_v2(Bucket=bucket, MaxKeys=1).get("Contents", [])
+                if listed:
+                    client.get_object(Bucket=bucket, Key=listed[0]["Key"])["Body"].read()
+            except (BotoCoreError, ClientError) as exc:
+                raise NotYet(f"S3 not serving reads yet ({exc})") from None
+
+        wait_for(serving, what=f"bucket {bucket!r} readable after the S3 restart",
+                 timeout=self.timeout)
 
     def create_bucket(self, bucket: str) -> None:
         import boto3
