@@ -482,17 +482,22 @@ class SeaweedS3:
         except OSError as exc:
             raise NotYet(f"S3 gateway not answering yet ({exc})") from None
 
+    def _client(self) -> Any:
+        """boto3 against this gateway, one attempt per call: the waits own the retries."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key, region_name="us-east-1",
+                            config=Config(retries={"max_attempts": 1}, connect_timeout=3,
+                                          read_timeout=10))
+
     def wait_serving(self, bucket: str) -> None:
         """After a restart the gateway answers before its volumes serve reads (InternalError):
         ready once the bucket's first object reads back, as a MinIO pod is once Ready."""
-        import boto3
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
-                              aws_secret_access_key=self.secret_key, region_name="us-east-1",
-                              config=Config(retries={"max_attempts": 1}, connect_timeout=3,
-                                            read_timeout=10))
+        client = self._client()
 
         def serving() -> None:
             try:
@@ -506,14 +511,9 @@ class SeaweedS3:
                  timeout=self.timeout)
 
     def create_bucket(self, bucket: str) -> None:
-        import boto3
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-        client = boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
-                              aws_secret_access_key=self.secret_key, region_name="us-east-1",
-                              config=Config(retries={"max_attempts": 1}, connect_timeout=3,
-                                            read_timeout=10))
+        client = self._client()
 
         def create() -> None:
             try:
